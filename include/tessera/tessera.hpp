@@ -1,0 +1,6 @@
+// tessera/tessera.hpp: the umbrella header. Includes every module umbrella.
+#pragma once
+
+#include <tessera/config.hpp>
+#include <tessera/core/core.hpp>
+#include <tessera/simd/simd.hpp>
