@@ -1,0 +1,6 @@
+// tessera/io/io.hpp: the io module umbrella (checkpoint reading: mmap, GGUF, safetensors,
+// weight_map, config).
+#pragma once
+
+#include <tessera/io/mmap.hpp>
+#include <tessera/io/gguf.hpp>

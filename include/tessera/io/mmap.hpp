@@ -1,0 +1,210 @@
+// tessera/io/mmap.hpp: read-only file mappings (POSIX mmap, with a plain-read fallback).
+//
+// A mapped_file is the bytes of one file, immutable for its lifetime. Opening maps the file and
+// reads nothing: pages come in when a tensor is first touched. When mmap is unavailable (a pipe,
+// a file system that refuses it) the file is read once into an aligned buffer instead. Tests and
+// writers can also wrap bytes they already hold (from_bytes). Readers share one mapping through a
+// std::shared_ptr<const mapped_file>, so views into it stay valid as long as any owner lives.
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tessera/config.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/tensor.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace io {
+
+/// The read-only bytes of one file: mapped, read, or given.
+class mapped_file {
+ public:
+  enum class mode { mapped, read, memory };
+
+  mapped_file() = default;
+  mapped_file(const mapped_file&) = delete;
+  mapped_file& operator=(const mapped_file&) = delete;
+  mapped_file(mapped_file&& o) noexcept { swap(o); }
+  mapped_file& operator=(mapped_file&& o) noexcept {
+    if (this != &o) {
+      mapped_file tmp(std::move(o));
+      swap(tmp);
+    }
+    return *this;
+  }
+  ~mapped_file() { release(); }
+
+  /// Maps `path` read-only; throws io_error naming the file when it cannot be opened.
+  /// `allow_mmap = false` forces the plain-read path (tested; used where mmap is refused).
+  static mapped_file open(const std::filesystem::path& path, bool allow_mmap = true) {
+    mapped_file f;
+    f.name_ = path.string();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw io_error(f.name_ + ": cannot open: " + std::strerror(errno));
+    struct fd_closer {
+      int fd;
+      ~fd_closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw io_error(f.name_ + ": cannot stat: " + std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) throw io_error(f.name_ + ": is a directory, expected a file");
+    if (S_ISREG(st.st_mode)) {
+      f.size_ = static_cast<std::size_t>(st.st_size);
+      if (f.size_ == 0) {
+        f.mode_ = mode::read;
+        return f;
+      }
+      if (allow_mmap) {
+        void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p != MAP_FAILED) {
+          f.data_ = static_cast<const std::byte*>(p);
+          f.mode_ = mode::mapped;
+          return f;
+        }
+      }
+    }
+    f.read_all(fd);
+    return f;
+  }
+
+  /// Wraps bytes held in memory (tests, freshly written files); `name` appears in messages.
+  static mapped_file from_bytes(std::vector<std::byte> bytes, std::string name) {
+    mapped_file f;
+    f.name_ = std::move(name);
+    f.size_ = bytes.size();
+    f.owned_ = std::move(bytes);
+    f.owned_.shrink_to_fit();
+    f.data_ = f.owned_.data();
+    f.mode_ = mode::memory;
+    return f;
+  }
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// The path (or given name) used in every error message about this file.
+  const std::string& name() const noexcept { return name_; }
+  mode how() const noexcept { return mode_; }
+
+ private:
+  void read_all(int fd) {
+    // Regular file refused by mmap: one read of the known size. Otherwise (pipe): grow as we go.
+    std::vector<std::byte> buf(size_);
+    std::size_t got = 0;
+    for (;;) {
+      if (got == buf.size()) buf.resize(buf.empty() ? 65536 : buf.size() * 2);
+      const ssize_t n = ::read(fd, buf.data() + got, buf.size() - got);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw io_error(name_ + ": read failed: " + std::strerror(errno));
+      }
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    buf.resize(got);
+    // Copy into 64-byte aligned storage so that aligned views work as with a mapping.
+    size_ = got;
+    aligned_ = detail::aligned_buffer<std::byte>(static_cast<index_t>(got));
+    if (got) std::memcpy(aligned_.get(), buf.data(), got);
+    data_ = aligned_.get();
+    mode_ = mode::read;
+  }
+
+  void release() noexcept {
+    if (mode_ == mode::mapped && data_) ::munmap(const_cast<std::byte*>(data_), size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+
+  void swap(mapped_file& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(mode_, o.mode_);
+    std::swap(name_, o.name_);
+    std::swap(owned_, o.owned_);
+    std::swap(aligned_, o.aligned_);
+    // owned_ moved with its buffer: the pointer stays valid (vector move keeps the allocation).
+  }
+
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  mode mode_ = mode::memory;
+  std::string name_;
+  std::vector<std::byte> owned_;
+  std::unique_ptr<std::byte[], detail::aligned_deleter> aligned_;
+};
+
+/// Opens `path` into a shared mapping (what readers keep).
+inline std::shared_ptr<const mapped_file> map_file(const std::filesystem::path& path, bool allow_mmap = true) {
+  return std::make_shared<const mapped_file>(mapped_file::open(path, allow_mmap));
+}
+
+namespace detail {
+
+/// Bounds-checked little-endian cursor over a byte range; every failure is a format_error that
+/// names the file and what was being read. Never reads past `size`.
+class byte_reader {
+ public:
+  byte_reader(const std::byte* data, std::size_t size, const std::string& file) noexcept
+      : data_(data), size_(size), file_(file) {}
+
+  std::size_t pos() const noexcept { return pos_; }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t remaining() const noexcept { return size_ - pos_; }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw format_error(file_ + ": " + what + " (at byte " + std::to_string(pos_) + " of " +
+                       std::to_string(size_) + ")");
+  }
+
+  void need(std::size_t n, const char* what) const {
+    if (n > size_ - pos_) fail(std::string("truncated: need ") + std::to_string(n) + " bytes for " + what);
+  }
+
+  template <class T>
+  T read(const char* what) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, data_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+
+  std::string_view read_bytes(std::size_t n, const char* what) {
+    need(n, what);
+    std::string_view s(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+    return s;
+  }
+
+  void seek(std::size_t p, const char* what) {
+    if (p > size_) fail(std::string("offset ") + std::to_string(p) + " past the end for " + what);
+    pos_ = p;
+  }
+
+ private:
+  const std::byte* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+  const std::string& file_;
+};
+
+}  // namespace detail
+}  // namespace io
+}  // namespace v0
+}  // namespace tessera
