@@ -4,3 +4,4 @@
 
 #include <tessera/io/mmap.hpp>
 #include <tessera/io/gguf.hpp>
+#include <tessera/io/gguf_quants.hpp>
