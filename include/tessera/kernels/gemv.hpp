@@ -1,12 +1,25 @@
 // tessera/kernels/gemv.hpp: decode-path matrix-vector product, y = w · x.
 //
 //   x: (k) f32, contiguous
-//   w: (n, k) weights, f32 / f16 / bf16, rows contiguous (nn.Linear layout), read directly
+//   w: (n, k) weights, f32 / f16 / bf16, rows contiguous (nn.Linear layout; row stride >= k), read directly
 //   y: (n) f32, contiguous; overwritten
 //
 // Decode is bound by memory bandwidth: every weight byte is read once per token, so the narrow
-// types are read as they are stored and widened in registers. Rows are split over threads.
+// types are read as they are stored and widened in registers (f16: F16C vcvtph2ps; bf16: zero
+// extend and shift left by 16, which is exact). Four rows are processed together so each load of
+// x feeds four FMAs, and rows are split over threads (parallel_for) in contiguous ranges.
+//
+// gemv_rows(a, w, c) is the same kernel for a handful of activation rows at once (c = a · wᵀ with
+// m <= 4): gemm uses it for tiny m, where packing the weights would cost more than it saves.
 #pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__AVX512F__) || defined(__F16C__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/parallel.hpp>
@@ -18,15 +31,107 @@ inline namespace v0 {
 namespace kernels {
 
 namespace detail {
+
+/// batch<float, Arch>::size consecutive weights at p, widened to f32 in registers.
+template <class Arch, class W>
+TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> load_widened(const W* p) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  using U = std::remove_const_t<W>;
+  if constexpr (std::is_same_v<U, float>) {
+    return batch::load_unaligned(p);
+  } else {
+#if defined(__AVX512F__)
+    if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      if constexpr (std::is_same_v<U, f16>) return batch(_mm512_cvtph_ps(h));
+      else return batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    }
+#endif
+#if defined(__AVX2__) && defined(__F16C__)
+    if constexpr (std::is_base_of_v<xsimd::avx2, Arch> && batch::size == 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      if constexpr (std::is_same_v<U, f16>) return batch(_mm256_cvtph_ps(h));
+      else return batch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+#endif
+    // Generic fallback: widen through a small aligned buffer.
+    alignas(64) float tmp[batch::size];
+    for (std::size_t i = 0; i < batch::size; ++i) tmp[i] = to_float(p[i]);
+    return batch::load_aligned(tmp);
+  }
+}
+
+/// Is this Arch one load_widened reads narrow types with in-register conversion (not the fallback)?
+template <class Arch>
+constexpr bool has_fast_widen() noexcept {
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) return true;
+#endif
+#if defined(__AVX2__) && defined(__F16C__)
+  if constexpr (std::is_base_of_v<xsimd::avx2, Arch>) return true;
+#endif
+  return false;
+}
+
 template <class W>
 void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<const W, 2>& w,
                        const tensor_view<float, 1>& y) {
   expect_equal(x.extent(0), w.extent(1), "gemv: x length (k) vs w columns (k)");
   expect_equal(y.extent(0), w.extent(0), "gemv: y length vs w rows (n)");
   expect_rows_contiguous(w, "gemv: w");
-  if (x.extent(0) > 1 && x.stride(0) != 1) throw shape_error("gemv: x must be contiguous");
-  if (y.extent(0) > 1 && y.stride(0) != 1) throw shape_error("gemv: y must be contiguous");
+  if (x.extent(0) > 1 && x.stride(0) != 1) throw shape_error("gemv: x must be contiguous (stride " + std::to_string(x.stride(0)) + ")");
+  if (y.extent(0) > 1 && y.stride(0) != 1) throw shape_error("gemv: y must be contiguous (stride " + std::to_string(y.stride(0)) + ")");
 }
+
+/// y[j] = dot(w row j, x) for rows [lo, hi) of w (row stride ldw), M activation vectors at once:
+/// out[i * ldy + j] = dot(w row j, xs[i]). The vectorized leaf of gemv and of gemm for tiny m.
+template <int M, class Arch, class W>
+void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
+                     index_t lo, index_t hi) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t lanes = batch::size;
+  constexpr int R = M == 1 ? 4 : (M == 2 ? 2 : 1);  // rows of w per step: R * M accumulators
+  const index_t kv = k / lanes * lanes;
+  index_t j = lo;
+  for (; j + R <= hi; j += R) {
+    batch acc[R][M];
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < M; ++i) acc[r][i] = batch(0.f);
+    for (index_t p = 0; p < kv; p += lanes) {
+      batch xv[M];
+      for (int i = 0; i < M; ++i) xv[i] = batch::load_unaligned(xs[i] + p);
+      for (int r = 0; r < R; ++r) {
+        const batch wv = load_widened<Arch>(w + (j + r) * ldw + p);
+        for (int i = 0; i < M; ++i) acc[r][i] = xsimd::fma(wv, xv[i], acc[r][i]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < M; ++i) {
+        float s = xsimd::hadd(acc[r][i]);
+        const W* row = w + (j + r) * ldw;
+        for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * xs[i][p];
+        out[i * ldy + j + r] = s;
+      }
+  }
+  for (; j < hi; ++j) {  // leftover rows, one at a time
+    batch acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = batch(0.f);
+    const W* row = w + j * ldw;
+    for (index_t p = 0; p < kv; p += lanes) {
+      const batch wv = load_widened<Arch>(row + p);
+      for (int i = 0; i < M; ++i) acc[i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p), acc[i]);
+    }
+    for (int i = 0; i < M; ++i) {
+      float s = xsimd::hadd(acc[i]);
+      for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * xs[i][p];
+      out[i * ldy + j] = s;
+    }
+  }
+}
+
+/// Rows of w per parallel_for grain: enough work per thread to cover the fork cost.
+inline index_t gemv_grain(index_t k) noexcept { return std::max<index_t>(16, 32768 / std::max<index_t>(k, 1)); }
+
 }  // namespace detail
 
 /// y = w · x, scalar reference.
@@ -42,32 +147,23 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
   }
 }
 
-/// y = w · x, vectorized over k, rows split over threads.
+/// y = w · x, vectorized over k (narrow weights widened in registers), rows split over threads.
 template <class W, class Arch = simd::default_arch>
 void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<float, 1> y, Arch = {}) {
-  detail::check_gemv_shapes(x, w, y);
-  const auto [n, k] = w.extents();
-  const float* xp = x.data();
-  float* yp = y.data();
-  parallel_for(0, n, 64, [&](index_t lo, index_t hi) {
-    for (index_t j = lo; j < hi; ++j) {
-      const W* row = w.row(j);
-      float acc = 0.f;
-      if constexpr (std::is_same_v<std::remove_const_t<W>, float>) {
-        using batch = xsimd::batch<float, Arch>;
-        constexpr index_t lanes = batch::size;
-        batch vacc(0.f);
-        index_t p = 0;
-        for (; p + lanes <= k; p += lanes)
-          vacc = xsimd::fma(batch::load_unaligned(row + p), batch::load_unaligned(xp + p), vacc);
-        acc = xsimd::reduce_add(vacc);
-        for (; p < k; ++p) acc += row[p] * xp[p];
-      } else {
-        for (index_t p = 0; p < k; ++p) acc += to_float(row[p]) * xp[p];
-      }
-      yp[j] = acc;
-    }
-  });
+  if constexpr (simd::is_scalar_v<Arch>) {
+    gemv(x, w, y, simd::scalar{});
+  } else {
+    detail::check_gemv_shapes(x, w, y);
+    const auto [n, k] = w.extents();
+    if (n == 0) return;
+    const float* xs[1] = {x.data()};
+    const W* wp = w.data();
+    const index_t ldw = n > 1 ? w.stride(0) : k;
+    float* yp = y.data();
+    parallel_for(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
+      detail::gemv_rows_range<1, Arch>(xs, wp, ldw, k, yp, 0, lo, hi);
+    });
+  }
 }
 
 }  // namespace kernels
