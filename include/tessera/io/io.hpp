@@ -5,3 +5,4 @@
 #include <tessera/io/mmap.hpp>
 #include <tessera/io/gguf.hpp>
 #include <tessera/io/gguf_quants.hpp>
+#include <tessera/io/safetensors.hpp>
