@@ -6,3 +6,4 @@
 #include <tessera/io/gguf.hpp>
 #include <tessera/io/gguf_quants.hpp>
 #include <tessera/io/safetensors.hpp>
+#include <tessera/io/weights.hpp>

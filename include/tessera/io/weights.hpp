@@ -1,0 +1,571 @@
+// tessera/io/weights.hpp: weight_map, name → typed view over a checkpoint's mapped files.
+//
+// A weight_map opens a Hugging Face folder (model.safetensors, or shards listed in
+// model.safetensors.index.json) or one .gguf file, and hands out tensors by their Hugging Face
+// name, in the Hugging Face layout, whatever the file:
+//   - GGUF names are mapped to HF names with one table per architecture (llama, mistral, qwen2,
+//     gpt2, mamba, mamba2): `blk.0.attn_q.weight` → `model.layers.0.self_attn.q_proj.weight`.
+//     GGUF tensors with no table entry keep their GGUF name.
+//   - ggml dims are innermost-first: a GGUF tensor with ne = [k, n] is our (n, k).
+//   - What llama.cpp's convert_hf_to_gguf.py changed is undone: the q/k row permutation of
+//     `llama` (RoPE pairs interleaved → HF rotate-half halves), GPT-2's transposed Conv1D weights,
+//     Mamba's A = -exp(A_log) (→ A_log = log(-A)) and squeezed / reshaped conv1d, A, D and norm.
+// view<T, Rank>(name) is zero-copy into the mapping when the stored dtype is T, nothing needs
+// undoing and the data is aligned; otherwise the tensor is materialized once into owned aligned
+// storage. f32<Rank>(name) converts f16 / bf16 / quantized tensors to f32 once and caches the
+// result. After open() every member may be called from many threads at once.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <tessera/config.hpp>
+#include <tessera/core/dtype.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/tensor.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/io/gguf.hpp>
+#include <tessera/io/gguf_quants.hpp>
+#include <tessera/io/mmap.hpp>
+#include <tessera/io/safetensors.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace io {
+
+/// What one weight is, as models see it.
+struct weight_info {
+  std::string name;               // Hugging Face name
+  std::string file;               // the file it lives in
+  std::string file_name;          // its name inside that file (the GGUF name for GGUF)
+  std::string type_name;          // stored type as the file names it: "F32", "BF16", "Q4_K", "F8_E4M3"
+  std::optional<dtype> type;      // the tessera dtype, nullopt when quantized / unsupported
+  std::vector<index_t> extents;   // outermost first, Hugging Face layout
+  std::int64_t numel = 0;
+  std::uint64_t nbytes = 0;       // bytes in the file
+};
+
+/// What a GGUF-to-HF mapping does to a tensor's data besides renaming it.
+enum class weight_transform {
+  none,
+  unpermute_rope,   // llama q/k: rows (n_head, head_dim/2, 2) → (n_head, 2, head_dim/2)
+  transpose,        // GPT-2 Conv1D: (out, in) → (in, out)
+  log_neg,          // Mamba A = -exp(A_log) → A_log = log(-A)
+};
+
+namespace detail {
+
+/// Levenshtein distance (for "did you mean" suggestions).
+inline std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+struct gguf_name_rule {
+  std::string_view gguf;  // per-layer part after "blk.N." (or the whole name for global rules), without suffix
+  std::string_view hf;    // with "{}" for the layer index
+};
+
+// One table per architecture (gguf-py tensor_mapping.py, read in reverse).
+inline constexpr gguf_name_rule llama_global[] = {
+    {"token_embd", "model.embed_tokens"}, {"output_norm", "model.norm"}, {"output", "lm_head"}};
+inline constexpr gguf_name_rule llama_layer[] = {
+    {"attn_norm", "model.layers.{}.input_layernorm"},  {"attn_q", "model.layers.{}.self_attn.q_proj"},
+    {"attn_k", "model.layers.{}.self_attn.k_proj"},    {"attn_v", "model.layers.{}.self_attn.v_proj"},
+    {"attn_output", "model.layers.{}.self_attn.o_proj"}, {"ffn_norm", "model.layers.{}.post_attention_layernorm"},
+    {"ffn_gate", "model.layers.{}.mlp.gate_proj"},     {"ffn_up", "model.layers.{}.mlp.up_proj"},
+    {"ffn_down", "model.layers.{}.mlp.down_proj"}};
+inline constexpr gguf_name_rule gpt2_global[] = {{"token_embd", "transformer.wte"},
+                                                 {"position_embd", "transformer.wpe"},
+                                                 {"output_norm", "transformer.ln_f"},
+                                                 {"output", "lm_head"}};
+inline constexpr gguf_name_rule gpt2_layer[] = {
+    {"attn_norm", "transformer.h.{}.ln_1"},       {"attn_qkv", "transformer.h.{}.attn.c_attn"},
+    {"attn_output", "transformer.h.{}.attn.c_proj"}, {"ffn_norm", "transformer.h.{}.ln_2"},
+    {"ffn_up", "transformer.h.{}.mlp.c_fc"},      {"ffn_down", "transformer.h.{}.mlp.c_proj"}};
+inline constexpr gguf_name_rule mamba_global[] = {
+    {"token_embd", "backbone.embeddings"}, {"output_norm", "backbone.norm_f"}, {"output", "lm_head"}};
+inline constexpr gguf_name_rule mamba_layer[] = {
+    {"attn_norm", "backbone.layers.{}.norm"},         {"ssm_in", "backbone.layers.{}.mixer.in_proj"},
+    {"ssm_conv1d", "backbone.layers.{}.mixer.conv1d"}, {"ssm_x", "backbone.layers.{}.mixer.x_proj"},
+    {"ssm_dt", "backbone.layers.{}.mixer.dt_proj"},   {"ssm_a", "backbone.layers.{}.mixer.A_log"},
+    {"ssm_d", "backbone.layers.{}.mixer.D"},          {"ssm_out", "backbone.layers.{}.mixer.out_proj"}};
+inline constexpr gguf_name_rule mamba2_layer[] = {
+    {"attn_norm", "backbone.layers.{}.norm"},         {"ssm_in", "backbone.layers.{}.mixer.in_proj"},
+    {"ssm_conv1d", "backbone.layers.{}.mixer.conv1d"}, {"ssm_a", "backbone.layers.{}.mixer.A_log"},
+    {"ssm_d", "backbone.layers.{}.mixer.D"},          {"ssm_norm", "backbone.layers.{}.mixer.norm"},
+    {"ssm_out", "backbone.layers.{}.mixer.out_proj"}};
+
+}  // namespace detail
+
+/// The GGUF architectures whose tensor names weight_map maps to Hugging Face names.
+inline const std::vector<std::string>& gguf_mapped_architectures() {
+  static const std::vector<std::string> v = {"llama", "mistral", "qwen2", "gpt2", "mamba", "mamba2"};
+  return v;
+}
+
+/// The Hugging Face name of GGUF tensor `gguf_name` of architecture `arch`, or "" when the
+/// architecture's table has no entry for it.
+inline std::string gguf_to_hf_name(std::string_view arch, std::string_view gguf_name) {
+  using namespace detail;
+  std::span<const gguf_name_rule> global, layer;
+  if (arch == "llama" || arch == "mistral" || arch == "qwen2") {
+    global = llama_global;
+    layer = llama_layer;
+  } else if (arch == "gpt2") {
+    global = gpt2_global;
+    layer = gpt2_layer;
+  } else if (arch == "mamba") {
+    global = mamba_global;
+    layer = mamba_layer;
+  } else if (arch == "mamba2") {
+    global = mamba_global;
+    layer = mamba2_layer;
+  } else {
+    return {};
+  }
+  // Split off the suffix (.weight / .bias); ssm_a / ssm_d have none.
+  std::string_view base = gguf_name, suffix;
+  for (std::string_view s : {std::string_view(".weight"), std::string_view(".bias")})
+    if (base.size() > s.size() && base.substr(base.size() - s.size()) == s) {
+      suffix = s;
+      base.remove_suffix(s.size());
+      break;
+    }
+  if (arch == "mamba2" && base.starts_with("blk.") && base.ends_with(".ssm_dt") && suffix == ".bias") {
+    const std::string_view bid = base.substr(4, base.size() - 4 - 7);
+    return "backbone.layers." + std::string(bid) + ".mixer.dt_bias";
+  }
+  if (base.starts_with("blk.")) {
+    const std::size_t dot = base.find('.', 4);
+    if (dot == std::string_view::npos) return {};
+    const std::string_view bid = base.substr(4, dot - 4);
+    if (bid.empty() || !std::all_of(bid.begin(), bid.end(), [](char c) { return c >= '0' && c <= '9'; })) return {};
+    const std::string_view rest = base.substr(dot + 1);
+    for (const auto& r : layer)
+      if (r.gguf == rest) {
+        std::string hf(r.hf);
+        hf.replace(hf.find("{}"), 2, bid);
+        return hf + std::string(suffix);
+      }
+    return {};
+  }
+  for (const auto& r : global)
+    if (r.gguf == base) return std::string(r.hf) + std::string(suffix);
+  return {};
+}
+
+class weight_map {
+ public:
+  weight_map() = default;
+  weight_map(const weight_map&) = delete;
+  weight_map& operator=(const weight_map&) = delete;
+  weight_map(weight_map&&) noexcept = default;
+  weight_map& operator=(weight_map&&) noexcept = default;
+
+  /// Opens a Hugging Face folder (single or sharded safetensors), a .safetensors file, a
+  /// model.safetensors.index.json, or a .gguf file. io_error when nothing can be read there,
+  /// format_error for malformed files.
+  static weight_map open(const std::filesystem::path& path) {
+    namespace fs = std::filesystem;
+    weight_map m;
+    m.source_ = path.string();
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      if (fs::exists(path / "model.safetensors.index.json")) {
+        m.load_index(path / "model.safetensors.index.json");
+      } else if (fs::exists(path / "model.safetensors")) {
+        m.load_safetensors(std::make_shared<safetensors_file>(path / "model.safetensors"));
+      } else {
+        std::vector<fs::path> st, gg;
+        for (const auto& e : fs::directory_iterator(path)) {
+          if (e.path().extension() == ".safetensors") st.push_back(e.path());
+          if (e.path().extension() == ".gguf") gg.push_back(e.path());
+        }
+        std::sort(st.begin(), st.end());
+        if (!st.empty()) {
+          for (const auto& p : st) m.load_safetensors(std::make_shared<safetensors_file>(p));
+        } else if (gg.size() == 1) {
+          m.load_gguf(std::make_shared<gguf_file>(gg[0]));
+        } else {
+          throw io_error(path.string() + ": no model.safetensors, model.safetensors.index.json, *.safetensors or single "
+                                         "*.gguf in this folder");
+        }
+      }
+    } else if (!fs::exists(path, ec)) {
+      throw io_error(path.string() + ": no such file or folder");
+    } else if (path.filename().string().ends_with(".index.json")) {
+      m.load_index(path);
+    } else {
+      auto file = map_file(path);
+      if (file->size() >= 4 && std::memcmp(file->data(), "GGUF", 4) == 0)
+        m.load_gguf(std::make_shared<gguf_file>(file));
+      else
+        m.load_safetensors(std::make_shared<safetensors_file>(file));
+    }
+    m.finish();
+    return m;
+  }
+
+  /// The path given to open().
+  const std::string& source() const noexcept { return source_; }
+  /// The GGUF file (tokenizer metadata, architecture), or nullptr for safetensors checkpoints.
+  const gguf_file* gguf() const noexcept { return gguf_.get(); }
+  /// The files the weights live in.
+  std::vector<std::string> files() const {
+    std::vector<std::string> f;
+    for (const auto& s : st_files_) f.push_back(s->path());
+    if (gguf_) f.push_back(gguf_->path());
+    return f;
+  }
+
+  bool contains(std::string_view name) const { return index_.count(std::string(name)) != 0; }
+  /// format_error naming the tensor, the checkpoint and the closest names when absent.
+  const weight_info& info(std::string_view name) const { return entry_of(name).info; }
+  /// All weight names, sorted.
+  std::vector<std::string> names() const {
+    std::vector<std::string> n;
+    for (const auto& e : entries_) n.push_back(e->info.name);
+    std::sort(n.begin(), n.end());
+    return n;
+  }
+  std::size_t size() const noexcept { return entries_.size(); }
+  /// Bytes of all weights in their files.
+  std::uint64_t total_bytes() const noexcept {
+    std::uint64_t b = 0;
+    for (const auto& e : entries_) b += e->info.nbytes;
+    return b;
+  }
+  /// Number of elements of all weights.
+  std::int64_t total_numel() const noexcept {
+    std::int64_t n = 0;
+    for (const auto& e : entries_) n += e->info.numel;
+    return n;
+  }
+  /// Stored type name ("F32", "Q4_K", ...) → number of tensors.
+  std::map<std::string, index_t> dtype_counts() const {
+    std::map<std::string, index_t> c;
+    for (const auto& e : entries_) ++c[e->info.type_name];
+    return c;
+  }
+
+  /// A view of `name` as stored (dtype T, rank Rank): zero-copy into the mapping when possible.
+  template <class T, std::size_t Rank>
+  tensor_view<const T, Rank> view(std::string_view name) const {
+    const entry& e = entry_of(name);
+    const extents<Rank> ext = check_rank<Rank>(e, "view");
+    if (e.info.type != dtype_of<T>())
+      throw format_error("weight_map::view: tensor '" + e.info.name + "' in " + e.info.file + " has dtype " +
+                         e.info.type_name + ", requested " + std::string(dtype_name(dtype_of<T>())) +
+                         (e.info.type ? "" : " (use f32() to dequantize)"));
+    if (e.transform == weight_transform::none && reinterpret_cast<std::uintptr_t>(e.data) % alignof(T) == 0)
+      return tensor_view<const T, Rank>(reinterpret_cast<const T*>(e.data), ext);
+    std::call_once(*e.native_once, [&] { e.native = materialize_native(e); });
+    return tensor_view<const T, Rank>(reinterpret_cast<const T*>(e.native.get()), ext);
+  }
+
+  /// `name` as f32: zero-copy for aligned f32 tensors, converted once (and cached) otherwise.
+  template <std::size_t Rank>
+  tensor_view<const float, Rank> f32(std::string_view name) const {
+    const entry& e = entry_of(name);
+    const extents<Rank> ext = check_rank<Rank>(e, "f32");
+    if (e.info.type == dtype::f32 && e.transform != weight_transform::log_neg) return view<float, Rank>(name);
+    std::call_once(*e.f32_once, [&] { e.f32 = materialize_f32(e); });
+    return tensor_view<const float, Rank>(e.f32.get(), ext);
+  }
+
+ private:
+  using buffer = std::unique_ptr<std::byte[], tessera::detail::aligned_deleter>;
+  using fbuffer = std::unique_ptr<float[], tessera::detail::aligned_deleter>;
+
+  struct entry {
+    weight_info info;
+    const std::byte* data = nullptr;           // the stored bytes in the mapping
+    std::optional<ggml_type> ggml;             // GGUF storage type
+    std::vector<index_t> stored_extents;       // extents in the file (before transforms)
+    weight_transform transform = weight_transform::none;
+    index_t rope_heads = 0;                    // unpermute_rope: number of heads
+    mutable std::unique_ptr<std::once_flag> native_once = std::make_unique<std::once_flag>();
+    mutable std::unique_ptr<std::once_flag> f32_once = std::make_unique<std::once_flag>();
+    mutable buffer native;
+    mutable fbuffer f32;
+  };
+
+  const entry& entry_of(std::string_view name) const {
+    auto it = index_.find(std::string(name));
+    if (it != index_.end()) return *entries_[it->second];
+    std::vector<std::pair<std::size_t, std::string>> near;
+    for (const auto& e : entries_) near.emplace_back(detail::edit_distance(name, e->info.name), e->info.name);
+    std::sort(near.begin(), near.end());
+    std::string msg = "weight_map: tensor '" + std::string(name) + "' not found in " + source_;
+    if (!near.empty()) {
+      msg += " (closest:";
+      for (std::size_t k = 0; k < std::min<std::size_t>(3, near.size()); ++k) msg += (k ? ", '" : " '") + near[k].second + "'";
+      msg += ")";
+    }
+    throw format_error(msg);
+  }
+
+  template <std::size_t Rank>
+  static extents<Rank> check_rank(const entry& e, const char* op) {
+    if (e.info.extents.size() != Rank) {
+      std::string s = "(";
+      for (std::size_t i = 0; i < e.info.extents.size(); ++i) s += (i ? ", " : "") + std::to_string(e.info.extents[i]);
+      throw shape_error(std::string("weight_map::") + op + ": tensor '" + e.info.name + "' in " + e.info.file +
+                        " has shape " + s + ") of rank " + std::to_string(e.info.extents.size()) + ", requested rank " +
+                        std::to_string(Rank));
+    }
+    extents<Rank> ext{};
+    for (std::size_t i = 0; i < Rank; ++i) ext[i] = e.info.extents[i];
+    return ext;
+  }
+
+  // Row index mapping of the llama q/k un-permutation: HF row h*hd + j*hd/2 + i comes from GGUF
+  // row h*hd + 2*i + j (convert_hf_to_gguf's reshape(n_head, 2, hd/2, ...).swapaxes(1, 2)).
+  static std::int64_t rope_source_row(std::int64_t hf_row, std::int64_t head_dim) {
+    const std::int64_t h = hf_row / head_dim, r = hf_row % head_dim, half = head_dim / 2;
+    const std::int64_t j = r / half, i = r % half;
+    return h * head_dim + 2 * i + j;
+  }
+
+  // Applies the entry's transform to `src` (stored layout, elements of `elem` bytes) into `dst`.
+  static void apply_transform(const entry& e, const std::byte* src, std::byte* dst, std::size_t elem) {
+    const auto n = static_cast<std::size_t>(e.info.numel);
+    switch (e.transform) {
+      case weight_transform::none:
+        if (n) std::memcpy(dst, src, n * elem);
+        return;
+      case weight_transform::unpermute_rope: {
+        const std::int64_t rows = e.stored_extents[0];
+        const std::int64_t cols = rows ? e.info.numel / rows : 0;
+        const std::int64_t head_dim = rows / e.rope_heads;
+        const std::size_t row_bytes = static_cast<std::size_t>(cols) * elem;
+        for (std::int64_t r = 0; r < rows; ++r)
+          std::memcpy(dst + static_cast<std::size_t>(r) * row_bytes,
+                      src + static_cast<std::size_t>(rope_source_row(r, head_dim)) * row_bytes, row_bytes);
+        return;
+      }
+      case weight_transform::transpose: {
+        const std::int64_t rows = e.stored_extents[0], cols = e.stored_extents[1];
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < cols; ++c)
+            std::memcpy(dst + static_cast<std::size_t>(c * rows + r) * elem, src + static_cast<std::size_t>(r * cols + c) * elem, elem);
+        return;
+      }
+      case weight_transform::log_neg:
+        if (n) std::memcpy(dst, src, n * elem);  // the log is applied by the f32 path only
+        return;
+    }
+  }
+
+  static buffer materialize_native(const entry& e) {
+    if (e.transform == weight_transform::log_neg)
+      throw format_error("weight_map::view: tensor '" + e.info.name + "' in " + e.info.file +
+                         " is stored as A = -exp(A_log); use f32() to read it");
+    const std::size_t elem = dtype_size(*e.info.type);
+    buffer b = tessera::detail::aligned_buffer<std::byte>(static_cast<index_t>(std::max<std::size_t>(1, e.info.numel * elem)));
+    apply_transform(e, e.data, b.get(), elem);
+    return b;
+  }
+
+  static fbuffer materialize_f32(const entry& e) {
+    const auto n = static_cast<index_t>(e.info.numel);
+    fbuffer raw = tessera::detail::aligned_buffer<float>(std::max<index_t>(1, n));
+    // 1. convert the stored elements to f32 (stored layout)
+    if (e.ggml) {
+      if (!can_dequantize(*e.ggml))
+        throw format_error("weight_map::f32: tensor '" + e.info.name + "' in " + e.info.file + " has ggml type " +
+                           e.info.type_name + ", which tessera cannot dequantize");
+      dequantize(*e.ggml, e.data, raw.get(), n);
+    } else {
+      if (!e.info.type)
+        throw format_error("weight_map::f32: tensor '" + e.info.name + "' in " + e.info.file + " has dtype " +
+                           e.info.type_name + ", which tessera does not support");
+      const auto* p = e.data;
+      auto widen = [&](auto tag) {
+        using S = decltype(tag);
+        for (index_t i = 0; i < n; ++i) {
+          S v;
+          std::memcpy(&v, p + i * static_cast<index_t>(sizeof(S)), sizeof(S));
+          raw[static_cast<std::size_t>(i)] = static_cast<float>(v);
+        }
+      };
+      switch (*e.info.type) {
+        case dtype::f32: widen(float{}); break;
+        case dtype::f16: widen(f16{}); break;
+        case dtype::bf16: widen(bf16{}); break;
+        case dtype::f64: widen(double{}); break;
+        case dtype::i64: widen(std::int64_t{}); break;
+        case dtype::i32: widen(std::int32_t{}); break;
+        case dtype::i16: widen(std::int16_t{}); break;
+        case dtype::i8: widen(std::int8_t{}); break;
+        case dtype::u8: widen(std::uint8_t{}); break;
+        case dtype::boolean: widen(std::uint8_t{}); break;
+      }
+    }
+    // 2. undo what the converter did
+    if (e.transform == weight_transform::none) return raw;
+    if (e.transform == weight_transform::log_neg) {
+      for (index_t i = 0; i < n; ++i) raw[static_cast<std::size_t>(i)] = std::log(-raw[static_cast<std::size_t>(i)]);
+      return raw;
+    }
+    fbuffer out = tessera::detail::aligned_buffer<float>(std::max<index_t>(1, n));
+    apply_transform(e, reinterpret_cast<const std::byte*>(raw.get()), reinterpret_cast<std::byte*>(out.get()), sizeof(float));
+    return out;
+  }
+
+  void add(std::unique_ptr<entry> e) {
+    if (!index_.emplace(e->info.name, entries_.size()).second)
+      throw format_error(source_ + ": tensor '" + e->info.name + "' appears twice (" + entries_[index_[e->info.name]]->info.file +
+                         " and " + e->info.file + ")");
+    entries_.push_back(std::move(e));
+  }
+
+  void load_safetensors(std::shared_ptr<safetensors_file> f) {
+    for (const auto& t : f->tensors()) {
+      auto e = std::make_unique<entry>();
+      e->info.name = e->info.file_name = t.name;
+      e->info.file = f->path();
+      e->info.type_name = t.dtype_name;
+      e->info.type = t.type;
+      e->info.extents = e->stored_extents = t.extents;
+      e->info.numel = t.numel;
+      e->info.nbytes = t.nbytes();
+      e->data = f->tensor_data(t);
+      add(std::move(e));
+    }
+    st_files_.push_back(std::move(f));
+  }
+
+  void load_index(const std::filesystem::path& index_path) {
+    const std::string where = index_path.string();
+    nlohmann::json j;
+    {
+      auto file = map_file(index_path);
+      try {
+        const auto* p = reinterpret_cast<const char*>(file->data());
+        j = nlohmann::json::parse(p, p + file->size());
+      } catch (const nlohmann::json::exception& ex) {
+        throw format_error(where + ": not valid JSON: " + ex.what());
+      }
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      throw format_error(where + ": missing \"weight_map\" object");
+    std::map<std::string, std::vector<std::string>> by_file;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) throw format_error(where + ": weight_map entry '" + it.key() + "' is not a string");
+      const std::string shard = it.value().get<std::string>();
+      if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos || shard == ".." )
+        throw format_error(where + ": shard name '" + shard + "' must be a file name in the same folder");
+      by_file[shard].push_back(it.key());
+    }
+    const auto folder = index_path.parent_path();
+    for (const auto& [shard, names] : by_file) {
+      auto f = std::make_shared<safetensors_file>(folder / shard);
+      for (const auto& n : names)
+        if (!f->find(n))
+          throw format_error(where + ": tensor '" + n + "' is listed in shard " + shard + " but " + f->path() + " does not hold it");
+      load_safetensors(std::move(f));
+    }
+  }
+
+  void load_gguf(std::shared_ptr<gguf_file> g) {
+    const std::string arch = g->try_string("general.architecture").value_or("");
+    const std::int64_t n_head = g->try_int(arch + ".attention.head_count").value_or(0);
+    const std::int64_t n_head_kv = g->try_int(arch + ".attention.head_count_kv").value_or(n_head);
+    for (const auto& t : g->tensors()) {
+      auto e = std::make_unique<entry>();
+      std::string hf = gguf_to_hf_name(arch, t.name);
+      e->info.name = hf.empty() ? t.name : hf;
+      e->info.file_name = t.name;
+      e->info.file = g->path();
+      e->info.type_name = ggml_type_name(t.type);
+      e->ggml = t.type;
+      switch (t.type) {
+        case ggml_type::f32: e->info.type = dtype::f32; break;
+        case ggml_type::f16: e->info.type = dtype::f16; break;
+        case ggml_type::bf16: e->info.type = dtype::bf16; break;
+        case ggml_type::f64: e->info.type = dtype::f64; break;
+        case ggml_type::i8: e->info.type = dtype::i8; break;
+        case ggml_type::i16: e->info.type = dtype::i16; break;
+        case ggml_type::i32: e->info.type = dtype::i32; break;
+        case ggml_type::i64: e->info.type = dtype::i64; break;
+        default: break;
+      }
+      e->info.extents = e->stored_extents = t.extents;
+      e->info.numel = t.numel;
+      e->info.nbytes = t.nbytes;
+      e->data = g->tensor_data(t);
+      const std::string_view n = t.name;
+      auto ends = [&](std::string_view s) { return n.ends_with(s); };
+      // Undo convert_hf_to_gguf.py's changes.
+      if (arch == "llama" || arch == "mistral") {
+        const bool q = ends(".attn_q.weight") || ends(".attn_q.bias");
+        const bool k = ends(".attn_k.weight") || ends(".attn_k.bias");
+        if ((q || k) && n_head > 0) {
+          e->rope_heads = q ? n_head : n_head_kv;
+          const index_t rows = t.extents.empty() ? 0 : t.extents[0];
+          if (e->rope_heads <= 0 || rows % (2 * e->rope_heads) != 0)
+            throw format_error(g->path() + ": tensor '" + t.name + "' has " + std::to_string(rows) +
+                               " rows, not a multiple of 2 x " + std::to_string(e->rope_heads) + " heads");
+          e->transform = weight_transform::unpermute_rope;
+        }
+      } else if (arch == "gpt2") {
+        if (t.extents.size() == 2 && (ends(".attn_qkv.weight") || ends(".attn_output.weight") || ends(".ffn_up.weight") ||
+                                      ends(".ffn_down.weight"))) {
+          e->transform = weight_transform::transpose;
+          e->info.extents = {t.extents[1], t.extents[0]};
+        }
+      } else if (arch == "mamba" || arch == "mamba2") {
+        if (ends(".ssm_a")) e->transform = weight_transform::log_neg;
+        if (ends(".ssm_conv1d.weight") && t.extents.size() == 2) e->info.extents = {t.extents[0], 1, t.extents[1]};
+        if (arch == "mamba2") {
+          if ((ends(".ssm_a") || ends(".ssm_d")) && t.extents.size() == 2 && t.extents[1] == 1)
+            e->info.extents = {t.extents[0]};
+          if (ends(".ssm_norm.weight") && t.extents.size() == 2) e->info.extents = {t.extents[0] * t.extents[1]};
+        }
+      }
+      add(std::move(e));
+    }
+    gguf_ = std::move(g);
+  }
+
+  void finish() {
+    if (entries_.empty()) throw format_error(source_ + ": the checkpoint holds no tensors");
+  }
+
+  std::string source_;
+  std::vector<std::unique_ptr<entry>> entries_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::vector<std::shared_ptr<safetensors_file>> st_files_;
+  std::shared_ptr<gguf_file> gguf_;
+};
+
+}  // namespace io
+}  // namespace v0
+}  // namespace tessera
