@@ -4,3 +4,4 @@
 #include <tessera/config.hpp>
 #include <tessera/core/core.hpp>
 #include <tessera/simd/simd.hpp>
+#include <tessera/attention/attention.hpp>

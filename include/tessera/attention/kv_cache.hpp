@@ -1,0 +1,179 @@
+// tessera/attention/kv_cache.hpp: a per-layer key/value cache with a fixed capacity, or a ring
+// buffer of a sliding window.
+//
+//   kv_cache(capacity, n_kv_heads, head_dim)          linear cache: holds up to `capacity` tokens
+//   kv_cache(capacity, n_kv_heads, head_dim, window)  ring cache of a sliding window: holds the
+//                                                     last `window + rollback` tokens in that many
+//                                                     slots and accepts any number of tokens;
+//                                                     memory stays flat however long decoding runs
+//                                                     (capacity is ignored)
+//   append(k, v)   k, v: (n, n_kv_heads, head_dim); the tokens at positions size() .. size()+n-1.
+//                  A linear cache throws range_error when size() + n > capacity.
+//   size()         tokens seen so far = position of the next token
+//   truncate(n)    rollback to n tokens (n <= size()). A ring cache can roll back only while the
+//                  keys the next query needs are still stored: range_error otherwise (give the
+//                  constructor `rollback` > 0 slots of slack for speculative decoding).
+//   keys(), values()   (size(), n_kv_heads, head_dim) views, linear caches only
+//   segments(out)      the stored tokens as at most two runs of consecutive positions
+//                      (the ring wraps once), oldest first: what the attention kernels read.
+//
+// Layout: storage is (slots, n_kv_heads, head_dim), the same layout as the k/v the attention
+// kernels take, so a linear cache's keys() is a plain prefix view (GQA/MQA: the kernels index
+// the shared kv head, nothing is repeated). The class is a value: copying it snapshots the state
+// (session snapshot/restore).
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include <tessera/core/error.hpp>
+#include <tessera/core/tensor.hpp>
+#include <tessera/core/tensor_view.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace attention {
+
+/// A run of cached tokens at consecutive positions pos0, pos0 + 1, ...
+struct kv_run {
+  tensor_view<const float, 3> k;  // (n, n_kv_heads, head_dim)
+  tensor_view<const float, 3> v;  // (n, n_kv_heads, head_dim)
+  index_t pos0 = 0;
+};
+
+class kv_cache {
+ public:
+  kv_cache() = default;
+
+  kv_cache(index_t capacity, index_t n_kv_heads, index_t head_dim, std::optional<index_t> window = {},
+           index_t rollback = 0)
+      : capacity_(capacity), n_kv_heads_(n_kv_heads), head_dim_(head_dim), window_(window) {
+    if (n_kv_heads < 1) throw range_error("kv_cache: n_kv_heads must be >= 1, got " + std::to_string(n_kv_heads));
+    if (head_dim < 1) throw range_error("kv_cache: head_dim must be >= 1, got " + std::to_string(head_dim));
+    if (rollback < 0) throw range_error("kv_cache: rollback must be >= 0, got " + std::to_string(rollback));
+    if (window) {
+      if (*window < 1) throw range_error("kv_cache: window must be >= 1, got " + std::to_string(*window));
+      slots_ = *window + rollback;
+    } else {
+      if (capacity < 0) throw range_error("kv_cache: capacity must be >= 0, got " + std::to_string(capacity));
+      slots_ = capacity;
+    }
+    k_ = tensor<float, 3>({slots_, n_kv_heads, head_dim});
+    v_ = tensor<float, 3>({slots_, n_kv_heads, head_dim});
+  }
+
+  index_t size() const noexcept { return size_; }
+  index_t capacity() const noexcept { return capacity_; }
+  /// Rows of storage: capacity for a linear cache, window + rollback for a ring.
+  index_t slots() const noexcept { return slots_; }
+  std::optional<index_t> window() const noexcept { return window_; }
+  bool is_ring() const noexcept { return window_.has_value(); }
+  index_t n_kv_heads() const noexcept { return n_kv_heads_; }
+  index_t head_dim() const noexcept { return head_dim_; }
+  /// The oldest position still stored.
+  index_t first_position() const noexcept { return std::max(lo_, size_ - slots_); }
+  std::size_t memory_bytes() const noexcept {
+    return 2 * static_cast<std::size_t>(slots_ * n_kv_heads_ * head_dim_) * sizeof(float);
+  }
+
+  /// Throws range_error unless n more tokens fit (always true for a ring).
+  void check_room(index_t n, const char* what) const {
+    if (!window_ && size_ + n > capacity_)
+      throw range_error(std::string(what) + ": kv_cache overflow: " + std::to_string(size_) + " tokens + " +
+                        std::to_string(n) + " new > capacity " + std::to_string(capacity_));
+  }
+
+  /// Appends the tokens at positions size() .. size() + n - 1.  k, v: (n, n_kv_heads, head_dim).
+  void append(tensor_view<const float, 3> k, tensor_view<const float, 3> v) {
+    const auto [n, kv_heads, dim] = k.extents();
+    expect_extents(k.extents(), {n, n_kv_heads_, head_dim_}, "kv_cache::append: k (n, n_kv_heads, head_dim)");
+    expect_extents(v.extents(), {n, n_kv_heads_, head_dim_}, "kv_cache::append: v (n, n_kv_heads, head_dim)");
+    (void)kv_heads;
+    (void)dim;
+    check_room(n, "kv_cache::append");
+    const index_t first = window_ ? std::max<index_t>(0, n - slots_) : 0;  // a ring keeps the last slots
+    for (index_t t = first; t < n; ++t) {
+      const index_t slot = window_ ? (size_ + t) % slots_ : size_ + t;
+      copy_token(k[t], k_.view()[slot]);
+      copy_token(v[t], v_.view()[slot]);
+    }
+    size_ += n;
+    lo_ = std::max(lo_, size_ - slots_);
+  }
+
+  /// Rolls back to n tokens.
+  void truncate(index_t n) {
+    if (n < 0 || n > size_)
+      throw range_error("kv_cache::truncate: n = " + std::to_string(n) + " outside [0, " + std::to_string(size_) + "]");
+    if (window_) {
+      const index_t needed = std::max<index_t>(0, n - *window_ + 1);
+      if (first_position() > needed)
+        throw range_error("kv_cache::truncate: cannot roll back a window ring from " + std::to_string(size_) +
+                          " to " + std::to_string(n) + " tokens: position " + std::to_string(needed) +
+                          " was overwritten (oldest stored: " + std::to_string(first_position()) +
+                          "); construct the cache with more rollback slots");
+    }
+    size_ = n;
+    if (n == 0) lo_ = 0;
+  }
+
+  void clear() noexcept {
+    size_ = 0;
+    lo_ = 0;
+  }
+
+  /// (size(), n_kv_heads, head_dim): the cached keys of a linear cache.
+  tensor_view<const float, 3> keys() const {
+    check_linear("kv_cache::keys");
+    return k_.cview().slice(0, 0, size_);
+  }
+  /// (size(), n_kv_heads, head_dim): the cached values of a linear cache.
+  tensor_view<const float, 3> values() const {
+    check_linear("kv_cache::values");
+    return v_.cview().slice(0, 0, size_);
+  }
+
+  /// Fills out[0..r) with the stored tokens as runs of consecutive positions, oldest first;
+  /// returns r (0, 1 or 2).
+  int segments(kv_run out[2]) const {
+    const index_t lo = first_position();
+    if (size_ == lo) return 0;
+    if (!window_) {
+      out[0] = {k_.cview().slice(0, 0, size_), v_.cview().slice(0, 0, size_), 0};
+      return 1;
+    }
+    const index_t s0 = lo % slots_;
+    const index_t count = size_ - lo;
+    const index_t first_len = std::min(count, slots_ - s0);
+    out[0] = {k_.cview().slice(0, s0, s0 + first_len), v_.cview().slice(0, s0, s0 + first_len), lo};
+    if (first_len == count) return 1;
+    out[1] = {k_.cview().slice(0, 0, count - first_len), v_.cview().slice(0, 0, count - first_len), lo + first_len};
+    return 2;
+  }
+
+ private:
+  void check_linear(const char* what) const {
+    if (window_) throw range_error(std::string(what) + ": a window ring has no contiguous view; use segments()");
+  }
+  static void copy_token(tensor_view<const float, 2> src, tensor_view<float, 2> dst) {
+    const auto [kv_heads, dim] = src.extents();
+    for (index_t g = 0; g < kv_heads; ++g) {
+      if (src.stride(1) == 1) std::memcpy(&dst(g, 0), &src(g, 0), static_cast<std::size_t>(dim) * sizeof(float));
+      else
+        for (index_t e = 0; e < dim; ++e) dst(g, e) = src(g, e);
+    }
+  }
+
+  index_t capacity_ = 0, n_kv_heads_ = 0, head_dim_ = 0, slots_ = 0;
+  std::optional<index_t> window_;
+  index_t size_ = 0;
+  index_t lo_ = 0;  // the oldest position whose slot has not been reused since (rollback bound)
+  tensor<float, 3> k_;  // (slots, n_kv_heads, head_dim)
+  tensor<float, 3> v_;  // (slots, n_kv_heads, head_dim)
+};
+
+}  // namespace attention
+}  // namespace v0
+}  // namespace tessera

@@ -1,0 +1,748 @@
+// tessera/attention/softmax_attention.hpp: softmax attention in the online-softmax (flash) form.
+//
+// One sequence per call (the caller loops over the batch, or packs it: see ARCHITECTURE.md).
+//
+//   q:   (l, n_heads, head_dim)        query rows; row i is at position q_offset + i
+//   k:   (l_kv, n_kv_heads, head_dim)  key row j is at position j
+//   v:   (l_kv, n_kv_heads, head_dim)
+//   out: (l, n_heads, head_dim)        overwritten; may not alias q, k or v
+//
+//   GQA / MQA: n_heads % n_kv_heads == 0; head h reads kv head h / (n_heads / n_kv_heads)
+//   (transformers' repeat_kv order). Nothing is repeated or copied.
+//   Strides: any, as long as each head_dim row is contiguous (stride 1).
+//
+//   score(h, i, j) = scale · q[i,h,:]·k[j,g,:]                        (scale 0 → 1/sqrt(head_dim))
+//                    → softcap · tanh(score / softcap)                  (when softcap > 0)
+//                    + alibi_slopes[h] · (kpos_j - qpos_i)              (alibi_slopes: (n_heads))
+//                    + bias[h or 0, i, j]                               (bias: (n_heads or 1, l, l_kv))
+//                    + key_mask[j]                                      (key_mask: (l_kv), additive)
+//                    = -inf where the structural mask hides j from i    (mask.hpp: causal, prefix,
+//                                                                        window, on positions)
+//   out[i,h,:] = Σ_j softmax_j(score(h, i, ·)) · v[j,g,:]; a row with every score -inf → zeros.
+//
+//   Positions: qpos_i = q_offset + i and kpos_j = j, or explicit q_positions (l) and
+//   k_positions (l_kv) (packed or left-padded sequences; masks and ALiBi use them).
+//
+// The kernel never materializes l × l: it tiles queries (attention_q_tile rows) and keys
+// (attention_k_tile rows), keeps a running max, sum and output per query row, skips tiles the
+// mask hides entirely, and does Q·Kᵀ and P·V per tile through Eigen's GEMM. Threads: parallel_for
+// over (head, query tile) work items, interleaved so causal work balances.
+//
+// With a kv_cache (kv_cache.hpp):
+//   prefill_attention(q, k_new, v_new, cache, out, params, ws)
+//       q: (n, n_heads, head_dim), k_new, v_new: (n, n_kv_heads, head_dim); the n new tokens sit at
+//       positions cache.size() .. cache.size() + n - 1. Attends over the cached tokens plus the new
+//       ones, then appends k_new, v_new to the cache (a ring keeps the last window + rollback).
+//       Works for any n, also longer than a ring's window. params.q_offset and the explicit
+//       positions are ignored (the cache gives positions); bias / key_mask, if given, are indexed
+//       by key position: (n_heads or 1, n, size + n) and (size + n).
+//   decode_attention(q, cache, out, params, ws)
+//       q: (1, n_heads, head_dim), the token at position cache.size() - 1 whose k/v were already
+//       appended. Splits the keys over threads (flash-decoding) and merges the partial states with
+//       merge_partial_state().
+//   A ring cache's window is the attention window (params.window must be unset or equal).
+//
+// Partial states: over a subset of keys, one query row has m = max score, s = Σ exp(score - m),
+// o = Σ exp(score - m) · v (not normalized). merge_partial_state() combines two subsets
+// (associative, commutative); out = o / s.
+//
+// Workspace: softmax_attention_workspace_bytes(n_heads, head_dim, n_threads) is enough for every
+// entry point in this header with up to n_threads threads (it does not depend on l).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include <tessera/attention/kv_cache.hpp>
+#include <tessera/attention/mask.hpp>
+#include <tessera/core/eigen.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/parallel.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/core/workspace.hpp>
+#include <tessera/simd/arch.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace attention {
+
+struct attention_params {
+  float scale = 0.f;                                         // 0: 1/sqrt(head_dim); T5 uses 1
+  bool causal = true;
+  index_t q_offset = 0;                                      // position of q row 0 (prefill after a prefix)
+  std::optional<index_t> window;                             // sliding window, keys counted including self
+  float softcap = 0.f;                                       // logit softcap (Gemma 2); 0: off
+  std::optional<tensor_view<const float, 1>> alibi_slopes;   // (n_heads)
+  std::optional<tensor_view<const float, 3>> bias;           // (n_heads or 1, l, l_kv) additive
+  std::optional<tensor_view<const float, 1>> key_mask;       // (l_kv) additive: 0 keep, -inf drop
+  index_t prefix = 0;                                        // prefix-LM: positions < prefix seen by all
+  std::optional<tensor_view<const index_t, 1>> q_positions;  // (l) explicit query positions
+  std::optional<tensor_view<const index_t, 1>> k_positions;  // (l_kv) explicit key positions
+};
+
+/// Query rows per tile and key rows per tile of the prefill kernel.
+inline constexpr index_t attention_q_tile = 64;
+inline constexpr index_t attention_k_tile = 128;
+/// Keys per step of the decode kernel, and the fewest keys a decode split gets.
+inline constexpr index_t attention_decode_step = 64;
+inline constexpr index_t attention_decode_min_split = 256;
+
+/// Bytes of workspace every entry point of this header needs with up to n_threads threads.
+inline std::size_t softmax_attention_workspace_bytes(index_t n_heads, index_t head_dim,
+                                                     index_t n_threads = num_threads()) {
+  n_threads = std::max<index_t>(n_threads, 1);
+  // prefill, per worker: scores (q_tile × k_tile), output accumulator (q_tile × head_dim), max, sum
+  const std::size_t prefill =
+      static_cast<std::size_t>(n_threads) *
+      (workspace::bytes_for<float>(attention_q_tile * attention_k_tile) +
+       workspace::bytes_for<float>(attention_q_tile * head_dim) + 2 * workspace::bytes_for<float>(attention_q_tile));
+  // decode: up to 4 splits per thread, each n_heads partial states and a step of scores
+  const index_t splits = 4 * n_threads;
+  const std::size_t decode = workspace::bytes_for<float>(splits * n_heads * (head_dim + 2)) +
+                             static_cast<std::size_t>(splits) *
+                                 workspace::bytes_for<float>(n_heads * attention_decode_step) +
+                             workspace::bytes_for<float>(head_dim + 2);
+  return std::max(prefill, decode) + 1024;
+}
+
+/// Merges partial state b into a (same query row, disjoint key subsets).
+///   o_a, o_b: (head_dim) unnormalized outputs; m_* running max; s_* sum of exp(score - m).
+inline void merge_partial_state(float& m_a, float& s_a, tensor_view<float, 1> o_a, float m_b, float s_b,
+                                tensor_view<const float, 1> o_b) {
+  expect_equal(o_a.extent(0), o_b.extent(0), "merge_partial_state: o_a vs o_b (head_dim)");
+  const index_t head_dim = o_a.extent(0);
+  if (m_b == -std::numeric_limits<float>::infinity()) return;  // b saw no key
+  if (m_a == -std::numeric_limits<float>::infinity()) {
+    m_a = m_b;
+    s_a = s_b;
+    for (index_t e = 0; e < head_dim; ++e) o_a(e) = o_b(e);
+    return;
+  }
+  const float m = std::max(m_a, m_b);
+  const float ca = std::exp(m_a - m), cb = std::exp(m_b - m);
+  for (index_t e = 0; e < head_dim; ++e) o_a(e) = ca * o_a(e) + cb * o_b(e);
+  s_a = ca * s_a + cb * s_b;
+  m_a = m;
+}
+
+namespace detail {
+
+inline constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+
+/// A run of keys at consecutive positions (or explicit ones), read by the kernels.
+struct key_run {
+  tensor_view<const float, 3> k;                          // (n, n_kv_heads, head_dim)
+  tensor_view<const float, 3> v;                          // (n, n_kv_heads, head_dim)
+  index_t pos0 = 0;                                       // position of key 0 (without positions)
+  std::optional<tensor_view<const index_t, 1>> positions; // (n) explicit positions
+  index_t index0 = 0;                                     // index of key 0 in key_mask / bias
+  index_t pos(index_t j) const noexcept { return positions ? (*positions)(j) : pos0 + j; }
+};
+
+/// Everything the kernels need, checked and resolved.
+struct attend_problem {
+  tensor_view<const float, 3> q;   // (l, n_heads, head_dim)
+  tensor_view<float, 3> out;       // (l, n_heads, head_dim)
+  key_run runs[3];
+  int n_runs = 0;
+  index_t q_pos0 = 0;
+  std::optional<tensor_view<const index_t, 1>> q_positions;  // (l)
+  mask_spec mask;
+  float scale = 1.f, softcap = 0.f;
+  std::optional<tensor_view<const float, 1>> alibi_slopes;   // (n_heads)
+  std::optional<tensor_view<const float, 3>> bias;           // (n_heads or 1, l, index extent)
+  std::optional<tensor_view<const float, 1>> key_mask;       // (index extent)
+  index_t n_heads = 0, n_kv_heads = 0, head_dim = 0, n_rep = 1;
+
+  index_t qpos(index_t i) const noexcept { return q_positions ? (*q_positions)(i) : q_pos0 + i; }
+  index_t n_keys() const noexcept {
+    index_t n = 0;
+    for (int r = 0; r < n_runs; ++r) n += runs[r].k.extent(0);
+    return n;
+  }
+  bool has_additive() const noexcept { return alibi_slopes || bias || key_mask; }
+  /// The score transforms after q·k (scale, softcap, additive terms, mask) for one element.
+  float finish_score(float dot, index_t h, index_t i, index_t qp, const key_run& run, index_t j,
+                     bool check_mask) const noexcept {
+    const index_t kp = run.pos(j);
+    if (check_mask && !is_visible(qp, kp, mask)) return neg_inf;
+    float s = dot * scale;
+    if (softcap > 0.f) s = softcap * std::tanh(s / softcap);
+    if (alibi_slopes) s += (*alibi_slopes)(h) * static_cast<float>(kp - qp);
+    if (bias) s += (*bias)(bias->extent(0) == 1 ? 0 : h, i, run.index0 + j);
+    if (key_mask) s += (*key_mask)(run.index0 + j);
+    return s;
+  }
+};
+
+inline void check_views(const tensor_view<const float, 3>& q, const tensor_view<const float, 3>& k,
+                        const tensor_view<const float, 3>& v, const tensor_view<float, 3>& out, const char* what) {
+  const auto [l, n_heads, head_dim] = q.extents();
+  const auto [l_kv, n_kv_heads, kv_dim] = k.extents();
+  const std::string op(what);
+  expect_extents(v.extents(), k.extents(), (op + ": v (l_kv, n_kv_heads, head_dim) vs k").c_str());
+  expect_extents(out.extents(), q.extents(), (op + ": out (l, n_heads, head_dim) vs q").c_str());
+  expect_equal(kv_dim, head_dim, (op + ": k head_dim vs q head_dim").c_str());
+  if (n_kv_heads < 1 || n_heads % n_kv_heads != 0)
+    throw shape_error(op + ": n_heads = " + std::to_string(n_heads) + " is not a multiple of n_kv_heads = " +
+                      std::to_string(n_kv_heads));
+  expect_rows_contiguous(q, (op + ": q").c_str());
+  expect_rows_contiguous(k, (op + ": k").c_str());
+  expect_rows_contiguous(v, (op + ": v").c_str());
+  expect_rows_contiguous(out, (op + ": out").c_str());
+  (void)l;
+  (void)l_kv;
+}
+
+/// Fills the parts of the problem common to every entry point; n_index = extent of the key axis
+/// of bias / key_mask.
+inline void resolve_common(attend_problem& pb, const attention_params& p, index_t n_index, const char* what) {
+  const std::string op(what);
+  const auto [l, n_heads, head_dim] = pb.q.extents();
+  pb.n_heads = n_heads;
+  pb.head_dim = head_dim;
+  pb.n_kv_heads = pb.runs[0].k.extent(1);
+  pb.n_rep = n_heads / pb.n_kv_heads;
+  pb.mask = mask_spec{p.causal, p.prefix, p.window};
+  check_mask_spec(pb.mask, what);
+  if (!(p.scale >= 0.f) || !std::isfinite(p.scale))
+    throw range_error(op + ": scale must be finite and >= 0, got " + std::to_string(p.scale));
+  if (!(p.softcap >= 0.f) || !std::isfinite(p.softcap))
+    throw range_error(op + ": softcap must be finite and >= 0, got " + std::to_string(p.softcap));
+  pb.scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(head_dim));
+  pb.softcap = p.softcap;
+  if (p.alibi_slopes) expect_equal(p.alibi_slopes->extent(0), n_heads, (op + ": alibi_slopes length vs n_heads").c_str());
+  if (p.bias) {
+    const auto [bh, bl, bk] = p.bias->extents();
+    if (bh != 1 && bh != n_heads)
+      throw shape_error(op + ": bias heads = " + std::to_string(bh) + ", expected 1 or n_heads = " + std::to_string(n_heads));
+    expect_equal(bl, l, (op + ": bias rows vs l").c_str());
+    expect_equal(bk, n_index, (op + ": bias columns vs l_kv").c_str());
+  }
+  if (p.key_mask) expect_equal(p.key_mask->extent(0), n_index, (op + ": key_mask length vs l_kv").c_str());
+  pb.alibi_slopes = p.alibi_slopes;
+  pb.bias = p.bias;
+  pb.key_mask = p.key_mask;
+}
+
+/// The plain reference: one query row at a time, one key at a time, online softmax. Writes the
+/// partial state of row i, head h over keys [k_begin, k_end) of the concatenated runs.
+inline void reference_partial(const attend_problem& pb, index_t h, index_t i, index_t k_begin, index_t k_end,
+                              float& m, float& s, float* o) {
+  const index_t head_dim = pb.head_dim;
+  const index_t g = h / pb.n_rep;
+  const index_t qp = pb.qpos(i);
+  m = neg_inf;
+  s = 0.f;
+  for (index_t e = 0; e < head_dim; ++e) o[e] = 0.f;
+  index_t base = 0;
+  for (int r = 0; r < pb.n_runs; ++r) {
+    const key_run& run = pb.runs[r];
+    const index_t n = run.k.extent(0);
+    for (index_t j = std::max<index_t>(0, k_begin - base); j < std::min(n, k_end - base); ++j) {
+      float dot = 0.f;
+      for (index_t e = 0; e < head_dim; ++e) dot += pb.q(i, h, e) * run.k(j, g, e);
+      const float score = pb.finish_score(dot, h, i, qp, run, j, true);
+      if (score == neg_inf) continue;
+      const float m_new = std::max(m, score);
+      const float alpha = std::exp(m - m_new);  // 0 when m = -inf
+      const float p = std::exp(score - m_new);
+      for (index_t e = 0; e < head_dim; ++e) o[e] = alpha * o[e] + p * run.v(j, g, e);
+      s = alpha * s + p;
+      m = m_new;
+    }
+    base += n;
+  }
+}
+
+/// Normalizes a partial state into an output row (zeros when no key was visible).
+template <class Out>
+void write_row(float m, float s, const float* o, Out&& out_row, index_t head_dim) {
+  const bool empty = (m == neg_inf || !(s > 0.f));
+  const float inv = empty ? 0.f : 1.f / s;
+  for (index_t e = 0; e < head_dim; ++e) out_row(e) = empty ? 0.f : o[e] * inv;
+}
+
+inline void reference_attend(const attend_problem& pb, workspace& ws) {
+  workspace::frame frame(ws);
+  const index_t l = pb.q.extent(0);
+  float* o = ws.alloc<float>(pb.head_dim);
+  const index_t n_keys = pb.n_keys();
+  for (index_t h = 0; h < pb.n_heads; ++h)
+    for (index_t i = 0; i < l; ++i) {
+      float m, s;
+      reference_partial(pb, h, i, 0, n_keys, m, s, o);
+      auto row = pb.out[i][h];
+      write_row(m, s, o, [&](index_t e) -> float& { return row(e); }, pb.head_dim);
+    }
+}
+
+// ---- vector helpers (Arch) -------------------------------------------------------------------
+
+template <class Arch>
+float row_max(const float* x, index_t n) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t w = batch::size;
+  float m = neg_inf;
+  index_t j = 0;
+  if (n >= w) {
+    batch acc = batch::load_unaligned(x);
+    for (j = w; j + w <= n; j += w) acc = xsimd::max(acc, batch::load_unaligned(x + j));
+    alignas(64) float tmp[w];
+    acc.store_aligned(tmp);
+    for (index_t t = 0; t < w; ++t) m = std::max(m, tmp[t]);
+  }
+  for (; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+/// x = scale · x, then softcap (when > 0): x = c · tanh(x / c).
+template <class Arch>
+void scale_softcap(float* x, index_t n, float scale, float softcap) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t w = batch::size;
+  index_t j = 0;
+  if (softcap > 0.f) {
+    const batch c(softcap), a(scale / softcap);
+    for (; j + w <= n; j += w) (c * xsimd::tanh(batch::load_unaligned(x + j) * a)).store_unaligned(x + j);
+    for (; j < n; ++j) x[j] = softcap * std::tanh(x[j] * scale / softcap);
+  } else {
+    const batch a(scale);
+    for (; j + w <= n; j += w) (batch::load_unaligned(x + j) * a).store_unaligned(x + j);
+    for (; j < n; ++j) x[j] *= scale;
+  }
+}
+
+/// x = exp(x - m); returns Σ x.
+template <class Arch>
+float exp_sub_sum(float* x, index_t n, float m) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t w = batch::size;
+  const batch mb(m);
+  batch acc(0.f);
+  index_t j = 0;
+  for (; j + w <= n; j += w) {
+    const batch e = xsimd::exp(batch::load_unaligned(x + j) - mb);
+    e.store_unaligned(x + j);
+    acc += e;
+  }
+  float s = xsimd::hadd(acc);
+  for (; j < n; ++j) {
+    x[j] = std::exp(x[j] - m);
+    s += x[j];
+  }
+  return s;
+}
+
+template <class Arch>
+float dot(const float* a, const float* b, index_t n) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t w = batch::size;
+  batch acc0(0.f), acc1(0.f);
+  index_t e = 0;
+  for (; e + 2 * w <= n; e += 2 * w) {
+    acc0 = xsimd::fma(batch::load_unaligned(a + e), batch::load_unaligned(b + e), acc0);
+    acc1 = xsimd::fma(batch::load_unaligned(a + e + w), batch::load_unaligned(b + e + w), acc1);
+  }
+  for (; e + w <= n; e += w) acc0 = xsimd::fma(batch::load_unaligned(a + e), batch::load_unaligned(b + e), acc0);
+  float s = xsimd::hadd(acc0 + acc1);
+  for (; e < n; ++e) s += a[e] * b[e];
+  return s;
+}
+
+/// y = alpha · y + x · p  (n elements)
+template <class Arch>
+void scale_axpy(float* y, float alpha, const float* x, float p, index_t n) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t w = batch::size;
+  const batch ab(alpha), pb(p);
+  index_t e = 0;
+  for (; e + w <= n; e += w)
+    xsimd::fma(batch::load_unaligned(x + e), pb, batch::load_unaligned(y + e) * ab).store_unaligned(y + e);
+  for (; e < n; ++e) y[e] = alpha * y[e] + p * x[e];
+}
+
+/// Applies scale/softcap, additive terms and the mask to a tile of scores, then does the online
+/// softmax update of rows [0, bq): on return S holds P = exp(score - m_new), acc rows are rescaled.
+///   S: (bq, bk) leading dimension ld_s; acc: (bq, head_dim) dense; m, s: (bq)
+template <class Arch>
+void softmax_tile(const attend_problem& pb, index_t h, index_t i0, index_t bq, const key_run& run, index_t j0,
+                  index_t bk, tile_visibility vis, float* S, index_t ld_s, float* acc, float* m, float* s) noexcept {
+  const index_t head_dim = pb.head_dim;
+  for (index_t r = 0; r < bq; ++r) {
+    float* row = S + r * ld_s;
+    const index_t i = i0 + r;
+    if (vis == tile_visibility::all && !pb.has_additive()) {
+      scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
+    } else {
+      const index_t qp = pb.qpos(i);
+      for (index_t c = 0; c < bk; ++c)
+        row[c] = pb.finish_score(row[c], h, i, qp, run, j0 + c, vis == tile_visibility::some);
+    }
+    const float tile_max = row_max<Arch>(row, bk);
+    const float m_new = std::max(m[r], tile_max);
+    if (m_new == neg_inf) {  // nothing visible yet in this row: P = 0
+      for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
+      continue;
+    }
+    const float alpha = std::exp(m[r] - m_new);
+    const float sum = exp_sub_sum<Arch>(row, bk, m_new);
+    s[r] = s[r] * alpha + sum;
+    m[r] = m_new;
+    if (alpha != 1.f) {
+      float* a = acc + r * head_dim;
+      for (index_t e = 0; e < head_dim; ++e) a[e] *= alpha;
+    }
+  }
+}
+
+/// Position bounds of query rows [i0, i1).
+inline void q_bounds(const attend_problem& pb, index_t i0, index_t i1, index_t& lo, index_t& hi) noexcept {
+  if (!pb.q_positions) {
+    lo = pb.q_pos0 + i0;
+    hi = pb.q_pos0 + i1 - 1;
+    return;
+  }
+  lo = std::numeric_limits<index_t>::max();
+  hi = std::numeric_limits<index_t>::min();
+  for (index_t i = i0; i < i1; ++i) {
+    lo = std::min(lo, pb.qpos(i));
+    hi = std::max(hi, pb.qpos(i));
+  }
+}
+
+inline void k_bounds(const key_run& run, index_t j0, index_t j1, index_t& lo, index_t& hi) noexcept {
+  if (!run.positions) {
+    lo = run.pos0 + j0;
+    hi = run.pos0 + j1 - 1;
+    return;
+  }
+  lo = std::numeric_limits<index_t>::max();
+  hi = std::numeric_limits<index_t>::min();
+  for (index_t j = j0; j < j1; ++j) {
+    lo = std::min(lo, run.pos(j));
+    hi = std::max(hi, run.pos(j));
+  }
+}
+
+/// Per-worker scratch of the tiled kernel.
+struct tile_scratch {
+  float* S;    // (q_tile, k_tile)
+  float* acc;  // (q_tile, head_dim)
+  float* m;    // (q_tile)
+  float* s;    // (q_tile)
+};
+
+/// One query tile [i0, i1) of head h against every key run.
+template <class Arch>
+void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, const tile_scratch& sc) {
+  using row_map = Eigen::Map<const tessera::detail::eigen_row_matrix<float>, Eigen::Unaligned, Eigen::OuterStride<>>;
+  using mut_map = Eigen::Map<tessera::detail::eigen_row_matrix<float>, Eigen::Unaligned, Eigen::OuterStride<>>;
+  const index_t head_dim = pb.head_dim;
+  const index_t g = h / pb.n_rep;
+  const index_t bq = i1 - i0;
+  for (index_t r = 0; r < bq; ++r) {
+    sc.m[r] = neg_inf;
+    sc.s[r] = 0.f;
+  }
+  std::fill(sc.acc, sc.acc + bq * head_dim, 0.f);
+  mut_map acc(sc.acc, bq, head_dim, Eigen::OuterStride<>(head_dim));
+  const row_map Q(&pb.q(i0, h, 0), bq, head_dim, Eigen::OuterStride<>(pb.q.stride(0)));
+  index_t qlo, qhi;
+  q_bounds(pb, i0, i1, qlo, qhi);
+  for (int ri = 0; ri < pb.n_runs; ++ri) {
+    const key_run& run = pb.runs[ri];
+    const index_t n = run.k.extent(0);
+    for (index_t j0 = 0; j0 < n; j0 += attention_k_tile) {
+      const index_t j1 = std::min(n, j0 + attention_k_tile);
+      const index_t bk = j1 - j0;
+      index_t klo, khi;
+      k_bounds(run, j0, j1, klo, khi);
+      const tile_visibility vis = classify_tile(qlo, qhi, klo, khi, pb.mask);
+      if (vis == tile_visibility::none) continue;
+      const row_map K(&run.k(j0, g, 0), bk, head_dim, Eigen::OuterStride<>(run.k.stride(0)));
+      const row_map V(&run.v(j0, g, 0), bk, head_dim, Eigen::OuterStride<>(run.v.stride(0)));
+      mut_map S(sc.S, bq, bk, Eigen::OuterStride<>(attention_k_tile));
+      S.noalias() = Q * K.transpose();
+      softmax_tile<Arch>(pb, h, i0, bq, run, j0, bk, vis, sc.S, attention_k_tile, sc.acc, sc.m, sc.s);
+      acc.noalias() += S * V;
+    }
+  }
+  for (index_t r = 0; r < bq; ++r) {
+    auto row = pb.out[i0 + r][h];
+    write_row(sc.m[r], sc.s[r], sc.acc + r * head_dim, [&](index_t e) -> float& { return row(e); }, head_dim);
+  }
+}
+
+/// The tiled prefill kernel: (head, query tile) items spread over threads.
+template <class Arch>
+void tiled_attend(const attend_problem& pb, workspace& ws) {
+  const index_t l = pb.q.extent(0);
+  if (l == 0 || pb.n_heads == 0) return;
+  const index_t head_dim = pb.head_dim;
+  const index_t n_qtiles = (l + attention_q_tile - 1) / attention_q_tile;
+  const index_t items = pb.n_heads * n_qtiles;
+  const std::size_t per_worker = workspace::bytes_for<float>(attention_q_tile * attention_k_tile) +
+                                 workspace::bytes_for<float>(attention_q_tile * head_dim) +
+                                 2 * workspace::bytes_for<float>(attention_q_tile);
+  index_t workers = std::min<index_t>(num_threads(), items);
+  workers = std::min<index_t>(workers, std::max<index_t>(1, static_cast<index_t>((ws.capacity() - ws.used()) / per_worker)));
+  workspace::frame frame(ws);
+  tile_scratch scratch[64];
+  workers = std::min<index_t>(workers, 64);
+  for (index_t w = 0; w < workers; ++w)
+    scratch[w] = {ws.alloc<float>(attention_q_tile * attention_k_tile), ws.alloc<float>(attention_q_tile * head_dim),
+                  ws.alloc<float>(attention_q_tile), ws.alloc<float>(attention_q_tile)};
+  parallel_for(0, workers, 1, [&](index_t lo, index_t hi) {
+    for (index_t w = lo; w < hi; ++w)
+      for (index_t item = w; item < items; item += workers) {
+        // item → (query tile, head), heads fastest: neighbouring items share the kv head's keys
+        const index_t h = item % pb.n_heads;
+        const index_t t = item / pb.n_heads;
+        const index_t i0 = t * attention_q_tile;
+        attend_tile<Arch>(pb, h, i0, std::min(l, i0 + attention_q_tile), scratch[w]);
+      }
+  });
+}
+
+/// Decode: one query row (position of q row 0) against the key runs, keys split over threads.
+/// Partial states per (split, head) are merged with merge_partial_state.
+template <class Arch>
+void split_decode(const attend_problem& pb, workspace& ws) {
+  const index_t head_dim = pb.head_dim, n_heads = pb.n_heads, n_rep = pb.n_rep;
+  const index_t n_keys = pb.n_keys();
+  workspace::frame frame(ws);
+  index_t splits = std::max<index_t>(1, std::min<index_t>((n_keys + attention_decode_min_split - 1) /
+                                                              attention_decode_min_split,
+                                                          4 * num_threads()));
+  const std::size_t fixed = workspace::bytes_for<float>(head_dim + 2) + 256;
+  const std::size_t per_split = workspace::bytes_for<float>(n_heads * (head_dim + 2)) +
+                                workspace::bytes_for<float>(n_heads * attention_decode_step);
+  splits = std::min<index_t>(splits, std::max<index_t>(1, static_cast<index_t>((ws.capacity() - ws.used() - std::min(ws.capacity() - ws.used(), fixed)) / per_split)));
+  // partial: (splits, n_heads, head_dim + 2): o, then m, s
+  float* partial = ws.alloc<float>(splits * n_heads * (head_dim + 2));
+  float* scores = ws.alloc<float>(splits * n_heads * attention_decode_step);
+  const index_t qp = pb.qpos(0);
+  const index_t items = splits * pb.n_kv_heads;
+  parallel_for(0, items, 1, [&](index_t lo, index_t hi) {
+    for (index_t item = lo; item < hi; ++item) {
+      const index_t sp = item / pb.n_kv_heads, g = item % pb.n_kv_heads;
+      const index_t k_begin = n_keys * sp / splits, k_end = n_keys * (sp + 1) / splits;
+      float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
+      float* part = partial + (sp * n_heads + g * n_rep) * (head_dim + 2);      // (n_rep, head_dim + 2)
+      for (index_t r = 0; r < n_rep; ++r) {
+        float* o = part + r * (head_dim + 2);
+        std::fill(o, o + head_dim, 0.f);
+        o[head_dim] = neg_inf;
+        o[head_dim + 1] = 0.f;
+      }
+      index_t base = 0;
+      for (int ri = 0; ri < pb.n_runs; ++ri) {
+        const key_run& run = pb.runs[ri];
+        const index_t n = run.k.extent(0);
+        const index_t jb = std::max<index_t>(0, k_begin - base), je = std::min(n, k_end - base);
+        base += n;
+        for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
+          const index_t j1 = std::min(je, j0 + attention_decode_step), bk = j1 - j0;
+          index_t klo, khi;
+          k_bounds(run, j0, j1, klo, khi);
+          const tile_visibility vis = classify_tile(qp, qp, klo, khi, pb.mask);
+          if (vis == tile_visibility::none) continue;
+          for (index_t r = 0; r < n_rep; ++r) {
+            const index_t h = g * n_rep + r;
+            const float* qrow = &pb.q(0, h, 0);
+            float* row = S + r * attention_decode_step;
+            for (index_t c = 0; c < bk; ++c) row[c] = dot<Arch>(qrow, &run.k(j0 + c, g, 0), head_dim);
+            if (vis == tile_visibility::all && !pb.has_additive()) scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
+            else
+              for (index_t c = 0; c < bk; ++c)
+                row[c] = pb.finish_score(row[c], h, 0, qp, run, j0 + c, vis == tile_visibility::some);
+            float* o = part + r * (head_dim + 2);
+            float& m = o[head_dim];
+            float& s = o[head_dim + 1];
+            const float m_new = std::max(m, row_max<Arch>(row, bk));
+            if (m_new == neg_inf) {
+              for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
+              continue;
+            }
+            const float alpha = std::exp(m - m_new);
+            s = s * alpha + exp_sub_sum<Arch>(row, bk, m_new);
+            m = m_new;
+            if (alpha != 1.f)
+              for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
+            for (index_t c = 0; c < bk; ++c)
+              if (row[c] != 0.f) scale_axpy<Arch>(o, 1.f, &run.v(j0 + c, g, 0), row[c], head_dim);
+          }
+        }
+      }
+    }
+  });
+  // merge the splits of each head, in order
+  for (index_t h = 0; h < n_heads; ++h) {
+    float* a = partial + h * (head_dim + 2);
+    tensor_view<float, 1> o_a(a, {head_dim});
+    for (index_t sp = 1; sp < splits; ++sp) {
+      const float* b = partial + (sp * n_heads + h) * (head_dim + 2);
+      merge_partial_state(a[head_dim], a[head_dim + 1], o_a, b[head_dim], b[head_dim + 1],
+                          tensor_view<const float, 1>(b, {head_dim}));
+    }
+    auto row = pb.out[0][h];
+    write_row(a[head_dim], a[head_dim + 1], a, [&](index_t e) -> float& { return row(e); }, head_dim);
+  }
+}
+
+/// The scalar decode: the keys split in chunks, each by the reference, merged in order.
+inline void reference_split_decode(const attend_problem& pb, workspace& ws) {
+  workspace::frame frame(ws);
+  const index_t head_dim = pb.head_dim;
+  const index_t n_keys = pb.n_keys();
+  const index_t splits = std::max<index_t>(1, std::min<index_t>(4, n_keys / attention_decode_min_split));
+  float* a = ws.alloc<float>(head_dim);
+  float* b = ws.alloc<float>(head_dim);
+  for (index_t h = 0; h < pb.n_heads; ++h) {
+    float m_a, s_a;
+    reference_partial(pb, h, 0, 0, n_keys / splits, m_a, s_a, a);
+    for (index_t sp = 1; sp < splits; ++sp) {
+      float m_b, s_b;
+      reference_partial(pb, h, 0, n_keys * sp / splits, n_keys * (sp + 1) / splits, m_b, s_b, b);
+      merge_partial_state(m_a, s_a, tensor_view<float, 1>(a, {head_dim}), m_b, s_b,
+                          tensor_view<const float, 1>(b, {head_dim}));
+    }
+    auto row = pb.out[0][h];
+    write_row(m_a, s_a, a, [&](index_t e) -> float& { return row(e); }, head_dim);
+  }
+}
+
+inline attend_problem make_problem(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                                   tensor_view<const float, 3> v, tensor_view<float, 3> out,
+                                   const attention_params& p, const char* what) {
+  check_views(q, k, v, out, what);
+  const std::string op(what);
+  attend_problem pb;
+  pb.q = q;
+  pb.out = out;
+  pb.runs[0] = key_run{k, v, 0, p.k_positions, 0};
+  pb.n_runs = 1;
+  pb.q_pos0 = p.q_offset;
+  pb.q_positions = p.q_positions;
+  if (p.q_positions) expect_equal(p.q_positions->extent(0), q.extent(0), (op + ": q_positions length vs l").c_str());
+  if (p.k_positions) expect_equal(p.k_positions->extent(0), k.extent(0), (op + ": k_positions length vs l_kv").c_str());
+  resolve_common(pb, p, k.extent(0), what);
+  return pb;
+}
+
+/// Problem for q at positions size .. size + n - 1 against the cache runs plus (optional) new keys.
+inline attend_problem make_cache_problem(tensor_view<const float, 3> q, const kv_cache& cache,
+                                         const tensor_view<const float, 3>* k_new,
+                                         const tensor_view<const float, 3>* v_new, tensor_view<float, 3> out,
+                                         const attention_params& p, index_t q_pos0, const char* what) {
+  const std::string op(what);
+  const auto [l, n_heads, head_dim] = q.extents();
+  expect_extents(out.extents(), q.extents(), (op + ": out (l, n_heads, head_dim) vs q").c_str());
+  expect_equal(cache.head_dim(), head_dim, (op + ": cache head_dim vs q head_dim").c_str());
+  if (n_heads % cache.n_kv_heads() != 0)
+    throw shape_error(op + ": n_heads = " + std::to_string(n_heads) + " is not a multiple of the cache's n_kv_heads = " +
+                      std::to_string(cache.n_kv_heads()));
+  expect_rows_contiguous(q, (op + ": q").c_str());
+  expect_rows_contiguous(out, (op + ": out").c_str());
+  attend_problem pb;
+  pb.q = q;
+  pb.out = out;
+  kv_run runs[2];
+  const int n = cache.segments(runs);
+  for (int r = 0; r < n; ++r) pb.runs[pb.n_runs++] = key_run{runs[r].k, runs[r].v, runs[r].pos0, {}, runs[r].pos0};
+  if (k_new) {
+    check_views(q, *k_new, *v_new, out, what);
+    expect_equal(k_new->extent(1), cache.n_kv_heads(), (op + ": k_new n_kv_heads vs cache").c_str());
+    pb.runs[pb.n_runs++] = key_run{*k_new, *v_new, cache.size(), {}, cache.size()};
+  }
+  if (pb.n_runs == 0)  // an empty cache and no new keys: one empty run keeps the shapes known
+    pb.runs[pb.n_runs++] = key_run{tensor_view<const float, 3>(nullptr, {0, cache.n_kv_heads(), head_dim}),
+                                   tensor_view<const float, 3>(nullptr, {0, cache.n_kv_heads(), head_dim}), 0, {}, 0};
+  pb.q_pos0 = q_pos0;
+  attention_params cp = p;
+  if (cache.window()) {
+    if (p.window && *p.window != *cache.window())
+      throw shape_error(op + ": params.window = " + std::to_string(*p.window) + " differs from the cache's window " +
+                        std::to_string(*cache.window()));
+    cp.window = cache.window();
+  }
+  const index_t n_index = cache.size() + (k_new ? k_new->extent(0) : 0);
+  resolve_common(pb, cp, n_index, what);
+  return pb;
+}
+
+}  // namespace detail
+
+/// Softmax attention, scalar reference (one row, one key at a time).
+inline void softmax_attention(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                              tensor_view<const float, 3> v, tensor_view<float, 3> out, const attention_params& p,
+                              workspace& ws, simd::scalar) {
+  const auto pb = detail::make_problem(q, k, v, out, p, "softmax_attention");
+  detail::reference_attend(pb, ws);
+}
+
+/// Softmax attention, tiled flash form (see the top of this header).
+template <class Arch = simd::default_arch>
+void softmax_attention(tensor_view<const float, 3> q, tensor_view<const float, 3> k, tensor_view<const float, 3> v,
+                       tensor_view<float, 3> out, const attention_params& p, workspace& ws, Arch = {}) {
+  const auto pb = detail::make_problem(q, k, v, out, p, "softmax_attention");
+  if constexpr (simd::is_scalar_v<Arch>) detail::reference_attend(pb, ws);
+  else detail::tiled_attend<Arch>(pb, ws);
+}
+
+/// Prefill with a cache, scalar reference: attends q over cache + new keys, then appends them.
+inline void prefill_attention(tensor_view<const float, 3> q, tensor_view<const float, 3> k_new,
+                              tensor_view<const float, 3> v_new, kv_cache& cache, tensor_view<float, 3> out,
+                              const attention_params& p, workspace& ws, simd::scalar) {
+  cache.check_room(k_new.extent(0), "prefill_attention");
+  const auto pb = detail::make_cache_problem(q, cache, &k_new, &v_new, out, p, cache.size(), "prefill_attention");
+  detail::reference_attend(pb, ws);
+  cache.append(k_new, v_new);
+}
+
+/// Prefill with a cache: attends q over cache + new keys (tiled), then appends them.
+template <class Arch = simd::default_arch>
+void prefill_attention(tensor_view<const float, 3> q, tensor_view<const float, 3> k_new,
+                       tensor_view<const float, 3> v_new, kv_cache& cache, tensor_view<float, 3> out,
+                       const attention_params& p, workspace& ws, Arch = {}) {
+  cache.check_room(k_new.extent(0), "prefill_attention");
+  const auto pb = detail::make_cache_problem(q, cache, &k_new, &v_new, out, p, cache.size(), "prefill_attention");
+  if constexpr (simd::is_scalar_v<Arch>) detail::reference_attend(pb, ws);
+  else detail::tiled_attend<Arch>(pb, ws);
+  cache.append(k_new, v_new);
+}
+
+namespace detail {
+inline void check_decode(tensor_view<const float, 3> q, const kv_cache& cache) {
+  if (q.extent(0) != 1) throw shape_error("decode_attention: q must hold one row, got l = " + std::to_string(q.extent(0)));
+  if (cache.size() < 1) throw range_error("decode_attention: the cache is empty; append the token's k/v first");
+}
+}  // namespace detail
+
+/// Decode, scalar reference: q at position cache.size() - 1 against the cache (keys in chunks,
+/// merged with merge_partial_state).
+inline void decode_attention(tensor_view<const float, 3> q, const kv_cache& cache, tensor_view<float, 3> out,
+                             const attention_params& p, workspace& ws, simd::scalar) {
+  detail::check_decode(q, cache);
+  const auto pb = detail::make_cache_problem(q, cache, nullptr, nullptr, out, p, cache.size() - 1, "decode_attention");
+  detail::reference_split_decode(pb, ws);
+}
+
+/// Decode: q (1, n_heads, head_dim) at position cache.size() - 1 against the cache, keys split
+/// over threads, partial states merged (flash-decoding).
+template <class Arch = simd::default_arch>
+void decode_attention(tensor_view<const float, 3> q, const kv_cache& cache, tensor_view<float, 3> out,
+                      const attention_params& p, workspace& ws, Arch = {}) {
+  detail::check_decode(q, cache);
+  const auto pb = detail::make_cache_problem(q, cache, nullptr, nullptr, out, p, cache.size() - 1, "decode_attention");
+  if constexpr (simd::is_scalar_v<Arch>) detail::reference_split_decode(pb, ws);
+  else detail::split_decode<Arch>(pb, ws);
+}
+
+}  // namespace attention
+}  // namespace v0
+}  // namespace tessera

@@ -1,0 +1,226 @@
+#include <catch2/catch.hpp>
+
+#include <tessera/attention/kv_cache.hpp>
+#include <tessera/attention/softmax_attention.hpp>
+
+#include "attention_test_util.hpp"
+
+using namespace tessera;
+using namespace tessera::attention;
+using tessera::test::dense_attention;
+using tessera::test::dense_spec;
+using tessera::test::iota_positions;
+using tessera::test::random_tensor;
+using tessera::test::rel_err;
+
+namespace {
+
+constexpr double tol = 2e-5;
+
+struct sequence {
+  tensor<float, 3> q, k, v;  // (l, n_heads | n_kv_heads, head_dim)
+};
+
+sequence make_sequence(index_t l, index_t n_heads, index_t n_kv_heads, index_t head_dim) {
+  return {random_tensor<3>({l, n_heads, head_dim}, -1.5f, 1.5f), random_tensor<3>({l, n_kv_heads, head_dim}, -1.5f, 1.5f),
+          random_tensor<3>({l, n_kv_heads, head_dim}, -1.f, 1.f)};
+}
+
+/// Runs the sequence through the cache: prefill of `prompt` tokens in chunks of `chunk`, then one
+/// decode step per remaining token (append, then decode_attention). Returns every output row.
+template <class Arch>
+tensor<float, 3> run_cached(const sequence& s, kv_cache& cache, index_t prompt, index_t chunk,
+                            const attention_params& p, workspace& ws, Arch arch) {
+  const auto [l, n_heads, head_dim] = s.q.extents();
+  tensor<float, 3> out({l, n_heads, head_dim}, 9.f);
+  for (index_t t0 = 0; t0 < prompt; t0 += chunk) {
+    const index_t t1 = std::min(prompt, t0 + chunk);
+    prefill_attention(s.q.cview().slice(0, t0, t1), s.k.cview().slice(0, t0, t1), s.v.cview().slice(0, t0, t1), cache,
+                      out.view().slice(0, t0, t1), p, ws, arch);
+  }
+  for (index_t t = prompt; t < l; ++t) {
+    cache.append(s.k.cview().slice(0, t, t + 1), s.v.cview().slice(0, t, t + 1));
+    decode_attention(s.q.cview().slice(0, t, t + 1), cache, out.view().slice(0, t, t + 1), p, ws, arch);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kv_cache: prefill then decode equals one full prefill (linear cache, GQA)", "[kv_cache]") {
+  tessera::test::rng(21);
+  for (auto [n_heads, n_kv_heads, head_dim] : {std::tuple<index_t, index_t, index_t>{8, 1, 64}, {6, 2, 24}, {3, 3, 80}}) {
+    INFO("n_heads=" << n_heads << " n_kv_heads=" << n_kv_heads << " head_dim=" << head_dim);
+    const index_t l = 90;
+    const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+    dense_spec sp;
+    sp.qpos = iota_positions(l);
+    sp.kpos = iota_positions(l);
+    const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+    workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+    for (index_t chunk : {7, 64}) {
+      kv_cache cache(100, n_kv_heads, head_dim);
+      const auto out = run_cached(s, cache, 40, chunk, {}, ws, simd::default_arch{});
+      CHECK(rel_err(out.cview(), want) < tol);
+      CHECK(cache.size() == l);
+      kv_cache cache_ref(100, n_kv_heads, head_dim);
+      const auto out_ref = run_cached(s, cache_ref, 40, chunk, {}, ws, simd::scalar{});
+      CHECK(rel_err(out_ref.cview(), want) < tol);
+    }
+    // the cache's keys are the appended ones
+    kv_cache cache(100, n_kv_heads, head_dim);
+    cache.append(s.k.cview().slice(0, 0, 5), s.v.cview().slice(0, 0, 5));
+    REQUIRE(cache.keys().extent(0) == 5);
+    REQUIRE(cache.keys()(4, n_kv_heads - 1, 3) == s.k(4, n_kv_heads - 1, 3));
+    REQUIRE(cache.values()(2, 0, 1) == s.v(2, 0, 1));
+  }
+}
+
+TEST_CASE("kv_cache: a long decode splits keys over threads and merges (flash-decoding)", "[kv_cache]") {
+  tessera::test::rng(22);
+  const index_t l = 2600, n_heads = 4, n_kv_heads = 2, head_dim = 64;
+  const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+  kv_cache cache(l, n_kv_heads, head_dim);
+  cache.append(s.k.cview(), s.v.cview());
+  const std::vector<float> slopes = {0.5f, 0.25f, 0.125f, 0.0625f};
+  for (bool alibi : {false, true}) {
+    attention_params p;
+    dense_spec sp;
+    if (alibi) {
+      p.alibi_slopes = tensor_view<const float, 1>(slopes.data(), {n_heads});
+      sp.alibi = &slopes;
+    }
+    const auto q = s.q.cview().slice(0, l - 1, l);
+    sp.qpos = {l - 1};
+    sp.kpos = iota_positions(l);
+    const auto want = dense_attention(q, s.k.cview(), s.v.cview(), sp);
+    workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+    tensor<float, 3> out({1, n_heads, head_dim}), out_ref({1, n_heads, head_dim});
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      decode_attention(q, cache, out.view(), p, ws);
+      CHECK(rel_err(out.cview(), want) < tol);
+    }
+    decode_attention(q, cache, out_ref.view(), p, ws, simd::scalar{});
+    CHECK(rel_err(out_ref.cview(), want) < tol);
+  }
+}
+
+TEST_CASE("kv_cache: sliding-window ring past several wraps, prompt longer than the window", "[kv_cache]") {
+  tessera::test::rng(23);
+  const index_t l = 75, n_heads = 4, n_kv_heads = 2, head_dim = 24, window = 8;
+  const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+  dense_spec sp;
+  sp.window = window;
+  sp.qpos = iota_positions(l);
+  sp.kpos = iota_positions(l);
+  const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+  for (index_t chunk : {20, 5, 3}) {
+    INFO("prompt of 20 tokens in chunks of " << chunk);
+    kv_cache cache(0, n_kv_heads, head_dim, window);
+    const std::size_t bytes = cache.memory_bytes();
+    const auto out = run_cached(s, cache, 20, chunk, {}, ws, simd::default_arch{});
+    CHECK(rel_err(out.cview(), want) < tol);
+    CHECK(cache.size() == l);
+    CHECK(cache.slots() == window);
+    CHECK(cache.memory_bytes() == bytes);  // flat
+    kv_cache cache_ref(0, n_kv_heads, head_dim, window);
+    const auto out_ref = run_cached(s, cache_ref, 20, chunk, {.window = window}, ws, simd::scalar{});
+    CHECK(rel_err(out_ref.cview(), want) < tol);
+  }
+  // a window-8 cache holds the last 8 positions as at most two runs
+  kv_cache cache(0, n_kv_heads, head_dim, window);
+  cache.append(s.k.cview().slice(0, 0, 13), s.v.cview().slice(0, 0, 13));
+  kv_run runs[2];
+  REQUIRE(cache.segments(runs) == 2);
+  REQUIRE(runs[0].pos0 == 5);
+  REQUIRE(runs[0].k.extent(0) == 3);
+  REQUIRE(runs[1].pos0 == 8);
+  REQUIRE(runs[1].k.extent(0) == 5);
+  REQUIRE(runs[0].k(0, 1, 2) == s.k(5, 1, 2));
+  REQUIRE(runs[1].v(4, 0, 7) == s.v(12, 0, 7));
+  REQUIRE_THROWS_AS(cache.keys(), range_error);
+  // attention window must agree with the ring's
+  tensor<float, 3> out({1, n_heads, head_dim});
+  REQUIRE_THROWS_WITH(decode_attention(s.q.cview().slice(0, 0, 1), cache, out.view(), {.window = 5}, ws),
+                      Catch::Contains("params.window = 5"));
+}
+
+TEST_CASE("kv_cache: truncate rolls back; snapshots are values", "[kv_cache]") {
+  tessera::test::rng(24);
+  const index_t l = 60, n_heads = 2, n_kv_heads = 1, head_dim = 16;
+  const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+  for (bool ring : {false, true}) {
+    INFO("ring=" << ring);
+    std::optional<index_t> window;
+    if (ring) window = 10;
+    dense_spec sp;
+    sp.window = window;
+    sp.qpos = iota_positions(l);
+    sp.kpos = iota_positions(l);
+    const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+    kv_cache cache(l, n_kv_heads, head_dim, window, /*rollback=*/4);
+    attention_params p;
+    tensor<float, 3> out({l, n_heads, head_dim});
+    prefill_attention(s.q.cview().slice(0, 0, 30), s.k.cview().slice(0, 0, 30), s.v.cview().slice(0, 0, 30), cache,
+                      out.view().slice(0, 0, 30), p, ws);
+    const kv_cache snapshot = cache;  // session snapshot
+    // speculate 4 wrong tokens (random k/v), roll back, continue with the real ones
+    const auto junk = make_sequence(4, n_heads, n_kv_heads, head_dim);
+    tensor<float, 3> junk_out({4, n_heads, head_dim});
+    prefill_attention(junk.q.cview(), junk.k.cview(), junk.v.cview(), cache, junk_out.view(), p, ws);
+    REQUIRE(cache.size() == 34);
+    cache.truncate(30);
+    prefill_attention(s.q.cview().slice(0, 30, l), s.k.cview().slice(0, 30, l), s.v.cview().slice(0, 30, l), cache,
+                      out.view().slice(0, 30, l), p, ws);
+    CHECK(rel_err(out.cview(), want) < tol);
+    // restore the snapshot and decode again: same result
+    cache = snapshot;
+    REQUIRE(cache.size() == 30);
+    tensor<float, 3> again({l, n_heads, head_dim});
+    for (index_t t = 30; t < l; ++t) {
+      cache.append(s.k.cview().slice(0, t, t + 1), s.v.cview().slice(0, t, t + 1));
+      decode_attention(s.q.cview().slice(0, t, t + 1), cache, again.view().slice(0, t, t + 1), p, ws);
+    }
+    for (index_t e = 0; e < head_dim; ++e) CHECK(again(l - 1, 1, e) == Approx(out(l - 1, 1, e)).margin(1e-6));
+    if (ring) {
+      // 4 slots of slack (+1: the window counts the query itself): rolling back 6 is refused
+      REQUIRE_THROWS_AS(cache.truncate(l - 6), range_error);
+      REQUIRE_THROWS_WITH(cache.truncate(l - 6), Catch::Contains("overwritten"));
+      REQUIRE_NOTHROW(cache.truncate(l - 5));
+    }
+  }
+}
+
+TEST_CASE("kv_cache: bad input", "[kv_cache]") {
+  tessera::test::rng(25);
+  REQUIRE_THROWS_WITH(kv_cache(16, 2, 8, 0), Catch::Contains("window must be >= 1, got 0"));
+  REQUIRE_THROWS_AS(kv_cache(16, 0, 8), range_error);
+  kv_cache cache(10, 2, 8);
+  const auto s = make_sequence(11, 4, 2, 8);
+  REQUIRE_THROWS_WITH(cache.append(s.k.cview(), s.v.cview()),
+                      Catch::Contains("overflow") && Catch::Contains("capacity 10"));
+  REQUIRE(cache.size() == 0);
+  cache.append(s.k.cview().slice(0, 0, 6), s.v.cview().slice(0, 0, 6));
+  workspace ws(softmax_attention_workspace_bytes(4, 8));
+  tensor<float, 3> out({5, 4, 8});
+  // prefill that would overflow fails before touching anything
+  REQUIRE_THROWS_AS(prefill_attention(s.q.cview().slice(0, 0, 5), s.k.cview().slice(0, 0, 5), s.v.cview().slice(0, 0, 5),
+                                      cache, out.view(), {}, ws),
+                    range_error);
+  REQUIRE(cache.size() == 6);
+  REQUIRE_THROWS_WITH(cache.truncate(7), Catch::Contains("n = 7"));
+  const auto wrong = make_sequence(1, 4, 3, 8);
+  REQUIRE_THROWS_AS(cache.append(wrong.k.cview(), wrong.v.cview()), shape_error);
+  const auto odd = make_sequence(1, 3, 2, 8);
+  tensor<float, 3> out1({1, 3, 8});
+  REQUIRE_THROWS_WITH(decode_attention(odd.q.cview(), cache, out1.view(), {}, ws),
+                      Catch::Contains("n_heads = 3") && Catch::Contains("n_kv_heads = 2"));
+  tensor<float, 3> out2({2, 4, 8});
+  REQUIRE_THROWS_AS(decode_attention(s.q.cview().slice(0, 0, 2), cache, out2.view(), {}, ws), shape_error);
+  kv_cache empty(4, 2, 8);
+  tensor<float, 3> out3({1, 4, 8});
+  REQUIRE_THROWS_AS(decode_attention(s.q.cview().slice(0, 0, 1), empty, out3.view(), {}, ws), range_error);
+}
