@@ -1,0 +1,621 @@
+// tessera/attention/linear_attention.hpp: feature-map linear attention, and the engine shared by
+// every linear-attention kind (retention.hpp, gated_linear_attention.hpp, delta_rule.hpp).
+//
+// Operands (one sequence; the layer loops over the batch):
+//   q:     (l, n_qk_heads, d_k)   f32, innermost stride 1
+//   k:     (l, n_qk_heads, d_k)   f32, innermost stride 1
+//   v:     (l, n_heads, d_v)      f32, innermost stride 1
+//   out:   (l, n_heads, d_v)      f32, innermost stride 1; overwritten
+//   state: (n_heads, d_k, d_v)    f32, read as the initial state, overwritten with the final one
+//   k_sum: (n_heads, d_k)         f32, the normalizer state z = Σ φ(k) (only with normalize)
+// Broadcast: n_heads must be a multiple of n_qk_heads; value head h reads q/k head
+// h / (n_heads / n_qk_heads) (PyTorch's repeat_interleave, as Qwen3-Next repeats its k heads).
+//
+// Feature-map attention (Katharopoulos et al.; fla's linear_attn), per head, t = 0 .. l-1:
+//   S_t = S_{t-1} + φ(k_t) v_tᵀ,   z_t = z_{t-1} + φ(k_t)
+//   o_t = S_tᵀ (s·φ(q_t))                           without the normalizer
+//   o_t = S_tᵀ (s·φ(q_t)) / ((s·φ(q_t))·z_t + eps)  with it
+// with φ ∈ {identity, elu+1, relu} and s = scale (default 1/sqrt(d_k)).
+//
+// Every kind comes in three forms that compute the same thing:
+//   *_parallel   the quadratic form: o = (Q Kᵀ ⊙ causal decay mask) V + Q S_0, in O(l²) workspace;
+//   *_recurrent  token by token on the state, O(d_k d_v) per token (decode: l = 1);
+//   *_chunked    chunks of params.chunk_size: parallel inside a chunk, state passed between chunks.
+// All forms take the state in and give it back, so prefill(n) then step × k equals prefill(n+k).
+//
+// Workspace: linear_attention_workspace_bytes(rows, n_heads, d_k, d_v) with rows = chunk_size
+// (chunked), l (parallel) or 1 (recurrent), for the thread count in use when the kernel runs.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+
+#include <tessera/core/eigen.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/parallel.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/core/workspace.hpp>
+#include <tessera/simd/arch.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace attention {
+
+/// φ applied to q and k in feature-map attention.
+enum class feature_map {
+  identity,      // φ(x) = x
+  elu_plus_one,  // φ(x) = elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise)
+  relu,          // φ(x) = max(x, 0)
+};
+
+struct linear_attention_params {
+  feature_map phi = feature_map::elu_plus_one;
+  bool normalize = false;        // divide by φ(q)·Σφ(k) + eps (needs the k_sum state)
+  float eps = 1e-10f;            // fla's normalizer epsilon
+  std::optional<float> scale;    // multiplies φ(q); default 1/sqrt(d_k)
+  index_t chunk_size = 64;       // chunked form only
+};
+
+/// The state of feature-map attention: kv = Σ φ(k) vᵀ and, with the normalizer, k_sum = Σ φ(k).
+struct linear_attention_state {
+  tensor_view<float, 3> kv;     // (n_heads, d_k, d_v)
+  tensor_view<float, 2> k_sum;  // (n_heads, d_k); may be empty unless params.normalize
+};
+
+/// Sub-chunk length used for data-dependent per-dimension decay (GLA) inside a chunk.
+inline constexpr index_t linear_attention_subchunk = 16;
+
+/// Workspace bytes for any linear-attention kernel of this family: rows = chunk_size for the chunked
+/// form (or l when smaller), l for the parallel form, 1 for the recurrent form.
+inline std::size_t linear_attention_workspace_bytes(index_t rows, index_t n_heads, index_t d_k, index_t d_v) {
+  rows = std::max<index_t>(rows, 1);
+  const index_t workers = std::max<index_t>(1, std::min<index_t>({static_cast<index_t>(num_threads()), n_heads, 64}));
+  const index_t floats = rows * (6 * d_k + 2 * d_v + 2 * rows + 4) + d_k * d_v + 2 * d_k + d_v;
+  return static_cast<std::size_t>(workers) * (workspace::bytes_for<float>(floats) + 20 * buffer_alignment);
+}
+
+namespace detail {
+
+// ---- the problem every linear-attention kind reduces to -----------------------------------------
+//
+// S_t = diag(a_t) S_{t-1} + k_t v_tᵀ                 (additive kinds; a_t = exp(g_t), g_t ≤ 0)
+// S_t = a_t (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ (delta kinds; a_t scalar)
+// o_t = S_tᵀ q_t
+// g_t is zero (no decay), a constant per head (retention), a scalar per token and head (gated
+// delta rule) or a vector over d_k per token and head (GLA).
+
+enum class la_gate { none, head_const, token_scalar, token_vector };
+
+struct la_problem {
+  const char* op = "linear_attention";
+  tensor_view<const float, 3> q, k, v;  // (l, n_qk_heads, d_k), (l, n_qk_heads, d_k), (l, n_heads, d_v)
+  tensor_view<float, 3> out;            // (l, n_heads, d_v)
+  tensor_view<float, 3> state;          // (n_heads, d_k, d_v)
+  tensor_view<float, 2> k_sum;          // (n_heads, d_k) when normalize
+  la_gate gate = la_gate::none;
+  tensor_view<const float, 1> gamma;    // (n_heads) decay γ for head_const
+  tensor_view<const float, 2> g_scalar; // (l, n_heads) log-space gate
+  tensor_view<const float, 3> g_vector; // (l, n_heads, d_k) log-space gate
+  bool delta = false;
+  tensor_view<const float, 2> beta;     // (l, n_heads) for delta
+  feature_map phi = feature_map::identity;
+  bool l2norm_qk = false;
+  float l2norm_eps = 1e-6f;
+  float scale = 1.f;
+  bool normalize = false;
+  float eps = 1e-10f;
+};
+
+inline std::string la_name(const la_problem& p, const char* form) { return std::string(p.op) + "_" + form; }
+
+inline void la_check(const la_problem& p, const char* form) {
+  const std::string op = la_name(p, form);
+  const auto [l, n_qk_heads, d_k] = p.q.extents();
+  const index_t n_heads = p.v.extent(1), d_v = p.v.extent(2);
+  expect_extents(p.k.extents(), {l, n_qk_heads, d_k}, (op + ": k").c_str());
+  expect_equal(p.v.extent(0), l, (op + ": v length vs q length (l)").c_str());
+  if (n_qk_heads < 1 || n_heads % n_qk_heads != 0)
+    throw shape_error(op + ": n_heads of v (" + std::to_string(n_heads) + ") is not a multiple of the q/k heads (" +
+                      std::to_string(n_qk_heads) + ")");
+  expect_extents(p.out.extents(), {l, n_heads, d_v}, (op + ": out").c_str());
+  expect_extents(p.state.extents(), {n_heads, d_k, d_v}, (op + ": state").c_str());
+  if (p.normalize) expect_extents(p.k_sum.extents(), {n_heads, d_k}, (op + ": k_sum").c_str());
+  switch (p.gate) {
+    case la_gate::none: break;
+    case la_gate::head_const: {
+      expect_extents(p.gamma.extents(), {n_heads}, (op + ": gamma").c_str());
+      for (index_t h = 0; h < n_heads; ++h)
+        if (!(p.gamma(h) > 0.f && p.gamma(h) <= 1.f))
+          throw range_error(op + ": gamma[" + std::to_string(h) + "] = " + std::to_string(p.gamma(h)) +
+                            " is outside (0, 1]");
+      break;
+    }
+    case la_gate::token_scalar: expect_extents(p.g_scalar.extents(), {l, n_heads}, (op + ": g").c_str()); break;
+    case la_gate::token_vector: expect_extents(p.g_vector.extents(), {l, n_heads, d_k}, (op + ": g").c_str()); break;
+  }
+  if (p.delta) expect_extents(p.beta.extents(), {l, n_heads}, (op + ": beta").c_str());
+  if (p.delta && p.gate == la_gate::token_vector) throw config_error(op + ": the delta rule takes a scalar gate");
+  expect_rows_contiguous(p.q, (op + ": q").c_str());
+  expect_rows_contiguous(p.k, (op + ": k").c_str());
+  expect_rows_contiguous(p.v, (op + ": v").c_str());
+  expect_rows_contiguous(p.out, (op + ": out").c_str());
+  if (p.gate == la_gate::token_vector) expect_rows_contiguous(p.g_vector, (op + ": g").c_str());
+  if (!std::isfinite(p.scale)) throw range_error(op + ": scale is not finite");
+}
+
+// ---- small dense helpers: plain loops for simd::scalar, Eigen / xsimd otherwise -----------------
+
+template <class Arch>
+struct la_ops {
+  using row_map = Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                             Eigen::OuterStride<>>;
+  using crow_map = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+                              Eigen::Unaligned, Eigen::OuterStride<>>;
+  static crow_map cm(const float* p, index_t r, index_t c, index_t ld) { return crow_map(p, r, c, Eigen::OuterStride<>(ld)); }
+  static row_map m(float* p, index_t r, index_t c, index_t ld) { return row_map(p, r, c, Eigen::OuterStride<>(ld)); }
+
+  /// C (m×n) = A (m×k) · B (n×k)ᵀ
+  static void abt(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                  index_t ldc) {
+    if (mr == 0 || n == 0) return;
+    if (k == 0) { m(c, mr, n, ldc).setZero(); return; }
+    m(c, mr, n, ldc).noalias() = cm(a, mr, k, lda) * cm(b, n, k, ldb).transpose();
+  }
+  /// C (m×n) (+)= A (m×k) · B (k×n)
+  static void ab(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                 index_t ldc, bool accumulate, float alpha = 1.f) {
+    if (mr == 0 || n == 0) return;
+    if (!accumulate) m(c, mr, n, ldc).setZero();
+    if (k == 0) return;
+    m(c, mr, n, ldc).noalias() += alpha * (cm(a, mr, k, lda) * cm(b, k, n, ldb));
+  }
+  /// C (m×n) += A (k×m)ᵀ · B (k×n)
+  static void atb_acc(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb,
+                      float* c, index_t ldc) {
+    if (mr == 0 || n == 0 || k == 0) return;
+    m(c, mr, n, ldc).noalias() += cm(a, k, mr, lda).transpose() * cm(b, k, n, ldb);
+  }
+  /// y = a·y + b·x
+  static void axpby(float* y, float a, const float* x, float b, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    const batch va(a), vb(b);
+    index_t j = 0;
+    for (; j + w <= n; j += w)
+      xsimd::fma(va, batch::load_unaligned(y + j), vb * batch::load_unaligned(x + j)).store_unaligned(y + j);
+    for (; j < n; ++j) y[j] = a * y[j] + b * x[j];
+  }
+  /// y += a·x
+  static void axpy(float* y, float a, const float* x, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    const batch va(a);
+    index_t j = 0;
+    for (; j + w <= n; j += w) xsimd::fma(va, batch::load_unaligned(x + j), batch::load_unaligned(y + j)).store_unaligned(y + j);
+    for (; j < n; ++j) y[j] += a * x[j];
+  }
+  /// S[d,:] = a·S[d,:] + kd·v; o += qd·S[d,:] (one fused pass of the recurrent update).
+  static void update_row(float* s, float a, float kd, const float* v, float qd, float* o, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    const batch va(a), vk(kd), vq(qd);
+    index_t j = 0;
+    for (; j + w <= n; j += w) {
+      const batch sn = xsimd::fma(va, batch::load_unaligned(s + j), vk * batch::load_unaligned(v + j));
+      sn.store_unaligned(s + j);
+      xsimd::fma(vq, sn, batch::load_unaligned(o + j)).store_unaligned(o + j);
+    }
+    for (; j < n; ++j) {
+      s[j] = a * s[j] + kd * v[j];
+      o[j] += qd * s[j];
+    }
+  }
+  static float dot(const float* x, const float* y, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    batch acc(0.f);
+    index_t j = 0;
+    for (; j + w <= n; j += w) acc = xsimd::fma(batch::load_unaligned(x + j), batch::load_unaligned(y + j), acc);
+    float s = xsimd::hadd(acc);
+    for (; j < n; ++j) s += x[j] * y[j];
+    return s;
+  }
+};
+
+template <>
+struct la_ops<simd::scalar> {
+  static void abt(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                  index_t ldc) {
+    for (index_t i = 0; i < mr; ++i)
+      for (index_t j = 0; j < n; ++j) {
+        float s = 0.f;
+        for (index_t p = 0; p < k; ++p) s += a[i * lda + p] * b[j * ldb + p];
+        c[i * ldc + j] = s;
+      }
+  }
+  static void ab(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                 index_t ldc, bool accumulate, float alpha = 1.f) {
+    for (index_t i = 0; i < mr; ++i) {
+      float* ci = c + i * ldc;
+      if (!accumulate) std::fill(ci, ci + n, 0.f);
+      for (index_t p = 0; p < k; ++p) {
+        const float aip = alpha * a[i * lda + p];
+        for (index_t j = 0; j < n; ++j) ci[j] += aip * b[p * ldb + j];
+      }
+    }
+  }
+  static void atb_acc(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb,
+                      float* c, index_t ldc) {
+    for (index_t p = 0; p < k; ++p)
+      for (index_t i = 0; i < mr; ++i) {
+        const float api = a[p * lda + i];
+        for (index_t j = 0; j < n; ++j) c[i * ldc + j] += api * b[p * ldb + j];
+      }
+  }
+  static void axpby(float* y, float a, const float* x, float b, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) y[j] = a * y[j] + b * x[j];
+  }
+  static void axpy(float* y, float a, const float* x, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) y[j] += a * x[j];
+  }
+  static void update_row(float* s, float a, float kd, const float* v, float qd, float* o, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) {
+      s[j] = a * s[j] + kd * v[j];
+      o[j] += qd * s[j];
+    }
+  }
+  static float dot(const float* x, const float* y, index_t n) noexcept {
+    float s = 0.f;
+    for (index_t j = 0; j < n; ++j) s += x[j] * y[j];
+    return s;
+  }
+};
+
+/// Loads q or k row of token t into dst (d_k floats): φ, optional L2 normalization, scale.
+inline void la_prep(const la_problem& p, const float* src, float* dst, index_t d_k, float scale) noexcept {
+  switch (p.phi) {
+    case feature_map::identity: std::copy(src, src + d_k, dst); break;
+    case feature_map::elu_plus_one:
+      for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] > 0.f ? src[d] + 1.f : std::exp(src[d]);
+      break;
+    case feature_map::relu:
+      for (index_t d = 0; d < d_k; ++d) dst[d] = std::max(src[d], 0.f);
+      break;
+  }
+  if (p.l2norm_qk) {
+    float ss = 0.f;
+    for (index_t d = 0; d < d_k; ++d) ss += dst[d] * dst[d];
+    scale /= std::sqrt(ss + p.l2norm_eps);
+  }
+  if (scale != 1.f)
+    for (index_t d = 0; d < d_k; ++d) dst[d] *= scale;
+}
+
+/// Log-space gate of token t, head h: scalar kinds only.
+inline float la_log_gate(const la_problem& p, index_t t, index_t h) noexcept {
+  switch (p.gate) {
+    case la_gate::head_const: return std::log(p.gamma(h));
+    case la_gate::token_scalar: return p.g_scalar(t, h);
+    default: return 0.f;
+  }
+}
+
+/// Per-worker scratch of the chunked / parallel forms for chunks of up to c rows.
+struct la_scratch {
+  float *qc, *kc, *vc, *oc, *kt, *qt, *bv, *a, *lm, *s, *z, *den, *bs, *tmp;
+  static la_scratch make(workspace& ws, index_t c, index_t d_k, index_t d_v) {
+    la_scratch x{};
+    x.qc = ws.alloc<float>(c * d_k);
+    x.kc = ws.alloc<float>(c * d_k);
+    x.vc = ws.alloc<float>(c * d_v);
+    x.oc = ws.alloc<float>(c * d_v);
+    x.kt = ws.alloc<float>(c * d_k);
+    x.qt = ws.alloc<float>(c * d_k);
+    x.bv = ws.alloc<float>(c * d_k);
+    x.a = ws.alloc<float>(c * c);
+    x.lm = ws.alloc<float>(c * c);
+    x.s = ws.alloc<float>(d_k * d_v);
+    x.z = ws.alloc<float>(d_k);
+    x.den = ws.alloc<float>(c);
+    x.bs = ws.alloc<float>(c);
+    x.tmp = ws.alloc<float>(std::max(d_k, d_v));
+    return x;
+  }
+};
+
+/// One chunk [t0, t0 + n) of head h; the state (x.s, x.z) is updated in place.
+template <class Arch>
+void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_scratch& x) {
+  using ops = la_ops<Arch>;
+  const index_t d_k = p.q.extent(2), d_v = p.v.extent(2);
+  const index_t hq = h / (p.v.extent(1) / p.q.extent(1));
+  const bool vec = p.gate == la_gate::token_vector;
+  const bool gated = p.gate != la_gate::none;
+  // load rows: Q (n, d_k) prepped and scaled, K (n, d_k) prepped, V (n, d_v)
+  for (index_t i = 0; i < n; ++i) {
+    la_prep(p, &p.q(t0 + i, hq, 0), x.qc + i * d_k, d_k, p.scale);
+    la_prep(p, &p.k(t0 + i, hq, 0), x.kc + i * d_k, d_k, 1.f);
+    std::copy(&p.v(t0 + i, h, 0), &p.v(t0 + i, h, 0) + d_v, x.vc + i * d_v);
+  }
+  // cumulative log decay inside the chunk: bs (n) for scalar gates, bv (n, d_k) for vector gates
+  if (vec) {
+    for (index_t i = 0; i < n; ++i) {
+      const float* g = &p.g_vector(t0 + i, h, 0);
+      float* b = x.bv + i * d_k;
+      for (index_t d = 0; d < d_k; ++d) b[d] = (i ? b[d - d_k] : 0.f) + g[d];
+    }
+  } else if (gated) {
+    float acc = 0.f;
+    for (index_t i = 0; i < n; ++i) x.bs[i] = acc += la_log_gate(p, t0 + i, h);
+  }
+  // A (n, n) = causal (Q Kᵀ ⊙ decay), diagonal included
+  float* A = x.a;
+  if (!vec) {
+    ops::abt(n, n, d_k, x.qc, d_k, x.kc, d_k, A, n);
+    for (index_t i = 0; i < n; ++i) {
+      if (gated)
+        for (index_t j = 0; j <= i; ++j) A[i * n + j] *= std::exp(x.bs[i] - x.bs[j]);
+      std::fill(A + i * n + i + 1, A + (i + 1) * n, 0.f);
+    }
+  } else {
+    // Sub-chunks keep every exponent ≤ 0: rows of sub-chunk [r, r+s) see earlier keys through the
+    // reference row r-1, q_i·exp(B_i - B_{r-1}) against k_j·exp(B_{r-1} - B_j); the diagonal block
+    // is computed pairwise.
+    const index_t sc = linear_attention_subchunk;
+    for (index_t r = 0; r < n; r += sc) {
+      const index_t re = std::min(n, r + sc);
+      if (r > 0) {
+        const float* bp = x.bv + (r - 1) * d_k;
+        for (index_t i = r; i < re; ++i)
+          for (index_t d = 0; d < d_k; ++d)
+            x.qt[(i - r) * d_k + d] = x.qc[i * d_k + d] * std::exp(x.bv[i * d_k + d] - bp[d]);
+        for (index_t j = 0; j < r; ++j)
+          for (index_t d = 0; d < d_k; ++d) x.kt[j * d_k + d] = x.kc[j * d_k + d] * std::exp(bp[d] - x.bv[j * d_k + d]);
+        ops::abt(re - r, r, d_k, x.qt, d_k, x.kt, d_k, A + r * n, n);
+      }
+      for (index_t i = r; i < re; ++i) {
+        for (index_t j = r; j <= i; ++j) {
+          float s = 0.f;
+          for (index_t d = 0; d < d_k; ++d)
+            s += x.qc[i * d_k + d] * x.kc[j * d_k + d] * std::exp(x.bv[i * d_k + d] - x.bv[j * d_k + d]);
+          A[i * n + j] = s;
+        }
+        std::fill(A + i * n + i + 1, A + (i + 1) * n, 0.f);
+      }
+    }
+  }
+  // qt (n, d_k) = Q ⊙ exp(b): queries as they see the chunk's initial state
+  auto decay_q = [&](float* dst, const float* src, index_t i) {
+    if (vec)
+      for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] * std::exp(x.bv[i * d_k + d]);
+    else {
+      const float e = gated ? std::exp(x.bs[i]) : 1.f;
+      for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] * e;
+    }
+  };
+  if (p.delta) {
+    // WY/UT form: (I + L) U = diag(β) V - diag(β exp(b)) K S0, L strictly lower with
+    // L_ij = β_i exp(b_i - b_j) k_i·k_j; forward substitution, then U replaces V.
+    float* L = x.lm;
+    ops::abt(n, n, d_k, x.kc, d_k, x.kc, d_k, L, n);
+    for (index_t i = 0; i < n; ++i) {
+      const float bi = p.beta(t0 + i, h);
+      for (index_t j = 0; j < i; ++j) L[i * n + j] *= bi * (gated ? std::exp(x.bs[i] - x.bs[j]) : 1.f);
+      float* kt = x.kt + i * d_k;
+      decay_q(kt, x.kc + i * d_k, i);
+      for (index_t d = 0; d < d_k; ++d) kt[d] *= bi;
+      for (index_t e = 0; e < d_v; ++e) x.vc[i * d_v + e] *= bi;
+    }
+    ops::ab(n, d_v, d_k, x.kt, d_k, x.s, d_v, x.vc, d_v, true, -1.f);
+    for (index_t i = 1; i < n; ++i)
+      for (index_t j = 0; j < i; ++j) ops::axpy(x.vc + i * d_v, -L[i * n + j], x.vc + j * d_v, d_v);
+  }
+  // O (n, d_v) = A V + (Q ⊙ exp(b)) S0
+  ops::ab(n, d_v, n, A, n, x.vc, d_v, x.oc, d_v, false);
+  for (index_t i = 0; i < n; ++i) decay_q(x.qt + i * d_k, x.qc + i * d_k, i);
+  ops::ab(n, d_v, d_k, x.qt, d_k, x.s, d_v, x.oc, d_v, true);
+  if (p.normalize)
+    for (index_t i = 0; i < n; ++i) {
+      float den = ops::dot(x.qt + i * d_k, x.z, d_k);
+      for (index_t j = 0; j <= i; ++j) den += A[i * n + j];
+      const float inv = 1.f / (den + p.eps);
+      for (index_t e = 0; e < d_v; ++e) x.oc[i * d_v + e] *= inv;
+    }
+  for (index_t i = 0; i < n; ++i) std::copy(x.oc + i * d_v, x.oc + (i + 1) * d_v, &p.out(t0 + i, h, 0));
+  // state: S = diag(exp(b_last)) S + (K ⊙ exp(b_last - b))ᵀ V, z likewise
+  const index_t last = n - 1;
+  for (index_t j = 0; j < n; ++j)
+    for (index_t d = 0; d < d_k; ++d) {
+      const float e = vec ? std::exp(x.bv[last * d_k + d] - x.bv[j * d_k + d])
+                          : (gated ? std::exp(x.bs[last] - x.bs[j]) : 1.f);
+      x.kt[j * d_k + d] = x.kc[j * d_k + d] * e;
+    }
+  if (gated)
+    for (index_t d = 0; d < d_k; ++d) {
+      const float e = vec ? std::exp(x.bv[last * d_k + d]) : std::exp(x.bs[last]);
+      for (index_t c = 0; c < d_v; ++c) x.s[d * d_v + c] *= e;
+      if (p.normalize) x.z[d] *= e;
+    }
+  ops::atb_acc(d_k, d_v, n, x.kt, d_k, x.vc, d_v, x.s, d_v);
+  if (p.normalize)
+    for (index_t j = 0; j < n; ++j)
+      for (index_t d = 0; d < d_k; ++d) x.z[d] += x.kt[j * d_k + d];
+}
+
+/// Runs f(h, scratch-slab workspace index) over the heads, one slab per worker.
+inline index_t la_workers(index_t n_heads) {
+  return std::max<index_t>(1, std::min<index_t>({static_cast<index_t>(num_threads()), n_heads, 64}));
+}
+
+template <class F>
+void la_for_heads(index_t n_heads, F&& f) {
+  const index_t workers = la_workers(n_heads);
+  parallel_for(0, workers, 1, [&](index_t lo, index_t hi) {
+    for (index_t w = lo; w < hi; ++w)
+      for (index_t h = n_heads * w / workers; h < n_heads * (w + 1) / workers; ++h) f(h, w);
+  });
+}
+
+
+/// Chunked form (the parallel form is the chunked form with one chunk of length l).
+template <class Arch>
+void la_run_chunked(const la_problem& p, index_t chunk, workspace& ws, const char* form) {
+  la_check(p, form);
+  if (chunk < 1) throw range_error(la_name(p, form) + ": chunk_size must be >= 1, got " + std::to_string(chunk));
+  const auto [l, n_qk_heads, d_k] = p.q.extents();
+  const index_t n_heads = p.v.extent(1), d_v = p.v.extent(2);
+  const index_t c = std::max<index_t>(1, std::min(chunk, l));
+  workspace::frame frame(ws);
+  const index_t workers = la_workers(n_heads);
+  la_scratch slabs[64];
+  for (index_t w = 0; w < workers; ++w) slabs[w] = la_scratch::make(ws, c, d_k, d_v);
+  la_for_heads(n_heads, [&](index_t h, index_t w) {
+    const la_scratch& x = slabs[w];
+    for (index_t d = 0; d < d_k; ++d) {
+      std::copy(&p.state(h, d, 0), &p.state(h, d, 0) + d_v, x.s + d * d_v);
+      if (p.normalize) x.z[d] = p.k_sum(h, d);
+    }
+    for (index_t t0 = 0; t0 < l; t0 += c) la_chunk<Arch>(p, h, t0, std::min(c, l - t0), x);
+    for (index_t d = 0; d < d_k; ++d) {
+      std::copy(x.s + d * d_v, x.s + (d + 1) * d_v, &p.state(h, d, 0));
+      if (p.normalize) p.k_sum(h, d) = x.z[d];
+    }
+  });
+}
+
+/// Recurrent form: token by token on the state, O(d_k d_v) per token.
+template <class Arch>
+void la_run_recurrent(const la_problem& p, workspace& ws) {
+  using ops = la_ops<Arch>;
+  la_check(p, "recurrent");
+  const auto [l, n_qk_heads, d_k] = p.q.extents();
+  const index_t n_heads = p.v.extent(1), d_v = p.v.extent(2);
+  const index_t group = n_heads / n_qk_heads;
+  workspace::frame frame(ws);
+  const index_t workers = la_workers(n_heads);
+  la_scratch slabs[64];
+  for (index_t w = 0; w < workers; ++w) slabs[w] = la_scratch::make(ws, 1, d_k, d_v);
+  la_for_heads(n_heads, [&](index_t h, index_t w) {
+    const la_scratch& x = slabs[w];
+    float* S = x.s;  // (d_k, d_v)
+    for (index_t d = 0; d < d_k; ++d) {
+      std::copy(&p.state(h, d, 0), &p.state(h, d, 0) + d_v, S + d * d_v);
+      if (p.normalize) x.z[d] = p.k_sum(h, d);
+    }
+    float *qt = x.qc, *kt = x.kc, *u = x.vc, *o = x.oc, *a = x.bv;
+    for (index_t t = 0; t < l; ++t) {
+      la_prep(p, &p.q(t, h / group, 0), qt, d_k, p.scale);
+      la_prep(p, &p.k(t, h / group, 0), kt, d_k, 1.f);
+      const float* v = &p.v(t, h, 0);
+      if (p.gate == la_gate::token_vector)
+        for (index_t d = 0; d < d_k; ++d) a[d] = std::exp(p.g_vector(t, h, d));
+      else
+        std::fill(a, a + d_k, p.gate == la_gate::none ? 1.f : std::exp(la_log_gate(p, t, h)));
+      std::fill(o, o + d_v, 0.f);
+      if (p.delta) {
+        // u = β (v - a Sᵀk); S = a S + k uᵀ
+        const float b = p.beta(t, h);
+        std::fill(u, u + d_v, 0.f);
+        for (index_t d = 0; d < d_k; ++d) ops::axpy(u, kt[d], S + d * d_v, d_v);
+        for (index_t e = 0; e < d_v; ++e) u[e] = b * (v[e] - a[0] * u[e]);
+        v = u;
+      }
+      for (index_t d = 0; d < d_k; ++d) ops::update_row(S + d * d_v, a[d], kt[d], v, qt[d], o, d_v);
+      if (p.normalize) {
+        for (index_t d = 0; d < d_k; ++d) x.z[d] = a[d] * x.z[d] + kt[d];
+        const float inv = 1.f / (ops::dot(qt, x.z, d_k) + p.eps);
+        for (index_t e = 0; e < d_v; ++e) o[e] *= inv;
+      }
+      std::copy(o, o + d_v, &p.out(t, h, 0));
+    }
+    for (index_t d = 0; d < d_k; ++d) {
+      std::copy(S + d * d_v, S + (d + 1) * d_v, &p.state(h, d, 0));
+      if (p.normalize) p.k_sum(h, d) = x.z[d];
+    }
+  });
+}
+
+enum class la_form { parallel, recurrent, chunked };
+
+template <class Arch>
+void la_run(const la_problem& p, la_form form, index_t chunk, workspace& ws) {
+  switch (form) {
+    case la_form::parallel: la_run_chunked<Arch>(p, std::max<index_t>(p.q.extent(0), 1), ws, "parallel"); break;
+    case la_form::recurrent: la_run_recurrent<Arch>(p, ws); break;
+    case la_form::chunked: la_run_chunked<Arch>(p, chunk, ws, "chunked"); break;
+  }
+}
+
+inline float la_default_scale(const std::optional<float>& s, index_t d_k) {
+  return s ? *s : 1.f / std::sqrt(static_cast<float>(std::max<index_t>(d_k, 1)));
+}
+
+inline la_problem la_feature_problem(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                                     tensor_view<const float, 3> v, tensor_view<float, 3> out,
+                                     const linear_attention_state& s, const linear_attention_params& prm) {
+  la_problem p;
+  p.op = "linear_attention";
+  p.q = q, p.k = k, p.v = v, p.out = out, p.state = s.kv, p.k_sum = s.k_sum;
+  p.phi = prm.phi;
+  p.normalize = prm.normalize;
+  p.eps = prm.eps;
+  p.scale = la_default_scale(prm.scale, q.extent(2));
+  return p;
+}
+
+}  // namespace detail
+
+// ---- feature-map linear attention ---------------------------------------------------------------
+
+/// Quadratic form: o = causal(φ(Q) φ(K)ᵀ) V + φ(Q) S_0 (optionally normalized). Workspace: rows = l.
+template <class Arch = simd::default_arch>
+void linear_attention_parallel(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                               tensor_view<const float, 3> v, tensor_view<float, 3> out, linear_attention_state state,
+                               const linear_attention_params& params, workspace& ws, Arch = {}) {
+  detail::la_run<Arch>(detail::la_feature_problem(q, k, v, out, state, params), detail::la_form::parallel, 0, ws);
+}
+inline void linear_attention_parallel(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                                      tensor_view<const float, 3> v, tensor_view<float, 3> out,
+                                      linear_attention_state state, const linear_attention_params& params,
+                                      workspace& ws, simd::scalar) {
+  detail::la_run<simd::scalar>(detail::la_feature_problem(q, k, v, out, state, params), detail::la_form::parallel, 0,
+                               ws);
+}
+
+/// Recurrent form: S += φ(k) vᵀ, o = Sᵀ φ(q) per token (decode). Workspace: rows = 1.
+template <class Arch = simd::default_arch>
+void linear_attention_recurrent(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                                tensor_view<const float, 3> v, tensor_view<float, 3> out,
+                                linear_attention_state state, const linear_attention_params& params, workspace& ws,
+                                Arch = {}) {
+  detail::la_run<Arch>(detail::la_feature_problem(q, k, v, out, state, params), detail::la_form::recurrent, 0, ws);
+}
+inline void linear_attention_recurrent(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                                       tensor_view<const float, 3> v, tensor_view<float, 3> out,
+                                       linear_attention_state state, const linear_attention_params& params,
+                                       workspace& ws, simd::scalar) {
+  detail::la_run<simd::scalar>(detail::la_feature_problem(q, k, v, out, state, params), detail::la_form::recurrent, 0,
+                               ws);
+}
+
+/// Chunked form (prefill): chunks of params.chunk_size. Workspace: rows = min(chunk_size, l).
+template <class Arch = simd::default_arch>
+void linear_attention_chunked(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                              tensor_view<const float, 3> v, tensor_view<float, 3> out, linear_attention_state state,
+                              const linear_attention_params& params, workspace& ws, Arch = {}) {
+  detail::la_run<Arch>(detail::la_feature_problem(q, k, v, out, state, params), detail::la_form::chunked,
+                       params.chunk_size, ws);
+}
+inline void linear_attention_chunked(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
+                                     tensor_view<const float, 3> v, tensor_view<float, 3> out,
+                                     linear_attention_state state, const linear_attention_params& params,
+                                     workspace& ws, simd::scalar) {
+  detail::la_run<simd::scalar>(detail::la_feature_problem(q, k, v, out, state, params), detail::la_form::chunked,
+                               params.chunk_size, ws);
+}
+
+}  // namespace attention
+}  // namespace v0
+}  // namespace tessera
