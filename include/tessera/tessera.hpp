@@ -5,3 +5,4 @@
 #include <tessera/core/core.hpp>
 #include <tessera/simd/simd.hpp>
 #include <tessera/attention/attention.hpp>
+#include <tessera/io/io.hpp>

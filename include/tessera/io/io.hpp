@@ -7,3 +7,4 @@
 #include <tessera/io/gguf_quants.hpp>
 #include <tessera/io/safetensors.hpp>
 #include <tessera/io/weights.hpp>
+#include <tessera/io/config.hpp>
