@@ -6,8 +6,8 @@
 //
 // Decode is bound by memory bandwidth: every weight byte is read once per token, so the narrow
 // types are read as they are stored and widened in registers (f16: F16C vcvtph2ps; bf16: zero
-// extend and shift left by 16, which is exact). Four rows are processed together so each load of
-// x feeds four FMAs, and rows are split over threads (parallel_for) in contiguous ranges.
+// extend and shift left by 16, which is exact). Each thread takes a contiguous range of rows
+// (parallel_for) and walks it row after row: one sequential stream of weights per thread.
 //
 // gemv_rows(a, w, c) is the same kernel for a handful of activation rows at once (c = a · wᵀ with
 // m <= 4): gemm uses it for tiny m, where packing the weights would cost more than it saves.
@@ -85,44 +85,49 @@ void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<c
 
 /// y[j] = dot(w row j, x) for rows [lo, hi) of w (row stride ldw), M activation vectors at once:
 /// out[i * ldy + j] = dot(w row j, xs[i]). The vectorized leaf of gemv and of gemm for tiny m.
+/// One row of w at a time, so the weights are read as one sequential stream (the hardware
+/// prefetcher's best case); U vectors per step along k give U * M independent FMA chains.
 template <int M, class Arch, class W>
 void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
                      index_t lo, index_t hi) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t lanes = batch::size;
-  constexpr int R = M == 1 ? 4 : (M == 2 ? 2 : 1);  // rows of w per step: R * M accumulators
-  const index_t kv = k / lanes * lanes;
-  index_t j = lo;
-  for (; j + R <= hi; j += R) {
-    batch acc[R][M];
-    for (int r = 0; r < R; ++r)
-      for (int i = 0; i < M; ++i) acc[r][i] = batch(0.f);
-    for (index_t p = 0; p < kv; p += lanes) {
-      batch xv[M];
-      for (int i = 0; i < M; ++i) xv[i] = batch::load_unaligned(xs[i] + p);
-      for (int r = 0; r < R; ++r) {
-        const batch wv = load_widened<Arch>(w + (j + r) * ldw + p);
-        for (int i = 0; i < M; ++i) acc[r][i] = xsimd::fma(wv, xv[i], acc[r][i]);
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int i = 0; i < M; ++i) {
-        float s = xsimd::hadd(acc[r][i]);
-        const W* row = w + (j + r) * ldw;
-        for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * xs[i][p];
-        out[i * ldy + j + r] = s;
-      }
-  }
-  for (; j < hi; ++j) {  // leftover rows, one at a time
-    batch acc[M];
-    for (int i = 0; i < M; ++i) acc[i] = batch(0.f);
+  constexpr int U = M == 1 ? 4 : (M == 2 ? 2 : 1);
+  constexpr index_t step = U * lanes;
+  for (index_t j = lo; j < hi; ++j) {
     const W* row = w + j * ldw;
-    for (index_t p = 0; p < kv; p += lanes) {
-      const batch wv = load_widened<Arch>(row + p);
-      for (int i = 0; i < M; ++i) acc[i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p), acc[i]);
+    // Peel a few leading elements so the vector loads of w are 64-byte aligned: a row that starts
+    // mid cache line (mmap-ed checkpoints, odd k) would otherwise split every load in two.
+    const auto addr = reinterpret_cast<std::uintptr_t>(row);
+    index_t head = addr % sizeof(W) == 0 ? static_cast<index_t>((64 - addr % 64) % 64 / sizeof(W)) : 0;
+    head = std::min(head, k);
+    const index_t ku = head + (k - head) / step * step;
+    const index_t kv = head + (k - head) / lanes * lanes;
+    batch acc[U][M];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u)
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) acc[u][i] = batch(0.f);
+    for (index_t p = head; p < ku; p += step) {
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) {
+        const batch wv = load_widened<Arch>(row + p + u * lanes);
+#pragma GCC unroll 4
+        for (int i = 0; i < M; ++i) acc[u][i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p + u * lanes), acc[u][i]);
+      }
     }
+    for (index_t p = ku; p < kv; p += lanes) {
+      const batch wv = load_widened<Arch>(row + p);
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) acc[0][i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p), acc[0][i]);
+    }
+#pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
-      float s = xsimd::hadd(acc[i]);
+      batch total = acc[0][i];
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) total += acc[u][i];
+      float s = xsimd::hadd(total);
+      for (index_t p = 0; p < head; ++p) s += to_float(row[p]) * xs[i][p];
       for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * xs[i][p];
       out[i * ldy + j] = s;
     }

@@ -1,0 +1,80 @@
+// BM_gemv/<arch>/<dtype>/<n>x<k>/t<threads>: tessera's gemv y = w · x for f32, f16 and bf16
+// weights, and BM_sgemv_openblas on the f32 shapes. GB/s counts the weight bytes (plus x and y):
+// compare it with bench_limits' BM_read_bandwidth for weights larger than L2 (1 MB per core here),
+// and with BM_gemv_read, run right after on the same bytes: a plain vector sum of the weight buffer
+// split over threads like gemv's rows, the best a memory-bound gemv can do.
+#include "bench_common.hpp"
+
+#include <tessera/kernels/gemv.hpp>
+
+namespace tessera::bench {
+namespace {
+
+enum class impl { ours, openblas, read };
+
+template <class W>
+void run(benchmark::State& state, index_t n, index_t k, int threads, impl which) {
+  use_threads(threads);
+  const auto x = random_data<float>(std::size_t(k), 1);
+  const auto w = random_data<W>(std::size_t(n * k), 2);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  tensor_view<const float, 1> xv(x.data(), {k});
+  tensor_view<const W, 2> wv(w.data(), {n, k});
+  tensor_view<float, 1> yv(y.data(), {n});
+  for (auto _ : state) {
+    if (which == impl::ours) {
+      kernels::gemv(xv, wv, yv);
+    } else if (which == impl::read) {  // the same weight bytes, summed as floats, same row split
+      const float* p = reinterpret_cast<const float*>(w.data());
+      const index_t row_floats = k * index_t(sizeof(W)) / 4;
+      parallel_for(0, n, 64, [&](index_t lo, index_t hi) {
+        y[std::size_t(lo)] = read_sum<simd::default_arch>(p + lo * row_floats, (hi - lo) * row_floats);
+      });
+    } else {
+#if defined(TESSERA_BENCH_OPENBLAS)
+      if constexpr (std::is_same_v<W, float>)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.f, w.data(), int(k), x.data(), 1, 0.f, y.data(), 1);
+#endif
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 2.0 * double(n) * double(k), double(sizeof(W)) * double(n * k) + 4.0 * double(n + k));
+}
+
+template <class W>
+void register_dtype(const char* dtype, bool with_openblas) {
+  const std::string arch = simd::arch_name<simd::default_arch>();
+  const std::pair<index_t, index_t> shapes[] = {{768, 768}, {3072, 768}, {768, 3072}, {4096, 4096}, {16384, 4096}};
+  for (int threads : {1, 2})
+    for (auto [n, k] : shapes) {
+      const std::string tail = "/" + std::to_string(n) + "x" + std::to_string(k) + "/t" + std::to_string(threads);
+      benchmark::RegisterBenchmark(("BM_gemv/" + arch + "/" + dtype + tail).c_str(),
+                                   [=](benchmark::State& st) { run<W>(st, n, k, threads, impl::ours); })
+          ->UseRealTime()->MinTime(0.3);
+      benchmark::RegisterBenchmark(("BM_gemv_read/" + arch + "/" + dtype + tail).c_str(),
+                                   [=](benchmark::State& st) { run<W>(st, n, k, threads, impl::read); })
+          ->UseRealTime()->MinTime(0.3);
+#if defined(TESSERA_BENCH_OPENBLAS)
+      if (with_openblas)
+        benchmark::RegisterBenchmark(("BM_sgemv_openblas/" + arch + "/" + dtype + tail).c_str(),
+                                     [=](benchmark::State& st) { run<W>(st, n, k, threads, impl::openblas); })
+            ->UseRealTime()->MinTime(0.3);
+#else
+      (void)with_openblas;
+#endif
+    }
+}
+
+}  // namespace
+}  // namespace tessera::bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  tessera::bench::add_context();
+  tessera::bench::register_dtype<float>("f32", true);
+  tessera::bench::register_dtype<tessera::f16>("f16", false);
+  tessera::bench::register_dtype<tessera::bf16>("bf16", false);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}

@@ -1,0 +1,85 @@
+// This machine's limits, the yardsticks for gemm and gemv:
+//   BM_peak_fma/<arch>/t<threads>      : independent FMA chains in registers (GFLOP/s)
+//   BM_read_bandwidth/<arch>/t<threads>: summing a 256 MB buffer, far larger than every cache (GB/s)
+#include "bench_common.hpp"
+
+#include <tessera/core/parallel.hpp>
+
+namespace tessera::bench {
+namespace {
+
+using arch = simd::default_arch;
+
+template <class A>
+float fma_chains(index_t iters) {
+  if constexpr (simd::is_scalar_v<A>) {
+    float acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = float(i);
+    for (index_t it = 0; it < iters; ++it)
+      for (int i = 0; i < 16; ++i) acc[i] = acc[i] * 0.9999999f + 1e-7f;
+    float s = 0;
+    for (float v : acc) s += v;
+    return s;
+  } else {
+    using batch = xsimd::batch<float, A>;
+    constexpr int chains = 16;  // >= FMA latency x FMA ports (4 x 2 here)
+    batch acc[chains];
+    for (int i = 0; i < chains; ++i) acc[i] = batch(float(i));
+    const batch mul(0.9999999f), add(1e-7f);
+    for (index_t it = 0; it < iters; ++it)
+#pragma GCC unroll 16
+      for (int i = 0; i < chains; ++i) acc[i] = xsimd::fma(acc[i], mul, add);
+    batch s(0.f);
+    for (int i = 0; i < chains; ++i) s += acc[i];
+    return xsimd::hadd(s);
+  }
+}
+
+void BM_peak_fma(benchmark::State& state, int threads) {
+  use_threads(threads);
+  constexpr index_t iters = 1 << 20;
+  float sink[8] = {};
+  for (auto _ : state) {
+    parallel_for(0, threads, 1, [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t) sink[t] = fma_chains<arch>(iters);
+    });
+    benchmark::DoNotOptimize(sink);
+  }
+  const double flops = 2.0 * 16 * double(simd::float_lanes<arch>()) * double(iters) * threads;
+  set_counters(state, flops, 0);
+}
+
+void BM_read_bandwidth(benchmark::State& state, int threads) {
+  use_threads(threads);
+  constexpr index_t n = index_t(64) << 20;  // 64 Mi floats = 256 MB
+  tensor<float, 1> buf({n});
+  for (index_t i = 0; i < n; ++i) buf(i) = float(i & 1023) * 1e-3f;
+  const float* p = buf.data();
+  float sink[8] = {};
+  for (auto _ : state) {
+    constexpr index_t block = 1 << 14;  // split in cache-line-aligned blocks
+    parallel_for(0, n / block, 1, [&](index_t lo, index_t hi) {
+      sink[lo * threads / (n / block)] += read_sum<arch>(p + lo * block, (hi - lo) * block);
+    });
+    benchmark::DoNotOptimize(sink);
+  }
+  set_counters(state, double(n), 4.0 * double(n));
+}
+
+}  // namespace
+}  // namespace tessera::bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  tessera::bench::add_context();
+  const std::string arch = tessera::simd::arch_name<tessera::bench::arch>();
+  for (int t : {1, 2}) {
+    benchmark::RegisterBenchmark(("BM_peak_fma/" + arch + "/t" + std::to_string(t)).c_str(), tessera::bench::BM_peak_fma, t)
+        ->UseRealTime()->MinTime(0.3);
+    benchmark::RegisterBenchmark(("BM_read_bandwidth/" + arch + "/t" + std::to_string(t)).c_str(),
+                                 tessera::bench::BM_read_bandwidth, t)
+        ->UseRealTime()->MinTime(0.5);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}
