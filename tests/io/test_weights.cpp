@@ -305,3 +305,45 @@ TEST_CASE("weight_map: opening a 512 MB f32 file reads none of it", "[io][weight
   INFO("open + view of 512 MB: " << ms << " ms");
   CHECK(ms < 200.0);  // mapping is O(header); reading 512 MB takes far longer
 }
+
+TEST_CASE("weight_map: a HF checkpoint and its GGUF conversion load to identical tensors", "[io][weights]") {
+  // Convert the llama fixture the way convert_hf_to_gguf.py does (rename, permute q/k rows,
+  // reverse dims), then check that both load to the same HF-named, HF-layout tensors.
+  const auto models = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models";
+  const auto hf = io::weight_map::open(models / "llama");
+  const index_t n_head = 6, n_kv = 2, n_layers = 3;
+  std::vector<std::string> candidates = {"token_embd.weight", "output_norm.weight", "output.weight"};
+  for (index_t l = 0; l < n_layers; ++l)
+    for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
+      candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
+  test::gguf_builder g;
+  g.kv_str("general.architecture", "llama");
+  g.kv_u32("llama.attention.head_count", static_cast<std::uint32_t>(n_head));
+  g.kv_u32("llama.attention.head_count_kv", static_cast<std::uint32_t>(n_kv));
+  for (const auto& name : hf.names()) {
+    std::string gguf_name;
+    for (const auto& c : candidates)
+      if (io::gguf_to_hf_name("llama", c) == name) gguf_name = c;
+    INFO(name);
+    REQUIRE(!gguf_name.empty());
+    const auto& info = hf.info(name);
+    std::vector<float> data(static_cast<std::size_t>(info.numel));
+    if (info.extents.size() == 2) std::memcpy(data.data(), hf.f32<2>(name).data(), data.size() * 4);
+    else std::memcpy(data.data(), hf.f32<1>(name).data(), data.size() * 4);
+    if (gguf_name.find("attn_q") != std::string::npos) data = llama_permute(data, info.extents[0], info.extents[1], n_head);
+    if (gguf_name.find("attn_k") != std::string::npos) data = llama_permute(data, info.extents[0], info.extents[1], n_kv);
+    g.tensor_f32(gguf_name, std::vector<std::int64_t>(info.extents.rbegin(), info.extents.rend()), data);
+  }
+  test::temp_dir dir("wm_convert");
+  test::write_file(dir / "llama.gguf", g.bytes());
+  const auto gg = io::weight_map::open(dir / "llama.gguf");
+  REQUIRE(gg.names() == hf.names());
+  for (const auto& name : hf.names()) {
+    INFO(name);
+    const auto& info = hf.info(name);
+    REQUIRE(gg.info(name).extents == info.extents);
+    const std::size_t bytes = static_cast<std::size_t>(info.numel) * 4;
+    if (info.extents.size() == 2) CHECK(std::memcmp(gg.f32<2>(name).data(), hf.f32<2>(name).data(), bytes) == 0);
+    else CHECK(std::memcmp(gg.f32<1>(name).data(), hf.f32<1>(name).data(), bytes) == 0);
+  }
+}
