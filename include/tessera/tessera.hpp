@@ -6,3 +6,4 @@
 #include <tessera/simd/simd.hpp>
 #include <tessera/attention/attention.hpp>
 #include <tessera/io/io.hpp>
+#include <tessera/ssm/ssm.hpp>

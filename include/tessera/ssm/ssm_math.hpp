@@ -1,0 +1,75 @@
+// tessera/ssm/ssm_math.hpp: the scalar and vector elementwise functions the SSM kernels share.
+//
+// softplus follows torch.nn.functional.softplus (beta 1, threshold 20: x > 20 returns x), silu is
+// x * sigmoid(x), gelu is the exact (erf) form of nn.GELU(). The vector forms use xsimd's exp /
+// log1p so that they agree with the scalar forms to a few ulp.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include <xsimd/xsimd.hpp>
+
+#include <tessera/core/error.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/simd/arch.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace ssm {
+namespace detail {
+
+inline float softplus(float x) noexcept { return x > 20.f ? x : std::log1p(std::exp(x)); }
+inline float silu(float x) noexcept { return x / (1.f + std::exp(-x)); }
+inline float sigmoid(float x) noexcept { return 1.f / (1.f + std::exp(-x)); }
+inline float gelu(float x) noexcept { return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f)); }
+
+template <class Arch>
+TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> softplus(const xsimd::batch<float, Arch>& x) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  return xsimd::select(x > batch(20.f), x, xsimd::log1p(xsimd::exp(x)));
+}
+
+template <class Arch>
+TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> silu(const xsimd::batch<float, Arch>& x) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  return x / (batch(1.f) + xsimd::exp(-x));
+}
+
+/// Number of floats in one vector of Arch (1 for scalar).
+template <class Arch>
+inline constexpr index_t lanes_v = static_cast<index_t>(simd::float_lanes<Arch>());
+
+/// n rounded up to a multiple of m.
+inline constexpr index_t round_up(index_t n, index_t m) noexcept { return (n + m - 1) / m * m; }
+
+/// Throws shape_error unless the view has the given extents; `what` names op and operand.
+template <class T, std::size_t Rank>
+inline void expect_shape(const tensor_view<T, Rank>& v, const extents<Rank>& want, const std::string& what) {
+  if (v.extents() != want)
+    throw shape_error(what + ": expected extents " + to_string(want) + ", got " + to_string(v.extents()));
+}
+
+/// Throws shape_error unless the innermost stride is 1 (rank 1: the only stride).
+template <class T, std::size_t Rank>
+inline void expect_dense_rows(const tensor_view<T, Rank>& v, const std::string& what) {
+  if (!v.rows_contiguous())
+    throw shape_error(what + ": innermost dimension must have stride 1 (extents " + to_string(v.extents()) + ")");
+}
+
+/// Row stride of a rank-2 view (0 for a single row, which is never advanced).
+template <class T>
+inline index_t ld(const tensor_view<T, 2>& v) noexcept {
+  return v.extent(0) > 1 ? v.stride(0) : v.extent(1);
+}
+
+/// A rank-1 view as a (1, n) row.
+template <class T>
+tensor_view<T, 2> as_row(const tensor_view<T, 1>& v) {
+  return tensor_view<T, 2>(v.data(), {1, v.extent(0)}, {v.extent(0), v.stride(0)});
+}
+
+}  // namespace detail
+}  // namespace ssm
+}  // namespace v0
+}  // namespace tessera
