@@ -222,6 +222,59 @@ struct la_ops {
     for (; j < n; ++j) s += x[j] * y[j];
     return s;
   }
+  /// dst = src ⊙ exp(a - b) (b may be null: exp(a)).
+  static void mul_exp(float* dst, const float* src, const float* a, const float* b, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    index_t j = 0;
+    for (; j + w <= n; j += w) {
+      const batch e = b ? batch::load_unaligned(a + j) - batch::load_unaligned(b + j) : batch::load_unaligned(a + j);
+      (batch::load_unaligned(src + j) * xsimd::exp(e)).store_unaligned(dst + j);
+    }
+    for (; j < n; ++j) dst[j] = src[j] * std::exp(b ? a[j] - b[j] : a[j]);
+  }
+  /// x[j] *= exp(c - b[j]) for j < n.
+  static void scale_exp_row(float* x, float c, const float* b, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    const batch vc(c);
+    index_t j = 0;
+    for (; j + w <= n; j += w)
+      (batch::load_unaligned(x + j) * xsimd::exp(vc - batch::load_unaligned(b + j))).store_unaligned(x + j);
+    for (; j < n; ++j) x[j] *= std::exp(c - b[j]);
+  }
+  /// Σ_d q_d k_d exp(bq_d - bk_d)
+  static float dot_exp(const float* q, const float* k, const float* bq, const float* bk, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    batch acc(0.f);
+    index_t j = 0;
+    for (; j + w <= n; j += w)
+      acc = xsimd::fma(batch::load_unaligned(q + j) * batch::load_unaligned(k + j),
+                       xsimd::exp(batch::load_unaligned(bq + j) - batch::load_unaligned(bk + j)), acc);
+    float s = xsimd::hadd(acc);
+    for (; j < n; ++j) s += q[j] * k[j] * std::exp(bq[j] - bk[j]);
+    return s;
+  }
+  /// dst = s · φ(src) (φ per feature_map: 0 identity, 1 elu+1, 2 relu).
+  static void phi_scale(float* dst, const float* src, int phi, float s, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    const batch vs(s), one(1.f), zero(0.f);
+    index_t j = 0;
+    for (; j + w <= n; j += w) {
+      batch x = batch::load_unaligned(src + j);
+      if (phi == 1) x = xsimd::select(x > zero, x + one, xsimd::exp(x));
+      else if (phi == 2) x = xsimd::max(x, zero);
+      (x * vs).store_unaligned(dst + j);
+    }
+    for (; j < n; ++j) {
+      float x = src[j];
+      if (phi == 1) x = x > 0.f ? x + 1.f : std::exp(x);
+      else if (phi == 2) x = std::max(x, 0.f);
+      dst[j] = x * s;
+    }
+  }
 };
 
 template <>
@@ -271,26 +324,38 @@ struct la_ops<simd::scalar> {
     for (index_t j = 0; j < n; ++j) s += x[j] * y[j];
     return s;
   }
+  static void mul_exp(float* dst, const float* src, const float* a, const float* b, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) dst[j] = src[j] * std::exp(b ? a[j] - b[j] : a[j]);
+  }
+  static void scale_exp_row(float* x, float c, const float* b, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) x[j] *= std::exp(c - b[j]);
+  }
+  static float dot_exp(const float* q, const float* k, const float* bq, const float* bk, index_t n) noexcept {
+    float s = 0.f;
+    for (index_t j = 0; j < n; ++j) s += q[j] * k[j] * std::exp(bq[j] - bk[j]);
+    return s;
+  }
+  static void phi_scale(float* dst, const float* src, int phi, float s, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) {
+      float x = src[j];
+      if (phi == 1) x = x > 0.f ? x + 1.f : std::exp(x);
+      else if (phi == 2) x = std::max(x, 0.f);
+      dst[j] = x * s;
+    }
+  }
 };
 
 /// Loads q or k row of token t into dst (d_k floats): φ, optional L2 normalization, scale.
-inline void la_prep(const la_problem& p, const float* src, float* dst, index_t d_k, float scale) noexcept {
-  switch (p.phi) {
-    case feature_map::identity: std::copy(src, src + d_k, dst); break;
-    case feature_map::elu_plus_one:
-      for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] > 0.f ? src[d] + 1.f : std::exp(src[d]);
-      break;
-    case feature_map::relu:
-      for (index_t d = 0; d < d_k; ++d) dst[d] = std::max(src[d], 0.f);
-      break;
-  }
+template <class Arch>
+void la_prep(const la_problem& p, const float* src, float* dst, index_t d_k, float scale) noexcept {
+  const int phi = p.phi == feature_map::elu_plus_one ? 1 : p.phi == feature_map::relu ? 2 : 0;
   if (p.l2norm_qk) {
-    float ss = 0.f;
-    for (index_t d = 0; d < d_k; ++d) ss += dst[d] * dst[d];
-    scale /= std::sqrt(ss + p.l2norm_eps);
-  }
-  if (scale != 1.f)
+    la_ops<Arch>::phi_scale(dst, src, phi, 1.f, d_k);
+    scale /= std::sqrt(la_ops<Arch>::dot(dst, dst, d_k) + p.l2norm_eps);
     for (index_t d = 0; d < d_k; ++d) dst[d] *= scale;
+  } else {
+    la_ops<Arch>::phi_scale(dst, src, phi, scale, d_k);
+  }
 }
 
 /// Log-space gate of token t, head h: scalar kinds only.
@@ -335,8 +400,8 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
   const bool gated = p.gate != la_gate::none;
   // load rows: Q (n, d_k) prepped and scaled, K (n, d_k) prepped, V (n, d_v)
   for (index_t i = 0; i < n; ++i) {
-    la_prep(p, &p.q(t0 + i, hq, 0), x.qc + i * d_k, d_k, p.scale);
-    la_prep(p, &p.k(t0 + i, hq, 0), x.kc + i * d_k, d_k, 1.f);
+    la_prep<Arch>(p, &p.q(t0 + i, hq, 0), x.qc + i * d_k, d_k, p.scale);
+    la_prep<Arch>(p, &p.k(t0 + i, hq, 0), x.kc + i * d_k, d_k, 1.f);
     std::copy(&p.v(t0 + i, h, 0), &p.v(t0 + i, h, 0) + d_v, x.vc + i * d_v);
   }
   // cumulative log decay inside the chunk: bs (n) for scalar gates, bv (n, d_k) for vector gates
@@ -355,8 +420,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
   if (!vec) {
     ops::abt(n, n, d_k, x.qc, d_k, x.kc, d_k, A, n);
     for (index_t i = 0; i < n; ++i) {
-      if (gated)
-        for (index_t j = 0; j <= i; ++j) A[i * n + j] *= std::exp(x.bs[i] - x.bs[j]);
+      if (gated) ops::scale_exp_row(A + i * n, x.bs[i], x.bs, i + 1);
       std::fill(A + i * n + i + 1, A + (i + 1) * n, 0.f);
     }
   } else {
@@ -368,20 +432,13 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
       const index_t re = std::min(n, r + sc);
       if (r > 0) {
         const float* bp = x.bv + (r - 1) * d_k;
-        for (index_t i = r; i < re; ++i)
-          for (index_t d = 0; d < d_k; ++d)
-            x.qt[(i - r) * d_k + d] = x.qc[i * d_k + d] * std::exp(x.bv[i * d_k + d] - bp[d]);
-        for (index_t j = 0; j < r; ++j)
-          for (index_t d = 0; d < d_k; ++d) x.kt[j * d_k + d] = x.kc[j * d_k + d] * std::exp(bp[d] - x.bv[j * d_k + d]);
+        for (index_t i = r; i < re; ++i) ops::mul_exp(x.qt + (i - r) * d_k, x.qc + i * d_k, x.bv + i * d_k, bp, d_k);
+        for (index_t j = 0; j < r; ++j) ops::mul_exp(x.kt + j * d_k, x.kc + j * d_k, bp, x.bv + j * d_k, d_k);
         ops::abt(re - r, r, d_k, x.qt, d_k, x.kt, d_k, A + r * n, n);
       }
       for (index_t i = r; i < re; ++i) {
-        for (index_t j = r; j <= i; ++j) {
-          float s = 0.f;
-          for (index_t d = 0; d < d_k; ++d)
-            s += x.qc[i * d_k + d] * x.kc[j * d_k + d] * std::exp(x.bv[i * d_k + d] - x.bv[j * d_k + d]);
-          A[i * n + j] = s;
-        }
+        for (index_t j = r; j <= i; ++j)
+          A[i * n + j] = ops::dot_exp(x.qc + i * d_k, x.kc + j * d_k, x.bv + i * d_k, x.bv + j * d_k, d_k);
         std::fill(A + i * n + i + 1, A + (i + 1) * n, 0.f);
       }
     }
@@ -389,7 +446,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
   // qt (n, d_k) = Q ⊙ exp(b): queries as they see the chunk's initial state
   auto decay_q = [&](float* dst, const float* src, index_t i) {
     if (vec)
-      for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] * std::exp(x.bv[i * d_k + d]);
+      ops::mul_exp(dst, src, x.bv + i * d_k, nullptr, d_k);
     else {
       const float e = gated ? std::exp(x.bs[i]) : 1.f;
       for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] * e;
@@ -426,12 +483,14 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
   for (index_t i = 0; i < n; ++i) std::copy(x.oc + i * d_v, x.oc + (i + 1) * d_v, &p.out(t0 + i, h, 0));
   // state: S = diag(exp(b_last)) S + (K ⊙ exp(b_last - b))ᵀ V, z likewise
   const index_t last = n - 1;
-  for (index_t j = 0; j < n; ++j)
-    for (index_t d = 0; d < d_k; ++d) {
-      const float e = vec ? std::exp(x.bv[last * d_k + d] - x.bv[j * d_k + d])
-                          : (gated ? std::exp(x.bs[last] - x.bs[j]) : 1.f);
-      x.kt[j * d_k + d] = x.kc[j * d_k + d] * e;
+  for (index_t j = 0; j < n; ++j) {
+    if (vec) {
+      ops::mul_exp(x.kt + j * d_k, x.kc + j * d_k, x.bv + last * d_k, x.bv + j * d_k, d_k);
+    } else {
+      const float e = gated ? std::exp(x.bs[last] - x.bs[j]) : 1.f;
+      for (index_t d = 0; d < d_k; ++d) x.kt[j * d_k + d] = x.kc[j * d_k + d] * e;
     }
+  }
   if (gated)
     for (index_t d = 0; d < d_k; ++d) {
       const float e = vec ? std::exp(x.bv[last * d_k + d]) : std::exp(x.bs[last]);
@@ -505,12 +564,13 @@ void la_run_recurrent(const la_problem& p, workspace& ws) {
       if (p.normalize) x.z[d] = p.k_sum(h, d);
     }
     float *qt = x.qc, *kt = x.kc, *u = x.vc, *o = x.oc, *a = x.bv;
+    std::fill(x.tmp, x.tmp + d_k, 1.f);  // ones: a = ones ⊙ exp(g)
     for (index_t t = 0; t < l; ++t) {
-      la_prep(p, &p.q(t, h / group, 0), qt, d_k, p.scale);
-      la_prep(p, &p.k(t, h / group, 0), kt, d_k, 1.f);
+      la_prep<Arch>(p, &p.q(t, h / group, 0), qt, d_k, p.scale);
+      la_prep<Arch>(p, &p.k(t, h / group, 0), kt, d_k, 1.f);
       const float* v = &p.v(t, h, 0);
       if (p.gate == la_gate::token_vector)
-        for (index_t d = 0; d < d_k; ++d) a[d] = std::exp(p.g_vector(t, h, d));
+        ops::mul_exp(a, x.tmp, &p.g_vector(t, h, 0), nullptr, d_k);
       else
         std::fill(a, a + d_k, p.gate == la_gate::none ? 1.f : std::exp(la_log_gate(p, t, h)));
       std::fill(o, o + d_v, 0.f);
