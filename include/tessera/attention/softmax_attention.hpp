@@ -23,10 +23,11 @@
 //   Positions: qpos_i = q_offset + i and kpos_j = j, or explicit q_positions (l) and
 //   k_positions (l_kv) (packed or left-padded sequences; masks and ALiBi use them).
 //
-// The kernel never materializes l × l: it tiles queries (attention_q_tile rows) and keys
-// (attention_k_tile rows), keeps a running max, sum and output per query row, skips tiles the
-// mask hides entirely, and does Q·Kᵀ and P·V per tile through Eigen's GEMM. Threads: parallel_for
-// over (head, query tile) work items, interleaved so causal work balances.
+// The kernel never materializes l × l: it tiles queries (4 SIMD vectors of rows: 64 on AVX-512)
+// and keys (attention_k_tile rows), keeps a running max, sum and output per query row, skips
+// tiles the mask hides entirely, and computes Q·Kᵀ and P·V per tile with a register-blocked xsimd
+// micro-kernel in a key-major layout (softmax runs down columns, no horizontal reductions).
+// Threads: parallel_for over (head, query tile) work items, interleaved so causal work balances.
 //
 // With a kv_cache (kv_cache.hpp):
 //   prefill_attention(q, k_new, v_new, cache, out, params, ws)
@@ -58,7 +59,6 @@
 
 #include <tessera/attention/kv_cache.hpp>
 #include <tessera/attention/mask.hpp>
-#include <tessera/core/eigen.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -83,7 +83,7 @@ struct attention_params {
   std::optional<tensor_view<const index_t, 1>> k_positions;  // (l_kv) explicit key positions
 };
 
-/// Query rows per tile and key rows per tile of the prefill kernel.
+/// Query rows per tile (at most; 4 vectors of the arch) and key rows per tile of the prefill kernel.
 inline constexpr index_t attention_q_tile = 64;
 inline constexpr index_t attention_k_tile = 128;
 /// Keys per step of the decode kernel, and the fewest keys a decode split gets.
@@ -94,11 +94,12 @@ inline constexpr index_t attention_decode_min_split = 256;
 inline std::size_t softmax_attention_workspace_bytes(index_t n_heads, index_t head_dim,
                                                      index_t n_threads = num_threads()) {
   n_threads = std::max<index_t>(n_threads, 1);
-  // prefill, per worker: scores (q_tile × k_tile), output accumulator (q_tile × head_dim), max, sum
+  // prefill, per worker: q tileᵀ and output accumulator (head_dim × q_tile), scores
+  // (k_tile × q_tile), max and sum (q_tile)
   const std::size_t prefill =
       static_cast<std::size_t>(n_threads) *
-      (workspace::bytes_for<float>(attention_q_tile * attention_k_tile) +
-       workspace::bytes_for<float>(attention_q_tile * head_dim) + 2 * workspace::bytes_for<float>(attention_q_tile));
+      (2 * workspace::bytes_for<float>(attention_q_tile * head_dim) +
+       workspace::bytes_for<float>(attention_q_tile * attention_k_tile) + 2 * workspace::bytes_for<float>(attention_q_tile));
   // decode: up to 4 splits per thread, each n_heads partial states and a step of scores
   const index_t splits = 4 * n_threads;
   const std::size_t decode = workspace::bytes_for<float>(splits * n_heads * (head_dim + 2)) +
@@ -167,9 +168,13 @@ struct attend_problem {
   /// The score transforms after q·k (scale, softcap, additive terms, mask) for one element.
   float finish_score(float dot, index_t h, index_t i, index_t qp, const key_run& run, index_t j,
                      bool check_mask) const noexcept {
+    return finish_scaled(dot * scale, h, i, qp, run, j, check_mask);
+  }
+  /// The same for a dot product already multiplied by scale.
+  float finish_scaled(float s, index_t h, index_t i, index_t qp, const key_run& run, index_t j,
+                      bool check_mask) const noexcept {
     const index_t kp = run.pos(j);
     if (check_mask && !is_visible(qp, kp, mask)) return neg_inf;
-    float s = dot * scale;
     if (softcap > 0.f) s = softcap * std::tanh(s / softcap);
     if (alibi_slopes) s += (*alibi_slopes)(h) * static_cast<float>(kp - qp);
     if (bias) s += (*bias)(bias->extent(0) == 1 ? 0 : h, i, run.index0 + j);
@@ -365,40 +370,6 @@ void scale_axpy(float* y, float alpha, const float* x, float p, index_t n) noexc
   for (; e < n; ++e) y[e] = alpha * y[e] + p * x[e];
 }
 
-/// Applies scale/softcap, additive terms and the mask to a tile of scores, then does the online
-/// softmax update of rows [0, bq): on return S holds P = exp(score - m_new), acc rows are rescaled.
-///   S: (bq, bk) leading dimension ld_s; acc: (bq, head_dim) dense; m, s: (bq)
-template <class Arch>
-void softmax_tile(const attend_problem& pb, index_t h, index_t i0, index_t bq, const key_run& run, index_t j0,
-                  index_t bk, tile_visibility vis, float* S, index_t ld_s, float* acc, float* m, float* s) noexcept {
-  const index_t head_dim = pb.head_dim;
-  for (index_t r = 0; r < bq; ++r) {
-    float* row = S + r * ld_s;
-    const index_t i = i0 + r;
-    if (vis == tile_visibility::all && !pb.has_additive()) {
-      scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
-    } else {
-      const index_t qp = pb.qpos(i);
-      for (index_t c = 0; c < bk; ++c)
-        row[c] = pb.finish_score(row[c], h, i, qp, run, j0 + c, vis == tile_visibility::some);
-    }
-    const float tile_max = row_max<Arch>(row, bk);
-    const float m_new = std::max(m[r], tile_max);
-    if (m_new == neg_inf) {  // nothing visible yet in this row: P = 0
-      for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
-      continue;
-    }
-    const float alpha = std::exp(m[r] - m_new);
-    const float sum = exp_sub_sum<Arch>(row, bk, m_new);
-    s[r] = s[r] * alpha + sum;
-    m[r] = m_new;
-    if (alpha != 1.f) {
-      float* a = acc + r * head_dim;
-      for (index_t e = 0; e < head_dim; ++e) a[e] *= alpha;
-    }
-  }
-}
-
 /// Position bounds of query rows [i0, i1).
 inline void q_bounds(const attend_problem& pb, index_t i0, index_t i1, index_t& lo, index_t& hi) noexcept {
   if (!pb.q_positions) {
@@ -428,29 +399,103 @@ inline void k_bounds(const key_run& run, index_t j0, index_t j1, index_t& lo, in
   }
 }
 
-/// Per-worker scratch of the tiled kernel.
+// ---- prefill: register-blocked tiles in the transposed (key-major) layout --------------------
+//
+// For a tile of BQ = 4 vectors of query rows, the kernel keeps everything with the query index
+// innermost, so the online softmax runs down columns with no horizontal reductions:
+//   Qt: (head_dim, BQ)  scale · q, transposed once per query tile (zero columns past l)
+//   St: (k_tile, BQ)    St = K_tile · Qt        (scores, then probabilities)
+//   Ot: (head_dim, BQ)  Ot = alpha ⊙ Ot + V_tileᵀ · St
+// Both products are C (m × BQ) += Σ_k A(m, k) · B[k][:], done by one micro-kernel that holds an
+// MR × 4-vector block of C in registers, broadcasting A and streaming B rows.
+
+template <class Arch>
+inline constexpr index_t tile_vectors = 4;  // vectors of query rows per tile
+
+template <class Arch>
+constexpr index_t q_tile_rows() noexcept {
+  return tile_vectors<Arch> * static_cast<index_t>(xsimd::batch<float, Arch>::size);
+}
+
+/// C (MR × NV·W) (+)= Σ_k A(r, k) · B[k][:]; A(r, k) = a[r·a_rs + k·a_cs]; B, C 64-byte aligned rows.
+template <class Arch, int MR, int NV>
+TESSERA_ALWAYS_INLINE void micro_kernel(const float* a, index_t a_rs, index_t a_cs, const float* b, index_t ldb,
+                                        index_t kdim, float* c, index_t ldc, bool accumulate) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  batch acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? batch::load_aligned(c + r * ldc + v * W) : batch(0.f);
+  for (index_t k = 0; k < kdim; ++k) {
+    batch bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(b + k * ldb + v * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const batch av(a[r * a_rs + k * a_cs]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(c + r * ldc + v * W);
+}
+
+/// C (m × BQ) (+)= A (m × kdim) · B (kdim × BQ), A read through strides (a_rs, a_cs).
+template <class Arch>
+void tile_gemm(const float* a, index_t a_rs, index_t a_cs, index_t m, const float* b, index_t kdim, float* c,
+               bool accumulate) noexcept {
+  constexpr int NV = static_cast<int>(tile_vectors<Arch>);
+  constexpr index_t ld = q_tile_rows<Arch>();
+  constexpr int MR = xsimd::batch<float, Arch>::size >= 16 ? 6 : 3;  // 24 or 12 accumulators
+  index_t r = 0;
+  for (; r + MR <= m; r += MR) micro_kernel<Arch, MR, NV>(a + r * a_rs, a_rs, a_cs, b, ld, kdim, c + r * ld, ld, accumulate);
+  const float* ar = a + r * a_rs;
+  float* cr = c + r * ld;
+  switch (m - r) {
+    case 1: micro_kernel<Arch, 1, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
+    case 2: micro_kernel<Arch, 2, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
+    case 3: micro_kernel<Arch, 3, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
+    case 4: micro_kernel<Arch, 4, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
+    case 5: micro_kernel<Arch, 5, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
+    default: break;
+  }
+}
+
+/// Per-worker scratch of the tiled kernel (all (rows, BQ), 64-byte aligned).
 struct tile_scratch {
-  float* S;    // (q_tile, k_tile)
-  float* acc;  // (q_tile, head_dim)
-  float* m;    // (q_tile)
-  float* s;    // (q_tile)
+  float* Qt;  // (head_dim, BQ)
+  float* St;  // (k_tile, BQ)
+  float* Ot;  // (head_dim, BQ)
+  float* m;   // (BQ) running max
+  float* s;   // (BQ) running sum
 };
 
 /// One query tile [i0, i1) of head h against every key run.
 template <class Arch>
-void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, const tile_scratch& sc) {
-  using row_map = Eigen::Map<const tessera::detail::eigen_row_matrix<float>, Eigen::Unaligned, Eigen::OuterStride<>>;
-  using mut_map = Eigen::Map<tessera::detail::eigen_row_matrix<float>, Eigen::Unaligned, Eigen::OuterStride<>>;
+void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, const tile_scratch& sc) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  constexpr index_t NV = tile_vectors<Arch>;
+  constexpr index_t BQ = q_tile_rows<Arch>();
   const index_t head_dim = pb.head_dim;
   const index_t g = h / pb.n_rep;
   const index_t bq = i1 - i0;
-  for (index_t r = 0; r < bq; ++r) {
-    sc.m[r] = neg_inf;
-    sc.s[r] = 0.f;
+  // Qt = scale · q tileᵀ, zero columns past the last row
+  for (index_t e = 0; e < head_dim; ++e) {
+    float* qt = sc.Qt + e * BQ;
+    for (index_t r = 0; r < bq; ++r) qt[r] = pb.scale * pb.q(i0 + r, h, e);
+    for (index_t r = bq; r < BQ; ++r) qt[r] = 0.f;
   }
-  std::fill(sc.acc, sc.acc + bq * head_dim, 0.f);
-  mut_map acc(sc.acc, bq, head_dim, Eigen::OuterStride<>(head_dim));
-  const row_map Q(&pb.q(i0, h, 0), bq, head_dim, Eigen::OuterStride<>(pb.q.stride(0)));
+  std::fill(sc.Ot, sc.Ot + head_dim * BQ, 0.f);
+  for (index_t v = 0; v < NV; ++v) {
+    batch(neg_inf).store_aligned(sc.m + v * W);
+    batch(0.f).store_aligned(sc.s + v * W);
+  }
   index_t qlo, qhi;
   q_bounds(pb, i0, i1, qlo, qhi);
   for (int ri = 0; ri < pb.n_runs; ++ri) {
@@ -463,49 +508,225 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
       k_bounds(run, j0, j1, klo, khi);
       const tile_visibility vis = classify_tile(qlo, qhi, klo, khi, pb.mask);
       if (vis == tile_visibility::none) continue;
-      const row_map K(&run.k(j0, g, 0), bk, head_dim, Eigen::OuterStride<>(run.k.stride(0)));
-      const row_map V(&run.v(j0, g, 0), bk, head_dim, Eigen::OuterStride<>(run.v.stride(0)));
-      mut_map S(sc.S, bq, bk, Eigen::OuterStride<>(attention_k_tile));
-      S.noalias() = Q * K.transpose();
-      softmax_tile<Arch>(pb, h, i0, bq, run, j0, bk, vis, sc.S, attention_k_tile, sc.acc, sc.m, sc.s);
-      acc.noalias() += S * V;
+      // St = K_tile · Qt
+      tile_gemm<Arch>(&run.k(j0, g, 0), run.k.stride(0), 1, bk, sc.Qt, head_dim, sc.St, false);
+      // softcap, additive terms, mask
+      if (vis == tile_visibility::all && !pb.has_additive()) {
+        if (pb.softcap > 0.f) {
+          const batch c(pb.softcap), inv(1.f / pb.softcap);
+          for (index_t x = 0; x < bk * BQ; x += W)
+            (c * xsimd::tanh(batch::load_aligned(sc.St + x) * inv)).store_aligned(sc.St + x);
+        }
+      } else if (!pb.has_additive() && !pb.q_positions && !run.positions) {
+        // consecutive positions: each key row sees one contiguous range of query columns
+        const index_t base = pb.q_pos0 + i0;
+        for (index_t c = 0; c < bk; ++c) {
+          const index_t kp = run.pos0 + j0 + c;
+          index_t lo = 0, hi = BQ;
+          if (pb.mask.causal && kp >= pb.mask.prefix) lo = std::max(lo, kp - base);
+          if (pb.mask.window) {
+            hi = std::min(hi, kp + *pb.mask.window - base);
+            if (!pb.mask.causal) lo = std::max(lo, kp - *pb.mask.window - base + 1);
+          }
+          lo = std::min(lo, BQ);
+          hi = std::max(hi, lo);
+          float* row = sc.St + c * BQ;
+          std::fill(row, row + lo, neg_inf);
+          std::fill(row + hi, row + BQ, neg_inf);
+          if (pb.softcap > 0.f)
+            for (index_t r = lo; r < hi; ++r) row[r] = pb.softcap * std::tanh(row[r] / pb.softcap);
+        }
+      } else {
+        for (index_t c = 0; c < bk; ++c) {
+          float* row = sc.St + c * BQ;
+          for (index_t r = 0; r < bq; ++r)
+            row[r] = pb.finish_scaled(row[r], h, i0 + r, pb.qpos(i0 + r), run, j0 + c, vis == tile_visibility::some);
+        }
+      }
+      // online softmax down the columns
+      for (index_t v = 0; v < NV; ++v) {
+        batch mx(neg_inf);
+        for (index_t c = 0; c < bk; ++c) mx = xsimd::max(mx, batch::load_aligned(sc.St + c * BQ + v * W));
+        const batch m_old = batch::load_aligned(sc.m + v * W);
+        const batch m_new = xsimd::max(m_old, mx);
+        const batch m_use = xsimd::select(m_new == batch(neg_inf), batch(0.f), m_new);  // all hidden: P = 0
+        const batch alpha = xsimd::exp(m_old - m_use);
+        batch sum(0.f);
+        for (index_t c = 0; c < bk; ++c) {
+          float* p = sc.St + c * BQ + v * W;
+          const batch e = xsimd::exp(batch::load_aligned(p) - m_use);
+          e.store_aligned(p);
+          sum += e;
+        }
+        (batch::load_aligned(sc.s + v * W) * alpha + sum).store_aligned(sc.s + v * W);
+        m_new.store_aligned(sc.m + v * W);
+        for (index_t e = 0; e < head_dim; ++e) {
+          float* o = sc.Ot + e * BQ + v * W;
+          (batch::load_aligned(o) * alpha).store_aligned(o);
+        }
+      }
+      // Ot += V_tileᵀ · St:  A(e, c) = V[j0 + c][e]
+      tile_gemm<Arch>(&run.v(j0, g, 0), 1, run.v.stride(0), head_dim, sc.St, bk, sc.Ot, true);
     }
   }
   for (index_t r = 0; r < bq; ++r) {
+    const bool empty = sc.m[r] == neg_inf || !(sc.s[r] > 0.f);
+    const float inv = empty ? 0.f : 1.f / sc.s[r];
     auto row = pb.out[i0 + r][h];
-    write_row(sc.m[r], sc.s[r], sc.acc + r * head_dim, [&](index_t e) -> float& { return row(e); }, head_dim);
+    for (index_t e = 0; e < head_dim; ++e) row(e) = sc.Ot[e * BQ + r] * inv;
   }
 }
 
-/// The tiled prefill kernel: (head, query tile) items spread over threads.
+/// Bytes of one worker's scratch.
+template <class Arch>
+std::size_t tile_scratch_bytes(index_t head_dim) noexcept {
+  constexpr index_t BQ = q_tile_rows<Arch>();
+  return 2 * workspace::bytes_for<float>(head_dim * BQ) + workspace::bytes_for<float>(attention_k_tile * BQ) +
+         2 * workspace::bytes_for<float>(BQ);
+}
+
+/// The tiled prefill kernel: (head, query tile) items spread over threads, interleaved so that
+/// causal work (which grows with the tile index) balances.
 template <class Arch>
 void tiled_attend(const attend_problem& pb, workspace& ws) {
+  constexpr index_t BQ = q_tile_rows<Arch>();
   const index_t l = pb.q.extent(0);
   if (l == 0 || pb.n_heads == 0) return;
   const index_t head_dim = pb.head_dim;
-  const index_t n_qtiles = (l + attention_q_tile - 1) / attention_q_tile;
+  const index_t n_qtiles = (l + BQ - 1) / BQ;
   const index_t items = pb.n_heads * n_qtiles;
-  const std::size_t per_worker = workspace::bytes_for<float>(attention_q_tile * attention_k_tile) +
-                                 workspace::bytes_for<float>(attention_q_tile * head_dim) +
-                                 2 * workspace::bytes_for<float>(attention_q_tile);
-  index_t workers = std::min<index_t>(num_threads(), items);
+  const std::size_t per_worker = tile_scratch_bytes<Arch>(head_dim);
+  constexpr index_t max_workers = 256;
+  index_t workers = std::min<index_t>({num_threads(), items, max_workers});
   workers = std::min<index_t>(workers, std::max<index_t>(1, static_cast<index_t>((ws.capacity() - ws.used()) / per_worker)));
   workspace::frame frame(ws);
-  tile_scratch scratch[64];
-  workers = std::min<index_t>(workers, 64);
+  tile_scratch scratch[max_workers];
   for (index_t w = 0; w < workers; ++w)
-    scratch[w] = {ws.alloc<float>(attention_q_tile * attention_k_tile), ws.alloc<float>(attention_q_tile * head_dim),
-                  ws.alloc<float>(attention_q_tile), ws.alloc<float>(attention_q_tile)};
+    scratch[w] = {ws.alloc<float>(head_dim * BQ), ws.alloc<float>(attention_k_tile * BQ), ws.alloc<float>(head_dim * BQ),
+                  ws.alloc<float>(BQ), ws.alloc<float>(BQ)};
   parallel_for(0, workers, 1, [&](index_t lo, index_t hi) {
     for (index_t w = lo; w < hi; ++w)
       for (index_t item = w; item < items; item += workers) {
-        // item → (query tile, head), heads fastest: neighbouring items share the kv head's keys
-        const index_t h = item % pb.n_heads;
+        const index_t h = item % pb.n_heads;  // heads fastest: neighbours share the kv head's keys
         const index_t t = item / pb.n_heads;
-        const index_t i0 = t * attention_q_tile;
-        attend_tile<Arch>(pb, h, i0, std::min(l, i0 + attention_q_tile), scratch[w]);
+        const index_t i0 = t * BQ;
+        attend_tile<Arch>(pb, h, i0, std::min(l, i0 + BQ), scratch[w]);
       }
   });
+}
+
+// ---- decode: keys split over threads, partial states merged ---------------------------------
+
+/// xsimd::haddp returns the W row sums, but Debian's xsimd 8.1 permutes them on AVX-512 (lanes
+/// 2-5 and 10-13 come out swapped in pairs). Rather than trust the order, learn it once:
+/// haddp_lane<Arch>()[t] is the lane of haddp's result that holds the sum of row t.
+template <class Arch>
+const index_t* haddp_lane() noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  struct table {
+    index_t lane[W];
+    table() noexcept {
+      batch rows[W];
+      for (index_t t = 0; t < W; ++t) rows[t] = batch(static_cast<float>(t));
+      alignas(64) float sums[W];
+      xsimd::haddp(rows).store_aligned(sums);
+      for (index_t i = 0; i < W; ++i) lane[static_cast<index_t>(sums[i]) / W] = i;
+    }
+  };
+  static const table t;
+  return t.lane;
+}
+
+/// S[r][c] = q_r · k_c for r < n_rep rows of q and c < bk keys, W keys at a time (haddp).
+template <class Arch>
+void decode_scores(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t n_rep, index_t bk,
+                   index_t head_dim, float* S, index_t ld_s) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  const index_t d_main = head_dim / W * W;
+  for (index_t r = 0; r < n_rep; ++r) {
+    const float* qr = q + r * q_rs;
+    float* srow = S + r * ld_s;
+    const index_t* lane = haddp_lane<Arch>();
+    alignas(64) float sums[W];
+    index_t c = 0;
+    for (; c + W <= bk; c += W) {
+      batch acc[W];
+#pragma GCC unroll 16
+      for (index_t t = 0; t < W; ++t) acc[t] = batch(0.f);
+      for (index_t e = 0; e < d_main; e += W) {
+        const batch qv = batch::load_unaligned(qr + e);
+#pragma GCC unroll 16
+        for (index_t t = 0; t < W; ++t) acc[t] = xsimd::fma(qv, batch::load_unaligned(k + (c + t) * k_rs + e), acc[t]);
+      }
+      xsimd::haddp(acc).store_aligned(sums);
+      for (index_t t = 0; t < W; ++t) srow[c + t] = sums[lane[t]];
+      for (index_t e = d_main; e < head_dim; ++e)
+        for (index_t t = 0; t < W; ++t) srow[c + t] += qr[e] * k[(c + t) * k_rs + e];
+    }
+    for (; c < bk; ++c) srow[c] = dot<Arch>(qr, k + c * k_rs, head_dim);
+  }
+}
+
+/// o_r[e0 .. e0 + VB·W) += Σ_c P[r][c] v_c for RB rows r: the block of o stays in registers.
+template <class Arch, int RB, int VB>
+void decode_pv_block(const float* P, index_t ld_p, const float* v, index_t v_rs, index_t bk, float* o, index_t o_rs,
+                     index_t e0) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  batch acc[RB][VB];
+#pragma GCC unroll 4
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < VB; ++t) acc[r][t] = batch::load_unaligned(o + r * o_rs + e0 + t * W);
+  for (index_t c = 0; c < bk; ++c) {
+    batch vv[VB];
+#pragma GCC unroll 4
+    for (int t = 0; t < VB; ++t) vv[t] = batch::load_unaligned(v + c * v_rs + e0 + t * W);
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) {
+      const batch p(P[r * ld_p + c]);
+#pragma GCC unroll 4
+      for (int t = 0; t < VB; ++t) acc[r][t] = xsimd::fma(p, vv[t], acc[r][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < VB; ++t) acc[r][t].store_unaligned(o + r * o_rs + e0 + t * W);
+}
+
+template <class Arch, int RB>
+void decode_pv_rows(const float* P, index_t ld_p, const float* v, index_t v_rs, index_t bk, float* o, index_t o_rs,
+                    index_t head_dim) noexcept {
+  constexpr index_t W = xsimd::batch<float, Arch>::size;
+  index_t e0 = 0;
+  for (; e0 + 4 * W <= head_dim; e0 += 4 * W) decode_pv_block<Arch, RB, 4>(P, ld_p, v, v_rs, bk, o, o_rs, e0);
+  switch ((head_dim - e0) / W) {
+    case 1: decode_pv_block<Arch, RB, 1>(P, ld_p, v, v_rs, bk, o, o_rs, e0); break;
+    case 2: decode_pv_block<Arch, RB, 2>(P, ld_p, v, v_rs, bk, o, o_rs, e0); break;
+    case 3: decode_pv_block<Arch, RB, 3>(P, ld_p, v, v_rs, bk, o, o_rs, e0); break;
+    default: break;
+  }
+  e0 += (head_dim - e0) / W * W;
+  for (int r = 0; r < RB; ++r)
+    for (index_t c = 0; c < bk; ++c)
+      for (index_t e = e0; e < head_dim; ++e) o[r * o_rs + e] += P[r * ld_p + c] * v[c * v_rs + e];
+}
+
+/// o_r += Σ_c P[r][c] v_c for r < n_rep.
+template <class Arch>
+void decode_pv(const float* P, index_t ld_p, const float* v, index_t v_rs, index_t n_rep, index_t bk, float* o,
+               index_t o_rs, index_t head_dim) noexcept {
+  index_t r = 0;
+  for (; r + 4 <= n_rep; r += 4) decode_pv_rows<Arch, 4>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim);
+  switch (n_rep - r) {
+    case 1: decode_pv_rows<Arch, 1>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim); break;
+    case 2: decode_pv_rows<Arch, 2>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim); break;
+    case 3: decode_pv_rows<Arch, 3>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim); break;
+    default: break;
+  }
 }
 
 /// Decode: one query row (position of q row 0) against the key runs, keys split over threads.
@@ -518,23 +739,24 @@ void split_decode(const attend_problem& pb, workspace& ws) {
   index_t splits = std::max<index_t>(1, std::min<index_t>((n_keys + attention_decode_min_split - 1) /
                                                               attention_decode_min_split,
                                                           4 * num_threads()));
-  const std::size_t fixed = workspace::bytes_for<float>(head_dim + 2) + 256;
   const std::size_t per_split = workspace::bytes_for<float>(n_heads * (head_dim + 2)) +
                                 workspace::bytes_for<float>(n_heads * attention_decode_step);
-  splits = std::min<index_t>(splits, std::max<index_t>(1, static_cast<index_t>((ws.capacity() - ws.used() - std::min(ws.capacity() - ws.used(), fixed)) / per_split)));
+  const std::size_t free_bytes = ws.capacity() - ws.used();
+  splits = std::min<index_t>(splits, std::max<index_t>(1, static_cast<index_t>(free_bytes / per_split)));
   // partial: (splits, n_heads, head_dim + 2): o, then m, s
   float* partial = ws.alloc<float>(splits * n_heads * (head_dim + 2));
   float* scores = ws.alloc<float>(splits * n_heads * attention_decode_step);
   const index_t qp = pb.qpos(0);
   const index_t items = splits * pb.n_kv_heads;
+  const index_t o_rs = head_dim + 2;
   parallel_for(0, items, 1, [&](index_t lo, index_t hi) {
     for (index_t item = lo; item < hi; ++item) {
       const index_t sp = item / pb.n_kv_heads, g = item % pb.n_kv_heads;
       const index_t k_begin = n_keys * sp / splits, k_end = n_keys * (sp + 1) / splits;
       float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
-      float* part = partial + (sp * n_heads + g * n_rep) * (head_dim + 2);      // (n_rep, head_dim + 2)
+      float* part = partial + (sp * n_heads + g * n_rep) * o_rs;                // (n_rep, head_dim + 2)
       for (index_t r = 0; r < n_rep; ++r) {
-        float* o = part + r * (head_dim + 2);
+        float* o = part + r * o_rs;
         std::fill(o, o + head_dim, 0.f);
         o[head_dim] = neg_inf;
         o[head_dim + 1] = 0.f;
@@ -551,16 +773,30 @@ void split_decode(const attend_problem& pb, workspace& ws) {
           k_bounds(run, j0, j1, klo, khi);
           const tile_visibility vis = classify_tile(qp, qp, klo, khi, pb.mask);
           if (vis == tile_visibility::none) continue;
+          // The rows of one kv head sit n_kv_heads · head_dim floats apart (often a page): the
+          // hardware prefetcher loses them, so fetch the next step's K and V rows ahead.
+          // (the first two lines of each row; the streamer follows the rest of the row)
+          if (j1 < je) {
+            const float* kp = &run.k(j1, g, 0);
+            const float* vp = &run.v(j1, g, 0);
+            const index_t k_rs = run.k.stride(0), v_rs = run.v.stride(0);
+            for (index_t c = 0, n_next = std::min(je - j1, attention_decode_step); c < n_next; ++c) {
+              __builtin_prefetch(kp + c * k_rs);
+              __builtin_prefetch(kp + c * k_rs + 16);
+              __builtin_prefetch(vp + c * v_rs);
+              __builtin_prefetch(vp + c * v_rs + 16);
+            }
+          }
+          decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), run.k.stride(0), n_rep, bk,
+                              head_dim, S, attention_decode_step);
           for (index_t r = 0; r < n_rep; ++r) {
             const index_t h = g * n_rep + r;
-            const float* qrow = &pb.q(0, h, 0);
             float* row = S + r * attention_decode_step;
-            for (index_t c = 0; c < bk; ++c) row[c] = dot<Arch>(qrow, &run.k(j0 + c, g, 0), head_dim);
             if (vis == tile_visibility::all && !pb.has_additive()) scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
             else
               for (index_t c = 0; c < bk; ++c)
                 row[c] = pb.finish_score(row[c], h, 0, qp, run, j0 + c, vis == tile_visibility::some);
-            float* o = part + r * (head_dim + 2);
+            float* o = part + r * o_rs;
             float& m = o[head_dim];
             float& s = o[head_dim + 1];
             const float m_new = std::max(m, row_max<Arch>(row, bk));
@@ -573,19 +809,18 @@ void split_decode(const attend_problem& pb, workspace& ws) {
             m = m_new;
             if (alpha != 1.f)
               for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
-            for (index_t c = 0; c < bk; ++c)
-              if (row[c] != 0.f) scale_axpy<Arch>(o, 1.f, &run.v(j0 + c, g, 0), row[c], head_dim);
           }
+          decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), run.v.stride(0), n_rep, bk, part, o_rs, head_dim);
         }
       }
     }
   });
   // merge the splits of each head, in order
   for (index_t h = 0; h < n_heads; ++h) {
-    float* a = partial + h * (head_dim + 2);
+    float* a = partial + h * o_rs;
     tensor_view<float, 1> o_a(a, {head_dim});
     for (index_t sp = 1; sp < splits; ++sp) {
-      const float* b = partial + (sp * n_heads + h) * (head_dim + 2);
+      const float* b = partial + (sp * n_heads + h) * o_rs;
       merge_partial_state(a[head_dim], a[head_dim + 1], o_a, b[head_dim], b[head_dim + 1],
                           tensor_view<const float, 1>(b, {head_dim}));
     }
