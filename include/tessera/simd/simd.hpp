@@ -2,3 +2,5 @@
 #pragma once
 
 #include <tessera/simd/arch.hpp>
+#include <tessera/simd/math.hpp>
+#include <tessera/simd/vec.hpp>

@@ -1,0 +1,115 @@
+// tessera/simd/vec.hpp: the few vector helpers every kernel shares.
+//
+// Loads and stores with tails (a partial vector goes through a small aligned buffer, so a tail is
+// computed by the same vector code as the body and gives the same rounding), horizontal
+// reductions, loading f16 / bf16 storage widened to f32 in registers, and the arch_tag concept
+// that keeps Arch overloads from swallowing other arguments.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+
+#if defined(__AVX512F__) || defined(__F16C__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <xsimd/xsimd.hpp>
+
+#include <tessera/config.hpp>
+#include <tessera/core/dtype.hpp>
+#include <tessera/simd/arch.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace simd {
+
+/// An architecture tag: simd::scalar or an xsimd arch (a type with static supported()).
+template <class A>
+concept arch_tag = is_scalar_v<A> || requires {
+  { A::supported() } -> std::convertible_to<bool>;
+  { A::alignment() } -> std::convertible_to<std::size_t>;
+};
+
+/// The float vector of Arch.
+template <class Arch>
+using fbatch = xsimd::batch<float, Arch>;
+
+/// Floats per vector of Arch as an index_t (1 for scalar).
+template <class Arch>
+inline constexpr index_t lanes_v = static_cast<index_t>(float_lanes<Arch>());
+
+/// Loads n < lanes floats from p; the missing lanes hold `fill`.
+template <class Arch>
+TESSERA_ALWAYS_INLINE fbatch<Arch> load_partial(const float* p, index_t n, float fill = 0.f) noexcept {
+  alignas(64) float tmp[fbatch<Arch>::size];
+  for (std::size_t i = 0; i < fbatch<Arch>::size; ++i) tmp[i] = static_cast<index_t>(i) < n ? p[i] : fill;
+  return fbatch<Arch>::load_aligned(tmp);
+}
+
+/// Stores the first n < lanes floats of v to p.
+template <class Arch>
+TESSERA_ALWAYS_INLINE void store_partial(float* p, const fbatch<Arch>& v, index_t n) noexcept {
+  alignas(64) float tmp[fbatch<Arch>::size];
+  v.store_aligned(tmp);
+  for (index_t i = 0; i < n; ++i) p[i] = tmp[i];
+}
+
+/// Sum of the lanes.
+template <class Arch>
+TESSERA_ALWAYS_INLINE float reduce_add(const fbatch<Arch>& v) noexcept {
+  return xsimd::hadd(v);
+}
+
+/// Maximum of the lanes.
+template <class Arch>
+TESSERA_ALWAYS_INLINE float reduce_max(const fbatch<Arch>& v) noexcept {
+  alignas(64) float tmp[fbatch<Arch>::size];
+  v.store_aligned(tmp);
+  float m = tmp[0];
+  for (std::size_t i = 1; i < fbatch<Arch>::size; ++i) m = std::max(m, tmp[i]);
+  return m;
+}
+
+/// lanes consecutive values of storage type W at p, widened to f32 (f16 by F16C / AVX-512, bf16
+/// by a 16-bit shift, which is exact; a generic buffer elsewhere).
+template <class Arch, class W>
+TESSERA_ALWAYS_INLINE fbatch<Arch> load_widened(const W* p) noexcept {
+  using batch = fbatch<Arch>;
+  using U = std::remove_const_t<W>;
+  if constexpr (std::is_same_v<U, float>) {
+    return batch::load_unaligned(p);
+  } else {
+#if defined(__AVX512F__)
+    if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      if constexpr (std::is_same_v<U, f16>) return batch(_mm512_cvtph_ps(h));
+      else return batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    }
+#endif
+#if defined(__AVX2__) && defined(__F16C__)
+    if constexpr (std::is_base_of_v<xsimd::avx2, Arch> && batch::size == 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      if constexpr (std::is_same_v<U, f16>) return batch(_mm256_cvtph_ps(h));
+      else return batch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+#endif
+    alignas(64) float tmp[batch::size];
+    for (std::size_t i = 0; i < batch::size; ++i) tmp[i] = to_float(p[i]);
+    return batch::load_aligned(tmp);
+  }
+}
+
+/// Loads n < lanes values of W widened to f32; the missing lanes hold 0.
+template <class Arch, class W>
+TESSERA_ALWAYS_INLINE fbatch<Arch> load_widened_partial(const W* p, index_t n) noexcept {
+  alignas(64) float tmp[fbatch<Arch>::size];
+  for (std::size_t i = 0; i < fbatch<Arch>::size; ++i)
+    tmp[i] = static_cast<index_t>(i) < n ? to_float(p[i]) : 0.f;
+  return fbatch<Arch>::load_aligned(tmp);
+}
+
+}  // namespace simd
+}  // namespace v0
+}  // namespace tessera
