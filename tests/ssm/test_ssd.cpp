@@ -112,7 +112,7 @@ ssm::ssd_weights weights_of(const ssd_case& c) { return {c.A.cview(), c.D.cview(
 
 TEST_CASE("ssd: the two double oracles (recurrence and l x l matrix mixer) agree", "[ssd]") {
   test::rng(301);
-  const auto c = make_case(100, 48, 16, 2, 8, std::numeric_limits<float>::infinity());
+  const auto c = make_case(100, 64, 16, 2, 8, std::numeric_limits<float>::infinity());
   std::vector<double> h;
   const auto y1 = recurrence_ref(c, h);
   const auto y2 = matrix_ref(c);
