@@ -107,7 +107,9 @@ TEST_CASE("gemm rejects mismatched shapes, strided columns and a small workspace
   // a transposed view has a column stride != 1
   strided_matrix<float> at(16, 8);
   REQUIRE_THROWS_WITH(kernels::gemm(at.cview().transpose(0, 1), w.cview(), c.view(), ws), Catch::Contains("gemm: a"));
-  workspace tiny(64);
-  REQUIRE_THROWS_AS(kernels::gemm(a.cview(), w.cview(), c.view(), tiny), range_error);
+  if constexpr (!simd::is_scalar_v<simd::default_arch>) {  // only the packed kernel takes scratch
+    workspace tiny(64);
+    REQUIRE_THROWS_AS(kernels::gemm(a.cview(), w.cview(), c.view(), tiny), range_error);
+  }
   REQUIRE(kernels::gemm_workspace_bytes<f16>(4096, 2) == 2 * kernels::gemm_workspace_bytes<f16>(4096, 1));
 }
