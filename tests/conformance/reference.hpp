@@ -22,7 +22,7 @@ inline double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x))
 inline double gelu(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
 inline double gelu_tanh(double x) {
   const double u = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
-  return 0.5 * x * (1.0 + std::tanh(u));
+  return x / (1.0 + std::exp(-2.0 * u));  // = 0.5 x (1 + tanh u), without its cancellation
 }
 inline double quick_gelu(double x) { return x / (1.0 + std::exp(-1.702 * x)); }
 inline double relu(double x) { return x > 0 ? x : 0.0; }

@@ -7,12 +7,13 @@
 //              polynomial (Cephes expf), 2^n applied in two halves so subnormal results are right
 //   tanh       our own: odd polynomial for |x| < 0.625 (Cephes tanhf), 1 - 2 / (exp(2|x|) + 1) above
 //   erf        xsimd::erf (accurate to a few ulp, see docs/kernels.md)
-//   sigmoid    1 / (1 + exp(-x))
-//   silu       x / (1 + exp(-x))                               (x · sigmoid(x), torch's silu)
+//   sigmoid    1 / (1 + e^-x); for x < 0 as e^x / (1 + e^x) (relative accuracy down to subnormals)
+//   silu       x · sigmoid(x), as x / (1 + e^-x) or x·e^x / (1 + e^x)
 //   softplus   x > 20 ? x : log1p(exp(x))                      (torch's softplus, beta 1, threshold 20)
 //   gelu       0.5 · x · erfc(-x / √2)                         (= 0.5 x (1 + erf(x / √2)), nn.GELU())
-//   gelu_tanh  x / (1 + exp(-2u)), u = √(2/π) (x + 0.044715 x³)   (= 0.5 x (1 + tanh u), "gelu_new")
+//   gelu_tanh  x · sigmoid(2u), u = √(2/π) (x + 0.044715 x³)   (= 0.5 x (1 + tanh u), "gelu_new")
 //   quick_gelu x · sigmoid(1.702 x)
+// (the x · sigmoid(z) shapes share x_sigmoid(x, z)).
 //   relu       max(x, 0)
 // tests/simd/test_math.cpp measures the maximum error of each against double precision over a
 // sweep of the float range and asserts the bounds that docs/kernels.md reports.
@@ -45,15 +46,30 @@ inline constexpr float softplus_threshold = 20.f;
 inline float exp(float x) noexcept { return std::exp(x); }
 inline float tanh(float x) noexcept { return std::tanh(x); }
 inline float erf(float x) noexcept { return std::erf(x); }
-inline float sigmoid(float x) noexcept { return 1.f / (1.f + std::exp(-x)); }
-inline float silu(float x) noexcept { return x / (1.f + std::exp(-x)); }
+inline float sigmoid(float x) noexcept {
+  // e^x / (1 + e^x) for x < 0, so that results down to the subnormals keep their relative accuracy
+  if (x >= 0.f) return 1.f / (1.f + std::exp(-x));
+  const float e = std::exp(x);
+  return e / (1.f + e);
+}
+inline float silu(float x) noexcept {
+  if (x >= 0.f) return x / (1.f + std::exp(-x));
+  const float e = std::exp(x);
+  return x * e / (1.f + e);
+}
 inline float softplus(float x) noexcept { return x > detail::softplus_threshold ? x : std::log1p(std::exp(x)); }
 inline float gelu(float x) noexcept { return 0.5f * x * std::erfc(-x * detail::sqrt1_2); }
+/// x · sigmoid(z), the shape of silu, quick_gelu and gelu_tanh.
+inline float x_sigmoid(float x, float z) noexcept {
+  if (z >= 0.f) return x / (1.f + std::exp(-z));
+  const float e = std::exp(z);
+  return x * e / (1.f + e);
+}
 inline float gelu_tanh(float x) noexcept {
   const float u = detail::sqrt2_over_pi * (x + detail::gelu_tanh_c * x * x * x);
-  return x / (1.f + std::exp(-2.f * u));
+  return x_sigmoid(x, 2.f * u);
 }
-inline float quick_gelu(float x) noexcept { return x / (1.f + std::exp(-detail::quick_gelu_c * x)); }
+inline float quick_gelu(float x) noexcept { return x_sigmoid(x, detail::quick_gelu_c * x); }
 inline float relu(float x) noexcept { return x > 0.f ? x : 0.f; }
 
 // ---- vector forms ---------------------------------------------------------------------------
@@ -85,7 +101,7 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> exp(const xsimd::batch<float, Ar
   y = y * s1 * s2;
   y = xsimd::select(x > batch(88.72283935546875f), batch(std::numeric_limits<float>::infinity()), y);
   y = xsimd::select(x < batch(-103.972084045410f), batch(0.f), y);
-  return xsimd::select(x != x, x, y);
+  return xsimd::select(xsimd::isnan(x), x, y);
 }
 
 /// tanh(x), odd, accurate in relative terms near 0.
@@ -104,7 +120,7 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> tanh(const xsimd::batch<float, A
   // large |x|: 1 - 2 / (e^{2|x|} + 1), sign restored
   const batch e = simd::exp(xsimd::min(a + a, batch(88.f)));
   const batch large = xsimd::copysign(batch(1.f) - batch(2.f) / (e + batch(1.f)), x);
-  return xsimd::select(a < batch(0.625f), small, large);
+  return xsimd::select(a < batch(0.625f), small, xsimd::select(xsimd::isnan(x), x, large));
 }
 
 /// erf(x) (xsimd's implementation).
@@ -113,18 +129,26 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> erf(const xsimd::batch<float, Ar
   return xsimd::erf(x);
 }
 
+/// x · sigmoid(z) = x / (1 + e^-z), computed as x·e / (1 + e) with e = e^-|z| for z < 0 so that
+/// tiny results keep their relative accuracy.
+template <class Arch>
+TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> x_sigmoid(const xsimd::batch<float, Arch>& x,
+                                                         const xsimd::batch<float, Arch>& z) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  const batch e = simd::exp(-xsimd::abs(z));
+  return xsimd::select(z >= batch(0.f), x, x * e) / (batch(1.f) + e);
+}
+
 /// 1 / (1 + e^-x).
 template <class Arch>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> sigmoid(const xsimd::batch<float, Arch>& x) noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  return batch(1.f) / (batch(1.f) + simd::exp(-x));
+  return simd::x_sigmoid(xsimd::batch<float, Arch>(1.f), x);
 }
 
 /// x · sigmoid(x).
 template <class Arch>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> silu(const xsimd::batch<float, Arch>& x) noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  return x / (batch(1.f) + simd::exp(-x));
+  return simd::x_sigmoid(x, x);
 }
 
 /// log(1 + e^x), x above 20 returned as is (torch).
@@ -146,14 +170,14 @@ template <class Arch>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> gelu_tanh(const xsimd::batch<float, Arch>& x) noexcept {
   using batch = xsimd::batch<float, Arch>;
   const batch u = batch(detail::sqrt2_over_pi) * xsimd::fma(batch(detail::gelu_tanh_c) * x, x * x, x);
-  return x / (batch(1.f) + simd::exp(batch(-2.f) * u));
+  return simd::x_sigmoid(x, u + u);
 }
 
 /// x · sigmoid(1.702 x).
 template <class Arch>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> quick_gelu(const xsimd::batch<float, Arch>& x) noexcept {
   using batch = xsimd::batch<float, Arch>;
-  return x / (batch(1.f) + simd::exp(batch(-detail::quick_gelu_c) * x));
+  return simd::x_sigmoid(x, batch(detail::quick_gelu_c) * x);
 }
 
 /// max(x, 0).
