@@ -9,3 +9,4 @@
 #include <tessera/attention/attention.hpp>
 #include <tessera/io/io.hpp>
 #include <tessera/ssm/ssm.hpp>
+#include <tessera/tokenizer/tokenizer.hpp>

@@ -75,3 +75,81 @@ TEST_CASE("tokenizer.json byte-level BPE (Llama-3 style) is exact", "[hf][bpe]")
 TEST_CASE("tokenizer.json SentencePiece-style BPE with byte fallback (Llama-2) is exact", "[hf][spm]") { check_fixture("spm_bpe_llama2"); }
 TEST_CASE("tokenizer.json WordPiece (BERT) is exact", "[hf][wordpiece]") { check_fixture("wordpiece_bert"); }
 TEST_CASE("tokenizer.json Unigram (T5 style) is exact", "[hf][unigram]") { check_fixture("unigram_t5"); }
+
+namespace {
+
+/// A minimal WordPiece tokenizer.json with `field` replaced by `value`.
+json tiny_wordpiece() {
+  return json::parse(R"({
+    "added_tokens": [{"id": 0, "content": "[UNK]", "special": true, "normalized": false, "lstrip": false, "rstrip": false, "single_word": false},
+                     {"id": 5, "content": "<tool>", "special": false, "normalized": false, "lstrip": true, "rstrip": true, "single_word": false}],
+    "normalizer": {"type": "BertNormalizer", "lowercase": true},
+    "pre_tokenizer": {"type": "BertPreTokenizer"},
+    "post_processor": null,
+    "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+    "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+              "vocab": {"[UNK]": 0, "a": 1, "##a": 2, "b": 3, "##b": 4, "<tool>": 5}}
+  })");
+}
+
+}  // namespace
+
+TEST_CASE("unsupported tokenizer.json components are a config_error naming them", "[hf][errors]") {
+  auto with = [](const char* field, const char* component) {
+    json j = tiny_wordpiece();
+    j[field] = json::parse(component);
+    return j;
+  };
+  auto message = [](const json& j) -> std::string {
+    try {
+      (void)tokenizer::from_hf_json(j);
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  REQUIRE(message(with("normalizer", R"({"type": "NFKC_Casefold"})")).find("NFKC_Casefold") != std::string::npos);
+  REQUIRE(message(with("pre_tokenizer", R"({"type": "UnicodeScripts"})")).find("UnicodeScripts") != std::string::npos);
+  REQUIRE(message(with("decoder", R"({"type": "CTC"})")).find("CTC") != std::string::npos);
+  REQUIRE(message(with("post_processor", R"({"type": "Mystery"})")).find("Mystery") != std::string::npos);
+  REQUIRE(message(with("model", R"({"type": "WordLevel", "vocab": {}})")).find("WordLevel") != std::string::npos);
+  REQUIRE(message(with("pre_tokenizer", R"({"type": "Split", "pattern": {"Regex": "(("}, "behavior": "Isolated"})"))
+              .find("regex") != std::string::npos);
+  REQUIRE(message(with("pre_tokenizer", R"({"type": "Split", "pattern": {"String": "x"}, "behavior": "Sideways"})"))
+              .find("Sideways") != std::string::npos);
+  REQUIRE_THROWS_AS(tokenizer::from_hf("/nonexistent/folder"), io_error);
+}
+
+TEST_CASE("WordPiece: unknown words, long words, added tokens with lstrip/rstrip", "[hf][wordpiece]") {
+  const tokenizer tk = tokenizer::from_hf_json(tiny_wordpiece());
+  REQUIRE(tk.encode("ab aab") == std::vector<std::int32_t>{1, 4, 1, 2, 4});
+  REQUIRE(tk.encode("abc") == std::vector<std::int32_t>{0});  // one [UNK] for the whole word
+  REQUIRE(tk.encode(std::string(101, 'a')) == std::vector<std::int32_t>{0});
+  REQUIRE(tk.encode(std::string(100, 'a')).size() == 100);
+  REQUIRE(tk.encode("a  <tool>  b") == std::vector<std::int32_t>{1, 5, 3});
+  REQUIRE(tk.decode(std::vector<std::int32_t>{1, 4, 1, 2, 4}) == "ab aab");
+  REQUIRE(tk.encode("").empty());
+}
+
+TEST_CASE("1 MB without spaces is linear: BPE, SPM BPE, WordPiece, Unigram", "[hf][performance]") {
+  for (const char* name : {"bpe_bytelevel_gpt2", "spm_bpe_llama2", "unigram_t5", "wordpiece_bert"}) {
+    const tokenizer tk = tokenizer::from_hf(fixture_dir(name));
+    std::string small, big;
+    const std::string unit = "abcdefghij0123456789";
+    while (small.size() < 50'000) small += unit;
+    while (big.size() < 500'000) big += unit;
+    auto time = [&](const std::string& s) {  // best of 3 (the machine is shared)
+      double best = 1e30;
+      for (int r = 0; r < 3; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto ids = tk.encode(s, false);
+        REQUIRE(!ids.empty());
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return best;
+    };
+    const double ts = time(small), tb = time(big);
+    INFO(name << ": 50 KB " << ts << " s, 500 KB " << tb << " s");
+    REQUIRE(tb < 60 * ts + 0.05);  // 10x the input: quadratic would be 100x; slack for cache effects
+  }
+}
