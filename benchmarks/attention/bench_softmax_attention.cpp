@@ -5,8 +5,9 @@
 //
 // Counters: GFLOP/s counts the useful work of causal attention, 4 · n_heads · head_dim ·
 // l(l+1)/2 (QKᵀ and PV over the visible half); tokens/s = l / time (prefill) or 1 / time
-// (decode); GB/s (decode) = bytes of K and V read / time. Lengths up to 4096 run by default;
-// TESSERA_BENCH_LONG=1 adds 8192 and 16384.
+// (decode); GB/s (decode) = bytes of K and V read / time. BM_stream_read is the bandwidth
+// ceiling measured in the same run (a plain vectorized sum over as many bytes as the 16K cache).
+// Lengths up to 4096 run by default; TESSERA_BENCH_LONG=1 adds 8192 and 16384.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -71,6 +72,30 @@ void bm_decode(benchmark::State& state, index_t n_heads, index_t n_kv_heads, ind
                          benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// The memory bandwidth baseline for decode, in the same run: one pass summing `bytes` of floats.
+void bm_stream_read(benchmark::State& state, index_t bytes, int threads) {
+  set_num_threads(threads);
+  const index_t n = bytes / index_t(sizeof(float));
+  tensor<float, 1> a({n}, 1.f);
+  float total = 0.f;
+  for (auto _ : state) {
+    float partial[64] = {};
+    parallel_for(0, threads, 1, [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t) {
+        const float* p = a.data() + n * t / threads;
+        const index_t m = n * (t + 1) / threads - n * t / threads;
+        float acc[16] = {};
+        for (index_t i = 0; i + 16 <= m; i += 16)
+          for (int x = 0; x < 16; ++x) acc[x] += p[i + x];
+        for (float x : acc) partial[t] += x;
+      }
+    });
+    for (int t = 0; t < threads; ++t) total += partial[t];
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 template <class Arch>
 void register_all() {
   const std::string arch = simd::arch_name<Arch>();
@@ -100,6 +125,15 @@ void register_all() {
           ->UseRealTime()
           ->MinTime(0.2);
     }
+  // the same bytes as the 16K cache (K and V, 8 kv heads × 128): decode's bandwidth ceiling
+  for (int t : {1, 2}) {
+    const index_t bytes = 2 * index_t(16384) * 8 * 128 * index_t(sizeof(float));
+    const std::string name = "BM_stream_read/" + arch + "/" + std::to_string(bytes >> 20) + "MiB/threads:" + std::to_string(t);
+    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { bm_stream_read(st, bytes, t); })
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->MinTime(0.2);
+  }
 }
 
 }  // namespace

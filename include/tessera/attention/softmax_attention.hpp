@@ -87,7 +87,7 @@ struct attention_params {
 inline constexpr index_t attention_q_tile = 64;
 inline constexpr index_t attention_k_tile = 128;
 /// Keys per step of the decode kernel, and the fewest keys a decode split gets.
-inline constexpr index_t attention_decode_step = 64;
+inline constexpr index_t attention_decode_step = 32;
 inline constexpr index_t attention_decode_min_split = 256;
 
 /// Bytes of workspace every entry point of this header needs with up to n_threads threads.
@@ -747,16 +747,16 @@ void split_decode(const attend_problem& pb, workspace& ws) {
   float* partial = ws.alloc<float>(splits * n_heads * (head_dim + 2));
   float* scores = ws.alloc<float>(splits * n_heads * attention_decode_step);
   const index_t qp = pb.qpos(0);
-  const index_t items = splits * pb.n_kv_heads;
   const index_t o_rs = head_dim + 2;
-  parallel_for(0, items, 1, [&](index_t lo, index_t hi) {
-    for (index_t item = lo; item < hi; ++item) {
-      const index_t sp = item / pb.n_kv_heads, g = item % pb.n_kv_heads;
+  // One item per split of the key axis; inside, a step of keys is done for every kv head before
+  // the next step, so memory is read in address order (a token's heads are adjacent) and each
+  // page is used whole: the kv-head-major order touches a new page per row and stalls on the TLB.
+  parallel_for(0, splits, 1, [&](index_t lo, index_t hi) {
+    for (index_t sp = lo; sp < hi; ++sp) {
       const index_t k_begin = n_keys * sp / splits, k_end = n_keys * (sp + 1) / splits;
-      float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
-      float* part = partial + (sp * n_heads + g * n_rep) * o_rs;                // (n_rep, head_dim + 2)
-      for (index_t r = 0; r < n_rep; ++r) {
-        float* o = part + r * o_rs;
+      float* part = partial + sp * n_heads * o_rs;  // (n_heads, head_dim + 2)
+      for (index_t h = 0; h < n_heads; ++h) {
+        float* o = part + h * o_rs;
         std::fill(o, o + head_dim, 0.f);
         o[head_dim] = neg_inf;
         o[head_dim + 1] = 0.f;
@@ -767,50 +767,61 @@ void split_decode(const attend_problem& pb, workspace& ws) {
         const index_t n = run.k.extent(0);
         const index_t jb = std::max<index_t>(0, k_begin - base), je = std::min(n, k_end - base);
         base += n;
+        const index_t k_rs = run.k.stride(0), v_rs = run.v.stride(0);
+        const index_t k_hs = run.k.stride(1), v_hs = run.v.stride(1);
         for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
           const index_t j1 = std::min(je, j0 + attention_decode_step), bk = j1 - j0;
           index_t klo, khi;
           k_bounds(run, j0, j1, klo, khi);
           const tile_visibility vis = classify_tile(qp, qp, klo, khi, pb.mask);
           if (vis == tile_visibility::none) continue;
-          // The rows of one kv head sit n_kv_heads · head_dim floats apart (often a page): the
-          // hardware prefetcher loses them, so fetch the next step's K and V rows ahead.
-          // (the first two lines of each row; the streamer follows the rest of the row)
-          if (j1 < je) {
-            const float* kp = &run.k(j1, g, 0);
-            const float* vp = &run.v(j1, g, 0);
-            const index_t k_rs = run.k.stride(0), v_rs = run.v.stride(0);
-            for (index_t c = 0, n_next = std::min(je - j1, attention_decode_step); c < n_next; ++c) {
-              __builtin_prefetch(kp + c * k_rs);
-              __builtin_prefetch(kp + c * k_rs + 16);
-              __builtin_prefetch(vp + c * v_rs);
-              __builtin_prefetch(vp + c * v_rs + 16);
+          if (j1 < je) {  // fetch the next step's rows ahead, every cache line
+            constexpr index_t line = 64 / sizeof(float);
+            const index_t n_next = std::min(je - j1, attention_decode_step);
+            const float* kp = &run.k(j1, 0, 0);
+            const float* vp = &run.v(j1, 0, 0);
+            if (k_rs == pb.n_kv_heads * head_dim && k_hs == head_dim && v_rs == k_rs && v_hs == head_dim) {
+              for (index_t x = 0; x < n_next * k_rs; x += line) {  // dense rows: one block each
+                __builtin_prefetch(kp + x);
+                __builtin_prefetch(vp + x);
+              }
+            } else {
+              for (index_t c = 0; c < n_next; ++c)
+                for (index_t g = 0; g < pb.n_kv_heads; ++g)
+                  for (index_t e = 0; e < head_dim; e += line) {
+                    __builtin_prefetch(kp + c * k_rs + g * k_hs + e);
+                    __builtin_prefetch(vp + c * v_rs + g * v_hs + e);
+                  }
             }
           }
-          decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), run.k.stride(0), n_rep, bk,
-                              head_dim, S, attention_decode_step);
-          for (index_t r = 0; r < n_rep; ++r) {
-            const index_t h = g * n_rep + r;
-            float* row = S + r * attention_decode_step;
-            if (vis == tile_visibility::all && !pb.has_additive()) scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
-            else
-              for (index_t c = 0; c < bk; ++c)
-                row[c] = pb.finish_score(row[c], h, 0, qp, run, j0 + c, vis == tile_visibility::some);
-            float* o = part + r * o_rs;
-            float& m = o[head_dim];
-            float& s = o[head_dim + 1];
-            const float m_new = std::max(m, row_max<Arch>(row, bk));
-            if (m_new == neg_inf) {
-              for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
-              continue;
+          for (index_t g = 0; g < pb.n_kv_heads; ++g) {
+            float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
+            float* pg = part + g * n_rep * o_rs;                                      // (n_rep, head_dim + 2)
+            decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), k_rs, n_rep, bk, head_dim, S,
+                                attention_decode_step);
+            for (index_t r = 0; r < n_rep; ++r) {
+              const index_t h = g * n_rep + r;
+              float* row = S + r * attention_decode_step;
+              if (vis == tile_visibility::all && !pb.has_additive()) scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
+              else
+                for (index_t c = 0; c < bk; ++c)
+                  row[c] = pb.finish_score(row[c], h, 0, qp, run, j0 + c, vis == tile_visibility::some);
+              float* o = pg + r * o_rs;
+              float& m = o[head_dim];
+              float& s = o[head_dim + 1];
+              const float m_new = std::max(m, row_max<Arch>(row, bk));
+              if (m_new == neg_inf) {
+                for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
+                continue;
+              }
+              const float alpha = std::exp(m - m_new);
+              s = s * alpha + exp_sub_sum<Arch>(row, bk, m_new);
+              m = m_new;
+              if (alpha != 1.f)
+                for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
             }
-            const float alpha = std::exp(m - m_new);
-            s = s * alpha + exp_sub_sum<Arch>(row, bk, m_new);
-            m = m_new;
-            if (alpha != 1.f)
-              for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
+            decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), v_rs, n_rep, bk, pg, o_rs, head_dim);
           }
-          decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), run.v.stride(0), n_rep, bk, part, o_rs, head_dim);
         }
       }
     }
