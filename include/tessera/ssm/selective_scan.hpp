@@ -123,81 +123,112 @@ inline void scan_channel_scalar(const scan_ptrs& p, index_t c) noexcept {
   }
 }
 
-/// Channels [c0, c0 + lanes), all tokens, d_state in tiles of NT held in registers.
-template <class Arch>
-void scan_block(const scan_ptrs& p, index_t c0) noexcept {
+/// Channels [c0, c0 + lanes), all tokens, state rows [n0, n0 + nt) held in registers (NTC > 0:
+/// nt is the compile-time NTC, so the tile stays in registers; 0: runtime nt <= 16).
+template <class Arch, int NTC>
+void scan_tile(const scan_ptrs& p, index_t c0, index_t n0, index_t nt_rt) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t W = batch::size;
-  constexpr index_t NT = 16;  // state rows per tile: NT vectors of h and of A in registers
+  constexpr index_t NT = NTC > 0 ? NTC : 16;
+  const index_t nt = NTC > 0 ? NTC : nt_rt;
+  const bool first = n0 == 0, last = n0 + nt == p.d_state;
   alignas(64) float buf[NT * W];
-  for (index_t n0 = 0; n0 < p.d_state; n0 += NT) {
-    const index_t nt = std::min(NT, p.d_state - n0);
-    const bool first = n0 == 0, last = n0 + nt == p.d_state;
-    batch h[NT], a[NT];
-    // transpose the (W, nt) blocks of state and A into lanes-over-channels vectors
-    for (index_t i = 0; i < W; ++i)
-      for (index_t n = 0; n < nt; ++n) buf[n * W + i] = p.h[(c0 + i) * p.ldh + n0 + n];
-    for (index_t n = 0; n < nt; ++n) h[n] = batch::load_aligned(buf + n * W);
-    for (index_t i = 0; i < W; ++i)
-      for (index_t n = 0; n < nt; ++n) buf[n * W + i] = p.A[(c0 + i) * p.ldA + n0 + n];
-    for (index_t n = 0; n < nt; ++n) a[n] = batch::load_aligned(buf + n * W);
-    const batch bias = p.dt_bias ? batch::load_unaligned(p.dt_bias + c0) : batch(0.f);
-    const batch dskip = batch::load_unaligned(p.D + c0);
-    for (index_t t = 0; t < p.l; ++t) {
-      batch delta = batch::load_unaligned(p.dt + t * p.lddt + c0) + bias;
-      if (p.softplus) delta = softplus<Arch>(delta);
-      const batch xv = batch::load_unaligned(p.x + t * p.ldx + c0);
-      const batch dx = delta * xv;
-      const float* b = p.B + t * p.ldB + n0;
-      const float* cc = p.C + t * p.ldC + n0;
-      batch acc(0.f);
-      for (index_t n = 0; n < nt; ++n) {
-        h[n] = xsimd::fma(xsimd::exp(delta * a[n]), h[n], dx * batch(b[n]));
-        acc = xsimd::fma(h[n], batch(cc[n]), acc);
-      }
-      float* yp = p.y + t * p.ldy + c0;
-      if (!first) acc += batch::load_unaligned(yp);
-      if (last) {
-        acc = xsimd::fma(dskip, xv, acc);
-        if (p.z) acc *= silu<Arch>(batch::load_unaligned(p.z + t * p.ldz + c0));
-      }
-      acc.store_unaligned(yp);
+  batch h[NT], a[NT];
+  // transpose the (W, nt) blocks of state and A into lanes-over-channels vectors
+  for (index_t i = 0; i < W; ++i)
+    for (index_t n = 0; n < nt; ++n) buf[n * W + i] = p.h[(c0 + i) * p.ldh + n0 + n];
+  for (index_t n = 0; n < nt; ++n) h[n] = batch::load_aligned(buf + n * W);
+  for (index_t i = 0; i < W; ++i)
+    for (index_t n = 0; n < nt; ++n) buf[n * W + i] = p.A[(c0 + i) * p.ldA + n0 + n];
+  for (index_t n = 0; n < nt; ++n) a[n] = batch::load_aligned(buf + n * W);
+  const batch bias = p.dt_bias ? batch::load_unaligned(p.dt_bias + c0) : batch(0.f);
+  const batch dskip = batch::load_unaligned(p.D + c0);
+  for (index_t t = 0; t < p.l; ++t) {
+    batch delta = batch::load_unaligned(p.dt + t * p.lddt + c0) + bias;
+    if (p.softplus) delta = softplus<Arch>(delta);
+    const batch xv = batch::load_unaligned(p.x + t * p.ldx + c0);
+    const batch dx = delta * xv;
+    const float* b = p.B + t * p.ldB + n0;
+    const float* cc = p.C + t * p.ldC + n0;
+    batch acc(0.f);
+    for (index_t n = 0; n < nt; ++n) {
+      h[n] = xsimd::fma(exp_neg<Arch>(delta * a[n]), h[n], dx * batch(b[n]));
+      acc = xsimd::fma(h[n], batch(cc[n]), acc);
     }
-    for (index_t n = 0; n < nt; ++n) h[n].store_aligned(buf + n * W);
-    for (index_t i = 0; i < W; ++i)
-      for (index_t n = 0; n < nt; ++n) p.h[(c0 + i) * p.ldh + n0 + n] = buf[n * W + i];
+    float* yp = p.y + t * p.ldy + c0;
+    if (!first) acc += batch::load_unaligned(yp);
+    if (last) {
+      acc = xsimd::fma(dskip, xv, acc);
+      if (p.z) acc *= silu<Arch>(batch::load_unaligned(p.z + t * p.ldz + c0));
+    }
+    acc.store_unaligned(yp);
+  }
+  for (index_t n = 0; n < nt; ++n) h[n].store_aligned(buf + n * W);
+  for (index_t i = 0; i < W; ++i)
+    for (index_t n = 0; n < nt; ++n) p.h[(c0 + i) * p.ldh + n0 + n] = buf[n * W + i];
+}
+
+/// Channels [c0, c0 + lanes), all tokens, d_state in tiles of 16 (8 when that is all there is).
+template <class Arch>
+void scan_block(const scan_ptrs& p, index_t c0) noexcept {
+  for (index_t n0 = 0; n0 < p.d_state; n0 += 16) {
+    const index_t nt = std::min<index_t>(16, p.d_state - n0);
+    if (nt == 16) scan_tile<Arch, 16>(p, c0, n0, nt);
+    else if (nt == 8) scan_tile<Arch, 8>(p, c0, n0, nt);
+    else scan_tile<Arch, 0>(p, c0, n0, nt);
   }
 }
 
-/// One token, channels [lo, hi): each state row as vectors over d_state.
+/// One token, channels [lo, hi): each state row as vectors over d_state. Δ and the gate are
+/// computed for blocks of channels with vector math first (libm calls per channel would cost more
+/// than the state update itself).
 template <class Arch>
 void step_range(const scan_ptrs& p, index_t lo, index_t hi) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t W = batch::size;
+  constexpr index_t CB = 256;  // channels per block
+  alignas(64) float delta[CB];
+  alignas(64) float gate[CB];
   const index_t nv = p.d_state / W * W;
-  for (index_t c = lo; c < hi; ++c) {
-    float delta = p.dt[c] + (p.dt_bias ? p.dt_bias[c] : 0.f);
-    if (p.softplus) delta = softplus(delta);
-    const float xv = p.x[c];
-    const batch vdelta(delta), vx(xv);
-    float* h = p.h + c * p.ldh;
-    const float* a = p.A + c * p.ldA;
-    batch acc(0.f);
-    index_t n = 0;
-    for (; n < nv; n += W) {
-      const batch hn = xsimd::fma(xsimd::exp(vdelta * batch::load_unaligned(a + n)), batch::load_unaligned(h + n),
-                                  (vdelta * batch::load_unaligned(p.B + n)) * vx);
-      hn.store_unaligned(h + n);
-      acc = xsimd::fma(hn, batch::load_unaligned(p.C + n), acc);
+  for (index_t b0 = lo; b0 < hi; b0 += CB) {
+    const index_t nb = std::min(CB, hi - b0);
+    index_t i = 0;
+    for (; i + W <= nb; i += W) {
+      batch d = batch::load_unaligned(p.dt + b0 + i);
+      if (p.dt_bias) d += batch::load_unaligned(p.dt_bias + b0 + i);
+      if (p.softplus) d = softplus<Arch>(d);
+      d.store_aligned(delta + i);
+      if (p.z) silu<Arch>(batch::load_unaligned(p.z + b0 + i)).store_aligned(gate + i);
     }
-    float s = xsimd::hadd(acc);
-    for (; n < p.d_state; ++n) {
-      h[n] = std::exp(delta * a[n]) * h[n] + (delta * p.B[n]) * xv;
-      s += h[n] * p.C[n];
+    for (; i < nb; ++i) {
+      float d = p.dt[b0 + i] + (p.dt_bias ? p.dt_bias[b0 + i] : 0.f);
+      delta[i] = p.softplus ? softplus(d) : d;
+      if (p.z) gate[i] = silu(p.z[b0 + i]);
     }
-    float out = s + p.D[c] * xv;
-    if (p.z) out *= silu(p.z[c]);
-    p.y[c] = out;
+    for (i = 0; i < nb; ++i) {
+      const index_t c = b0 + i;
+      const float dl = delta[i];
+      const float xv = p.x[c];
+      const batch vdelta(dl), vdx(dl * xv);
+      float* h = p.h + c * p.ldh;
+      const float* a = p.A + c * p.ldA;
+      batch acc(0.f);
+      index_t n = 0;
+      for (; n < nv; n += W) {
+        const batch hn = xsimd::fma(exp_neg<Arch>(vdelta * batch::load_unaligned(a + n)), batch::load_unaligned(h + n),
+                                    vdx * batch::load_unaligned(p.B + n));
+        hn.store_unaligned(h + n);
+        acc = xsimd::fma(hn, batch::load_unaligned(p.C + n), acc);
+      }
+      float s = xsimd::hadd(acc);
+      for (; n < p.d_state; ++n) {
+        h[n] = std::exp(dl * a[n]) * h[n] + (dl * p.B[n]) * xv;
+        s += h[n] * p.C[n];
+      }
+      float out = s + p.D[c] * xv;
+      if (p.z) out *= gate[i];
+      p.y[c] = out;
+    }
   }
 }
 

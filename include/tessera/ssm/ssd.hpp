@@ -313,7 +313,7 @@ void ssd_chunk_head(const tensor_view<const float, 2>& x, const tensor_view<cons
     const batch at(s.acum[t]);
     const index_t lim = round_up(t + 1, W);
     for (index_t j = 0; j < lim; j += W) {
-      const batch decay = xsimd::exp(at - batch::load_aligned(s.acum + j));
+      const batch decay = exp_neg<Arch>(at - batch::load_aligned(s.acum + j));  // > 0 only where masked
       const batch v = batch::load_aligned(cb + j) * decay * batch::load_aligned(s.delta + j);
       const auto keep = (viota + batch(static_cast<float>(j))) <= batch(static_cast<float>(t));
       xsimd::select(keep, v, batch(0.f)).store_aligned(wr + j);

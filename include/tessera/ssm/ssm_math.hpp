@@ -36,6 +36,29 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> silu(const xsimd::batch<float, A
   return x / (batch(1.f) + xsimd::exp(-x));
 }
 
+/// exp(x) for x <= 0 (decays: exp(Δ·A) with A < 0), ~2 ulp: Cephes' range reduction
+/// x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for exp(r), 2^n through the exponent bits.
+/// Below -87.3 it returns 0 (exp underflows there anyway); x > 0 is clamped to 0 (returns 1).
+template <class Arch>
+TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> exp_neg(const xsimd::batch<float, Arch>& x) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  using ibatch = xsimd::batch<int32_t, Arch>;
+  const batch xc = xsimd::min(xsimd::max(x, batch(-87.3f)), batch(0.f));
+  const batch n = xsimd::nearbyint(xc * batch(1.44269504088896341f));
+  batch r = xsimd::fma(n, batch(-0.693359375f), xc);
+  r = xsimd::fma(n, batch(2.12194440e-4f), r);
+  batch poly = batch(1.9875691500e-4f);
+  poly = xsimd::fma(poly, r, batch(1.3981999507e-3f));
+  poly = xsimd::fma(poly, r, batch(8.3334519073e-3f));
+  poly = xsimd::fma(poly, r, batch(4.1665795894e-2f));
+  poly = xsimd::fma(poly, r, batch(1.6666665459e-1f));
+  poly = xsimd::fma(poly, r, batch(5.0000001201e-1f));
+  poly = xsimd::fma(poly * r, r, r) + batch(1.f);
+  const ibatch e = (xsimd::batch_cast<int32_t>(n) + ibatch(127)) << 23;
+  const batch scale = xsimd::bitwise_cast<batch>(e);
+  return xsimd::select(x < batch(-87.3f), batch(0.f), poly * scale);
+}
+
 /// Number of floats in one vector of Arch (1 for scalar).
 template <class Arch>
 inline constexpr index_t lanes_v = static_cast<index_t>(simd::float_lanes<Arch>());
