@@ -768,35 +768,27 @@ void split_decode(const attend_problem& pb, workspace& ws) {
         const index_t jb = std::max<index_t>(0, k_begin - base), je = std::min(n, k_end - base);
         base += n;
         const index_t k_rs = run.k.stride(0), v_rs = run.v.stride(0);
-        const index_t k_hs = run.k.stride(1), v_hs = run.v.stride(1);
         for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
           const index_t j1 = std::min(je, j0 + attention_decode_step), bk = j1 - j0;
           index_t klo, khi;
           k_bounds(run, j0, j1, klo, khi);
           const tile_visibility vis = classify_tile(qp, qp, klo, khi, pb.mask);
           if (vis == tile_visibility::none) continue;
-          if (j1 < je) {  // fetch the next step's rows ahead, every cache line
-            constexpr index_t line = 64 / sizeof(float);
-            const index_t n_next = std::min(je - j1, attention_decode_step);
-            const float* kp = &run.k(j1, 0, 0);
-            const float* vp = &run.v(j1, 0, 0);
-            if (k_rs == pb.n_kv_heads * head_dim && k_hs == head_dim && v_rs == k_rs && v_hs == head_dim) {
-              for (index_t x = 0; x < n_next * k_rs; x += line) {  // dense rows: one block each
-                __builtin_prefetch(kp + x);
-                __builtin_prefetch(vp + x);
-              }
-            } else {
-              for (index_t c = 0; c < n_next; ++c)
-                for (index_t g = 0; g < pb.n_kv_heads; ++g)
-                  for (index_t e = 0; e < head_dim; e += line) {
-                    __builtin_prefetch(kp + c * k_rs + g * k_hs + e);
-                    __builtin_prefetch(vp + c * v_rs + g * v_hs + e);
-                  }
-            }
-          }
+          const index_t n_next = j1 < je ? std::min(je - j1, attention_decode_step) : 0;
           for (index_t g = 0; g < pb.n_kv_heads; ++g) {
             float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
             float* pg = part + g * n_rep * o_rs;                                      // (n_rep, head_dim + 2)
+            // fetch this kv head's rows of the next step ahead, spread over the heads' work
+            if (n_next > 0) {
+              constexpr index_t line = 64 / sizeof(float);
+              const float* kp = &run.k(j1, g, 0);
+              const float* vp = &run.v(j1, g, 0);
+              for (index_t c = 0; c < n_next; ++c)
+                for (index_t e = 0; e < head_dim; e += line) {
+                  __builtin_prefetch(kp + c * k_rs + e);
+                  __builtin_prefetch(vp + c * v_rs + e);
+                }
+            }
             decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), k_rs, n_rep, bk, head_dim, S,
                                 attention_decode_step);
             for (index_t r = 0; r < n_rep; ++r) {
