@@ -43,7 +43,15 @@ using default_arch = std::conditional_t<std::is_same_v<xsimd::default_arch, xsim
                                         xsimd::default_arch>;
 #endif
 
-static_assert(is_scalar_v<default_arch> || default_arch::supported(),
+namespace detail {
+template <class Arch>
+constexpr bool arch_enabled() noexcept {
+  if constexpr (is_scalar_v<Arch>) return true;
+  else return Arch::supported();
+}
+}  // namespace detail
+
+static_assert(detail::arch_enabled<default_arch>(),
               "TESSERA_ARCH names an architecture the compiler flags do not enable");
 
 /// Floats per vector register for Arch (1 for scalar).
