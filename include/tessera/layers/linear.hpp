@@ -1,0 +1,104 @@
+// tessera/layers/linear.hpp: a linear layer that owns (views of) its weights, y = x·Wᵀ + b.
+//
+//   weight: (n, k) in the nn.Linear layout, stored f32, f16 or bf16 as the checkpoint has it
+//           (quantized GGUF types arrive as f32, dequantized once by the weight_map)
+//   bias:   (n), widened to f32 once at load
+//
+// The weight's dtype is a run-time property of the checkpoint, so the layer keeps a view of
+// each kind and dispatches once per call to the typed op (ops::linear → gemv for one row, gemm
+// otherwise). Models stay free of dtype templates; kernels stay typed.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <tessera/core/tensor.hpp>
+#include <tessera/io/weights.hpp>
+#include <tessera/ops/linear.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace layers {
+
+/// A read-only (n, k) weight of whichever float type the checkpoint stores.
+class weight_matrix {
+ public:
+  using any_view = std::variant<tensor_view<const float, 2>, tensor_view<const f16, 2>, tensor_view<const bf16, 2>>;
+
+  weight_matrix() = default;
+  explicit weight_matrix(any_view v) : view_(v) {}
+
+  /// The tensor `name` of the map, zero-copy when stored as f32/f16/bf16, else widened to f32.
+  static weight_matrix load(const io::weight_map& w, const std::string& name) {
+    const auto& info = w.info(name);
+    if (info.extents.size() != 2)
+      throw shape_error("weight '" + name + "' in " + info.file + ": expected 2 dimensions, got " +
+                        std::to_string(info.extents.size()));
+    if (info.type == dtype::f16) return weight_matrix(w.view<f16, 2>(name));
+    if (info.type == dtype::bf16) return weight_matrix(w.view<bf16, 2>(name));
+    return weight_matrix(w.f32<2>(name));
+  }
+
+  index_t rows() const noexcept { return std::visit([](auto& v) { return v.extent(0); }, view_); }
+  index_t cols() const noexcept { return std::visit([](auto& v) { return v.extent(1); }, view_); }
+  dtype type() const noexcept {
+    return std::visit([](auto& v) { return dtype_of<typename std::decay_t<decltype(v)>::value_type>(); }, view_);
+  }
+  std::size_t bytes() const noexcept {
+    return std::visit([](auto& v) { return static_cast<std::size_t>(v.size()) * sizeof(typename std::decay_t<decltype(v)>::value_type); }, view_);
+  }
+  const any_view& view() const noexcept { return view_; }
+
+ private:
+  any_view view_;
+};
+
+class linear {
+ public:
+  linear() = default;
+
+  /// Loads `<prefix>.weight` and, when present (or required), `<prefix>.bias`.
+  static linear load(const io::weight_map& w, const std::string& prefix, bool bias = false) {
+    linear l;
+    l.weight_ = weight_matrix::load(w, prefix + ".weight");
+    if (bias || w.contains(prefix + ".bias")) {
+      auto b = w.f32<1>(prefix + ".bias");
+      expect_equal(b.extent(0), l.weight_.rows(), (prefix + ".bias: length vs weight rows").c_str());
+      l.bias_ = tensor<float, 1>::copy_of(b);
+    }
+    return l;
+  }
+
+  /// From an existing matrix (tied embeddings: the LM head is the embedding table).
+  static linear from(weight_matrix w) {
+    linear l;
+    l.weight_ = w;
+    return l;
+  }
+
+  index_t in_features() const noexcept { return weight_.cols(); }
+  index_t out_features() const noexcept { return weight_.rows(); }
+  const weight_matrix& weight() const noexcept { return weight_; }
+
+  /// Workspace bytes forward() needs.
+  std::size_t workspace_bytes() const noexcept {
+    return std::visit([&](auto& v) { return ops::linear_workspace_bytes<typename std::decay_t<decltype(v)>::element_type>(v.extent(1)); },
+                      weight_.view());
+  }
+
+  // x: (m, in_features) → out: (m, out_features)
+  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, workspace& ws) const {
+    std::optional<tensor_view<const float, 1>> b;
+    if (bias_) b = bias_->cview();
+    std::visit([&](auto& w) { ops::linear(x, w, b, out, ws); }, weight_.view());
+  }
+
+ private:
+  weight_matrix weight_;
+  std::optional<tensor<float, 1>> bias_;
+};
+
+}  // namespace layers
+}  // namespace v0
+}  // namespace tessera
