@@ -11,6 +11,9 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,9 +40,50 @@ class spm_bpe_model final : public model {
       if (id < 0) id = token_to_id(std::string(1, static_cast<char>(b)));
       byte_ids_[static_cast<std::size_t>(b)] = id >= 0 ? id : unk_id_;
     }
+    // Pieces never span a U+2581 that follows another character (true of SentencePiece
+    // vocabularies trained with split_by_whitespace): then each such word merges independently,
+    // exactly as in the whole text, and repeated words can be cached.
+    split_words_ = std::none_of(id_to_token_.begin(), id_to_token_.end(), [](const std::string& t) {
+      const std::size_t first_other = t.find_first_not_of("\xE2\x96\x81");
+      return first_other != std::string::npos && t.find(space, first_other) != std::string::npos;
+    });
   }
 
   void encode(std::string_view text, std::vector<std::int32_t>& out) const override {
+    if (!split_words_) return encode_word(text, out);
+    std::size_t start = 0;
+    for (std::size_t pos = text.find(space, 1); pos != std::string_view::npos; pos = text.find(space, pos + 3)) {
+      if (pos >= 3 && text.compare(pos - 3, 3, space) == 0) continue;  // inside a run of U+2581
+      cached_encode(text.substr(start, pos - start), out);
+      start = pos;
+    }
+    cached_encode(text.substr(start), out);
+  }
+
+  float score(std::int32_t id) const { return scores_.at(static_cast<std::size_t>(id)); }
+
+ private:
+  static constexpr std::string_view space = "\xE2\x96\x81";
+
+  void cached_encode(std::string_view word, std::vector<std::int32_t>& out) const {
+    if (word.empty()) return;
+    if (word.size() > 64) return encode_word(word, out);
+    {
+      std::shared_lock lock(cache_mutex_);
+      const auto it = cache_.find(word);
+      if (it != cache_.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        return;
+      }
+    }
+    const std::size_t before = out.size();
+    encode_word(word, out);
+    std::unique_lock lock(cache_mutex_);
+    if (cache_.size() >= (1u << 16)) cache_.clear();
+    cache_.emplace(std::string(word), std::vector<std::int32_t>(out.begin() + static_cast<std::ptrdiff_t>(before), out.end()));
+  }
+
+  void encode_word(std::string_view text, std::vector<std::int32_t>& out) const {
     struct symbol {
       std::int32_t prev, next;
       std::uint32_t off, len;
@@ -99,12 +143,12 @@ class spm_bpe_model final : public model {
     }
   }
 
-  float score(std::int32_t id) const { return scores_.at(static_cast<std::size_t>(id)); }
-
- private:
   std::vector<float> scores_;
   std::int32_t unk_id_;
   std::array<std::int32_t, 256> byte_ids_{};
+  bool split_words_ = false;
+  mutable std::shared_mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<std::int32_t>, string_hash, std::equal_to<>> cache_;
 };
 
 }  // namespace tok
