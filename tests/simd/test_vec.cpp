@@ -6,8 +6,9 @@
 
 using namespace tessera;
 
-TEST_CASE("partial loads and stores touch only n lanes; reductions", "[simd][vec]") {
-  using Arch = simd::default_arch;
+namespace {
+template <class Arch>
+void check_vec_helpers() {
   if constexpr (simd::is_scalar_v<Arch>) {
     REQUIRE(simd::lanes_v<Arch> == 1);
   } else {
@@ -37,6 +38,11 @@ TEST_CASE("partial loads and stores touch only n lanes; reductions", "[simd][vec
     simd::load_widened_partial<Arch>(b.data(), 3).store_aligned(out);
     for (index_t i = 0; i < L; ++i) REQUIRE(out[i] == (i < 3 ? to_float(b[i]) : 0.f));
   }
+}
+}  // namespace
+
+TEST_CASE("partial loads and stores touch only n lanes; reductions", "[simd][vec]") {
+  check_vec_helpers<simd::default_arch>();
   STATIC_REQUIRE(simd::arch_tag<simd::scalar>);
   STATIC_REQUIRE(simd::arch_tag<simd::default_arch>);
   STATIC_REQUIRE_FALSE(simd::arch_tag<tensor_view<float, 2>>);
