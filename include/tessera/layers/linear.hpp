@@ -70,10 +70,13 @@ class linear {
     return l;
   }
 
-  /// From an existing matrix (tied embeddings: the LM head is the embedding table).
-  static linear from(weight_matrix w) {
+  /// From an existing matrix (tied embeddings: the LM head is the embedding table; slices of a
+  /// fused projection) and an optional bias.
+  static linear from(weight_matrix w, std::optional<tensor<float, 1>> bias = {}) {
     linear l;
     l.weight_ = w;
+    if (bias) expect_equal(bias->extent(0), w.rows(), "linear: bias length vs weight rows");
+    l.bias_ = std::move(bias);
     return l;
   }
 
