@@ -1,0 +1,79 @@
+// tools/cli/text_commands.cpp: `tessera info`, `tessera tokenize`, `tessera detokenize`
+// (no model weights are run).
+#include "cli.hpp"
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include <tessera/io/config.hpp>
+#include <tessera/tokenizer/tokenizer.hpp>
+
+namespace tessera::cli {
+
+struct text_codec::impl {
+  tokenizer tk;
+  std::optional<tokenizer::stream_decoder> stream;
+};
+
+text_codec text_codec::load(const std::filesystem::path& path) {
+  text_codec c;
+  c.p_ = std::make_shared<impl>(impl{tokenizer::load(path), std::nullopt});
+  return c;
+}
+std::vector<std::int32_t> text_codec::encode(const std::string& text, bool add_special_tokens) const {
+  return p_->tk.encode(text, add_special_tokens);
+}
+std::string text_codec::decode(const std::vector<std::int32_t>& ids, bool skip_special_tokens) const {
+  return p_->tk.decode(ids, skip_special_tokens);
+}
+std::vector<std::int32_t> text_codec::eos_ids() const { return p_->tk.eos_ids(); }
+void text_codec::stream_begin(bool skip_special_tokens) { p_->stream.emplace(p_->tk, skip_special_tokens); }
+std::string text_codec::stream_push(std::int32_t id) { return p_->stream->push(id); }
+std::string text_codec::stream_flush() { return p_->stream->flush(); }
+
+int run_info(const info_options& o) {
+  apply_threads(o.common);
+  const auto path = resolve_model(o.common.model);
+  const auto summary = io::summarize(path, o.context);
+  std::cout << io::to_string(summary, o.tensors);
+  return 0;
+}
+
+namespace {
+void print_ids(const std::vector<std::int32_t>& ids) {
+  std::string line;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i) line += ' ';
+    line += std::to_string(ids[i]);
+  }
+  std::cout << line << '\n';
+}
+}  // namespace
+
+int run_tokenize(const tokenize_options& o) {
+  apply_threads(o.common);
+  std::string text;
+  if (o.text) {
+    text = *o.text;
+  } else if (o.file) {
+    std::ifstream in(*o.file, std::ios::binary);
+    if (!in) throw io_error("--file '" + *o.file + "' cannot be read");
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } else {
+    throw usage_error("tokenize: give --text or --file");
+  }
+  const auto tk = text_codec::load(resolve_model(o.common.model));
+  print_ids(tk.encode(text, !o.no_special));
+  return 0;
+}
+
+int run_detokenize(const detokenize_options& o) {
+  apply_threads(o.common);
+  const auto ids = parse_ids(o.tokens, "--tokens");
+  const auto tk = text_codec::load(resolve_model(o.common.model));
+  std::cout << tk.decode(ids, o.skip_special) << '\n';
+  return 0;
+}
+
+}  // namespace tessera::cli
