@@ -205,7 +205,7 @@ inline void check_views(const tensor_view<const float, 3>& q, const tensor_view<
 /// Fills the parts of the problem common to every entry point; n_index = extent of the key axis
 /// of bias / key_mask.
 inline void resolve_common(attend_problem& pb, const attention_params& p, index_t n_index, const char* what) {
-  const std::string op(what);
+  const std::string_view op(what);  // no allocation unless a check fails
   const auto [l, n_heads, head_dim] = pb.q.extents();
   pb.n_heads = n_heads;
   pb.head_dim = head_dim;
@@ -214,20 +214,20 @@ inline void resolve_common(attend_problem& pb, const attention_params& p, index_
   pb.mask = mask_spec{p.causal, p.prefix, p.window};
   check_mask_spec(pb.mask, what);
   if (!(p.scale >= 0.f) || !std::isfinite(p.scale))
-    throw range_error(op + ": scale must be finite and >= 0, got " + std::to_string(p.scale));
+    throw range_error(std::string(op) + ": scale must be finite and >= 0, got " + std::to_string(p.scale));
   if (!(p.softcap >= 0.f) || !std::isfinite(p.softcap))
-    throw range_error(op + ": softcap must be finite and >= 0, got " + std::to_string(p.softcap));
+    throw range_error(std::string(op) + ": softcap must be finite and >= 0, got " + std::to_string(p.softcap));
   pb.scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(head_dim));
   pb.softcap = p.softcap;
-  if (p.alibi_slopes) expect_equal(p.alibi_slopes->extent(0), n_heads, (op + ": alibi_slopes length vs n_heads").c_str());
+  if (p.alibi_slopes) expect_equal(p.alibi_slopes->extent(0), n_heads, (std::string(op) + ": alibi_slopes length vs n_heads").c_str());
   if (p.bias) {
     const auto [bh, bl, bk] = p.bias->extents();
     if (bh != 1 && bh != n_heads)
-      throw shape_error(op + ": bias heads = " + std::to_string(bh) + ", expected 1 or n_heads = " + std::to_string(n_heads));
-    expect_equal(bl, l, (op + ": bias rows vs l").c_str());
-    expect_equal(bk, n_index, (op + ": bias columns vs l_kv").c_str());
+      throw shape_error(std::string(op) + ": bias heads = " + std::to_string(bh) + ", expected 1 or n_heads = " + std::to_string(n_heads));
+    expect_equal(bl, l, (std::string(op) + ": bias rows vs l").c_str());
+    expect_equal(bk, n_index, (std::string(op) + ": bias columns vs l_kv").c_str());
   }
-  if (p.key_mask) expect_equal(p.key_mask->extent(0), n_index, (op + ": key_mask length vs l_kv").c_str());
+  if (p.key_mask) expect_equal(p.key_mask->extent(0), n_index, (std::string(op) + ": key_mask length vs l_kv").c_str());
   pb.alibi_slopes = p.alibi_slopes;
   pb.bias = p.bias;
   pb.key_mask = p.key_mask;
@@ -877,15 +877,18 @@ inline attend_problem make_cache_problem(tensor_view<const float, 3> q, const kv
                                          const tensor_view<const float, 3>* k_new,
                                          const tensor_view<const float, 3>* v_new, tensor_view<float, 3> out,
                                          const attention_params& p, index_t q_pos0, const char* what) {
-  const std::string op(what);
+  // Messages are built only on failure: the decode path must not allocate.
+  const auto fail = [what](const std::string& m) { throw shape_error(std::string(what) + ": " + m); };
   const auto [l, n_heads, head_dim] = q.extents();
-  expect_extents(out.extents(), q.extents(), (op + ": out (l, n_heads, head_dim) vs q").c_str());
-  expect_equal(cache.head_dim(), head_dim, (op + ": cache head_dim vs q head_dim").c_str());
+  if (out.extents() != q.extents())
+    fail("out (l, n_heads, head_dim) " + to_string(out.extents()) + " vs q " + to_string(q.extents()));
+  if (cache.head_dim() != head_dim)
+    fail("cache head_dim " + std::to_string(cache.head_dim()) + " vs q head_dim " + std::to_string(head_dim));
   if (n_heads % cache.n_kv_heads() != 0)
-    throw shape_error(op + ": n_heads = " + std::to_string(n_heads) + " is not a multiple of the cache's n_kv_heads = " +
-                      std::to_string(cache.n_kv_heads()));
-  expect_rows_contiguous(q, (op + ": q").c_str());
-  expect_rows_contiguous(out, (op + ": out").c_str());
+    fail("n_heads = " + std::to_string(n_heads) + " is not a multiple of the cache's n_kv_heads = " +
+         std::to_string(cache.n_kv_heads()));
+  if (!q.rows_contiguous()) fail("q: innermost dimension must have stride 1");
+  if (!out.rows_contiguous()) fail("out: innermost dimension must have stride 1");
   attend_problem pb;
   pb.q = q;
   pb.out = out;
@@ -894,7 +897,8 @@ inline attend_problem make_cache_problem(tensor_view<const float, 3> q, const kv
   for (int r = 0; r < n; ++r) pb.runs[pb.n_runs++] = key_run{runs[r].k, runs[r].v, runs[r].pos0, {}, runs[r].pos0};
   if (k_new) {
     check_views(q, *k_new, *v_new, out, what);
-    expect_equal(k_new->extent(1), cache.n_kv_heads(), (op + ": k_new n_kv_heads vs cache").c_str());
+    if (k_new->extent(1) != cache.n_kv_heads())
+      fail("k_new n_kv_heads " + std::to_string(k_new->extent(1)) + " vs cache " + std::to_string(cache.n_kv_heads()));
     pb.runs[pb.n_runs++] = key_run{*k_new, *v_new, cache.size(), {}, cache.size()};
   }
   if (pb.n_runs == 0)  // an empty cache and no new keys: one empty run keeps the shapes known
@@ -904,7 +908,7 @@ inline attend_problem make_cache_problem(tensor_view<const float, 3> q, const kv
   attention_params cp = p;
   if (cache.window()) {
     if (p.window && *p.window != *cache.window())
-      throw shape_error(op + ": params.window = " + std::to_string(*p.window) + " differs from the cache's window " +
+      fail("params.window = " + std::to_string(*p.window) + " differs from the cache's window " +
                         std::to_string(*cache.window()));
     cp.window = cache.window();
   }

@@ -106,7 +106,10 @@ class decoder_session final : public lm_session {
   decoder_session(const decoder<Block>& model, const session_limits& limits) : model_(model) {
     const auto& w = model.weights();
     const auto& c = w.config;
+    // Default: the trained context, stretched by the RoPE scaling factor when there is one.
     max_len_ = limits.max_len > 0 ? limits.max_len : (c.max_position > 0 ? c.max_position : 4096);
+    if (limits.max_len <= 0 && c.rope.type != rope_scaling_type::none && c.rope.factor > 1.f)
+      max_len_ = static_cast<index_t>(std::ceil(static_cast<double>(max_len_) * c.rope.factor));
     if (w.pos_embed && max_len_ > w.pos_embed->rows())
       throw range_error("session: max_len " + std::to_string(max_len_) + " exceeds the model's " +
                         std::to_string(w.pos_embed->rows()) + " learned positions");

@@ -1,0 +1,287 @@
+// Decoder families against transformers 5.17 (tests/data/models, made by tools/fixtures):
+// full-sequence logits within 1e-4 relative, greedy continuations identical; plus the session
+// contract (prefill/step equivalence, snapshot/restore, no allocation while decoding, errors).
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <new>
+#include <thread>
+
+#include <tessera/families/registry.hpp>
+#include <tessera/io/weights.hpp>
+
+#include "common/test_util.hpp"
+#include "io/io_test_util.hpp"
+
+using namespace tessera;
+namespace fs = std::filesystem;
+
+// ---- allocation counter: every operator new in this executable goes through here -------------
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+}  // namespace
+void* operator new(std::size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+const fs::path models_dir = fs::path(TESSERA_TEST_DATA_DIR) / "models";
+
+struct reference {
+  std::vector<std::int32_t> input_ids, greedy_ids;
+  tensor<float, 2> logits, greedy_logits;  // (l, vocab), (l + n_new, vocab)
+};
+
+std::vector<std::int32_t> ids_of(const io::weight_map& m, const std::string& name) {
+  const auto v = m.view<std::int64_t, 2>(name);
+  std::vector<std::int32_t> out;
+  for (index_t i = 0; i < v.extent(1); ++i) out.push_back(static_cast<std::int32_t>(v(0, i)));
+  return out;
+}
+
+reference load_reference(const std::string& model_case) {
+  const auto m = io::weight_map::open(models_dir / model_case / "reference.safetensors");
+  reference r;
+  r.input_ids = ids_of(m, "input_ids");
+  r.greedy_ids = ids_of(m, "greedy_ids");
+  r.logits = tensor<float, 2>::copy_of(m.f32<3>("logits")[0]);
+  r.greedy_logits = tensor<float, 2>::copy_of(m.f32<3>("greedy_logits")[0]);
+  return r;
+}
+
+std::int32_t argmax(tensor_view<const float, 1> x) {
+  index_t best = 0;
+  for (index_t j = 1; j < x.extent(0); ++j)
+    if (x(j) > x(best)) best = j;
+  return static_cast<std::int32_t>(best);
+}
+
+double rel_err(tensor_view<const float, 2> a, tensor_view<const float, 2> b) {
+  REQUIRE(a.extents() == b.extents());
+  return test::max_rel_err(a.data(), b.data(), a.size());
+}
+
+void check_parity(const std::string& model_case, const fs::path& path) {
+  INFO("case " << model_case << " from " << path);
+  const auto ref = load_reference(model_case);
+  const auto model = load_language_model(path);
+  const index_t vocab = model->config().vocab;
+  const index_t l = static_cast<index_t>(ref.input_ids.size());
+
+  // full-sequence forward: logits of every prompt token
+  auto s = model->new_session();
+  tensor<float, 2> logits({l, vocab});
+  s->prefill_all(ref.input_ids, logits.view());
+  CHECK(rel_err(logits.cview(), ref.logits.cview()) <= 1e-4);
+
+  // greedy continuation: prefill then one step per token, as generate() does
+  std::vector<std::int32_t> greedy;
+  auto g = model->new_session();
+  g->prefill(ref.input_ids);
+  for (std::size_t i = 0; i < ref.greedy_ids.size(); ++i) {
+    greedy.push_back(argmax(g->logits()));
+    g->step(greedy.back());
+  }
+  CHECK(greedy == ref.greedy_ids);
+
+  // full forward over prompt + continuation (positions past the prompt, windows, ...)
+  std::vector<std::int32_t> all = ref.input_ids;
+  all.insert(all.end(), ref.greedy_ids.begin(), ref.greedy_ids.end());
+  tensor<float, 2> all_logits({static_cast<index_t>(all.size()), vocab});
+  model->new_session()->prefill_all(all, all_logits.view());
+  CHECK(rel_err(all_logits.cview(), ref.greedy_logits.cview()) <= 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("decoder families match transformers logits and greedy ids", "[models][parity]") {
+  for (const char* c : {"llama", "llama_rope_llama3", "llama_rope_yarn", "llama_rope_linear", "mistral", "qwen2",
+                        "qwen2_sliding", "gpt2", "llama_bf16"})
+    check_parity(c, models_dir / c);
+  check_parity("llama_sharded", models_dir / "llama_sharded");
+}
+
+TEST_CASE("dynamic NTK rope: each full forward uses the frequencies of its own length", "[models][parity]") {
+  // transformers recomputes the dynamic frequencies from the longest sequence seen; a fresh
+  // session over the whole sequence reproduces its full forwards, and greedy_ids come from a loop
+  // of full forwards (its cached generate() rotates old keys with stale frequencies).
+  const auto ref = load_reference("llama_rope_dynamic");
+  const auto model = load_language_model(models_dir / "llama_rope_dynamic");
+  const index_t vocab = model->config().vocab;
+  tensor<float, 2> logits({static_cast<index_t>(ref.input_ids.size()), vocab});
+  model->new_session()->prefill_all(ref.input_ids, logits.view());
+  CHECK(rel_err(logits.cview(), ref.logits.cview()) <= 1e-4);
+  std::vector<std::int32_t> seq = ref.input_ids;
+  for (std::size_t i = 0; i < ref.greedy_ids.size(); ++i) {
+    auto s = model->new_session();
+    s->prefill(seq);
+    seq.push_back(argmax(s->logits()));
+  }
+  CHECK(std::vector<std::int32_t>(seq.begin() + static_cast<std::ptrdiff_t>(ref.input_ids.size()), seq.end()) == ref.greedy_ids);
+}
+
+TEST_CASE("a GGUF conversion of the llama fixture gives the same logits as the HF folder", "[models][gguf]") {
+  const auto hf = io::weight_map::open(models_dir / "llama");
+  const auto cfg = io::load_config(models_dir / "llama");
+  test::gguf_builder g;
+  g.kv_str("general.architecture", "llama");
+  g.kv_u32("llama.context_length", static_cast<std::uint32_t>(cfg.max_position));
+  g.kv_u32("llama.embedding_length", static_cast<std::uint32_t>(cfg.d_model));
+  g.kv_u32("llama.block_count", static_cast<std::uint32_t>(cfg.n_layers));
+  g.kv_u32("llama.feed_forward_length", static_cast<std::uint32_t>(cfg.d_ff));
+  g.kv_u32("llama.attention.head_count", static_cast<std::uint32_t>(cfg.n_heads));
+  g.kv_u32("llama.attention.head_count_kv", static_cast<std::uint32_t>(cfg.n_kv_heads));
+  g.kv_u32("llama.attention.key_length", static_cast<std::uint32_t>(cfg.head_dim));
+  g.kv_u32("llama.vocab_size", static_cast<std::uint32_t>(cfg.vocab));
+  g.kv_f32("llama.rope.freq_base", cfg.rope.theta);
+  g.kv_f32("llama.attention.layer_norm_rms_epsilon", cfg.norm_eps);
+  // convert_hf_to_gguf.py: rename, permute q/k rows into interleaved pairs, reverse the dims
+  auto permute = [](std::vector<float> w, index_t rows, index_t cols, index_t n_head) {
+    const index_t half = rows / n_head / 2;
+    std::vector<float> out(w.size());
+    for (index_t h = 0; h < n_head; ++h)
+      for (index_t i = 0; i < half; ++i)
+        for (index_t j = 0; j < 2; ++j)
+          for (index_t c = 0; c < cols; ++c)
+            out[std::size_t(((h * half + i) * 2 + j) * cols + c)] = w[std::size_t(((h * 2 + j) * half + i) * cols + c)];
+    return out;
+  };
+  std::vector<std::string> candidates = {"token_embd.weight", "output_norm.weight", "output.weight"};
+  for (index_t l = 0; l < cfg.n_layers; ++l)
+    for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
+      candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
+  for (const auto& name : hf.names()) {
+    std::string gname;
+    for (const auto& c : candidates)
+      if (io::gguf_to_hf_name("llama", c) == name) gname = c;
+    REQUIRE(!gname.empty());
+    const auto& info = hf.info(name);
+    std::vector<float> data(static_cast<std::size_t>(info.numel));
+    if (info.extents.size() == 2) std::memcpy(data.data(), hf.f32<2>(name).data(), data.size() * 4);
+    else std::memcpy(data.data(), hf.f32<1>(name).data(), data.size() * 4);
+    if (gname.find("attn_q") != std::string::npos) data = permute(data, info.extents[0], info.extents[1], cfg.n_heads);
+    if (gname.find("attn_k") != std::string::npos) data = permute(data, info.extents[0], info.extents[1], cfg.n_kv_heads);
+    g.tensor_f32(gname, std::vector<std::int64_t>(info.extents.rbegin(), info.extents.rend()), data);
+  }
+  test::temp_dir dir("models_gguf");
+  test::write_file(dir / "llama.gguf", g.bytes());
+  const auto ref = load_reference("llama");
+  const index_t l = static_cast<index_t>(ref.input_ids.size());
+  tensor<float, 2> a({l, cfg.vocab}), b({l, cfg.vocab});
+  load_language_model(dir / "llama.gguf")->new_session()->prefill_all(ref.input_ids, a.view());
+  load_language_model(models_dir / "llama")->new_session()->prefill_all(ref.input_ids, b.view());
+  CHECK(rel_err(a.cview(), b.cview()) <= 1e-5);
+  CHECK(rel_err(a.cview(), ref.logits.cview()) <= 1e-4);
+}
+
+TEST_CASE("the bundled stories260K gives llama2.c's greedy ids", "[models][gguf]") {
+  const auto model = load_language_model(fs::path(TESSERA_SOURCE_DIR) / "examples/models/stories260K.gguf");
+  auto s = model->new_session();
+  s->prefill(std::vector<std::int32_t>{1});
+  const float first[5] = {-6.22291f, 8.40434f, -6.22374f, -6.22254f, -6.22195f};
+  for (int i = 0; i < 5; ++i) CHECK(s->logits()(i) == Approx(first[i]).margin(1e-4));
+  const std::vector<std::int32_t> want = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
+                                          426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
+                                          295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352};
+  std::vector<std::int32_t> got;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    got.push_back(argmax(s->logits()));
+    s->step(got.back());
+  }
+  CHECK(got == want);
+}
+
+TEST_CASE("sessions: prefill(n) + steps == prefill(n + k), snapshot/restore, chunked prefill", "[models][session]") {
+  for (const char* c : {"llama", "mistral", "gpt2", "qwen2_sliding"}) {
+    INFO(c);
+    const auto model = load_language_model(models_dir / c);
+    const auto ref = load_reference(c);
+    std::vector<std::int32_t> all = ref.input_ids;
+    all.insert(all.end(), ref.greedy_ids.begin(), ref.greedy_ids.end());
+    const index_t n = static_cast<index_t>(all.size()), vocab = model->config().vocab;
+    tensor<float, 2> full({n, vocab});
+    model->new_session()->prefill_all(all, full.view());
+
+    // 5 tokens of prefill, then one step per token
+    auto s = model->new_session();
+    s->prefill(std::span(all).first(5));
+    CHECK(test::max_rel_err(s->logits().data(), full.cview()[4].data(), vocab) <= 1e-5);
+    const auto snap = s->snapshot();
+    for (index_t i = 5; i < n; ++i) {
+      s->step(all[std::size_t(i)]);
+      CHECK(test::max_rel_err(s->logits().data(), full.cview()[i].data(), vocab) <= 1e-5);
+    }
+    CHECK(s->position() == n);
+    // restore the state after 5 tokens and replay: identical logits
+    s->restore(snap);
+    CHECK(s->position() == 5);
+    for (index_t i = 5; i < n; ++i) s->step(all[std::size_t(i)]);
+    CHECK(test::max_rel_err(s->logits().data(), full.cview()[n - 1].data(), vocab) <= 1e-5);
+
+    // prefill in chunks of 3 tokens (a prompt longer than the session's prefill chunk)
+    auto c3 = model->new_session({.max_len = 0, .max_prefill = 3});
+    tensor<float, 2> chunked({n, vocab});
+    c3->prefill_all(all, chunked.view());
+    CHECK(rel_err(chunked.cview(), full.cview()) <= 1e-5);
+  }
+}
+
+TEST_CASE("decoding a token allocates nothing", "[models][session]") {
+  for (const char* c : {"llama", "mistral", "gpt2", "llama_bf16"}) {
+    INFO(c);
+    const auto model = load_language_model(models_dir / c);
+    auto s = model->new_session({.max_len = 64});
+    s->prefill(std::vector<std::int32_t>{1, 5, 7, 9});
+    s->step(3);  // warm-up (first-touch of lazily made buffers, if any)
+    g_allocations = 0;
+    g_counting = true;
+    for (int i = 0; i < 10; ++i) s->step(argmax(s->logits()));
+    g_counting = false;
+    CHECK(g_allocations.load() == 0);
+  }
+}
+
+TEST_CASE("several sessions decode one model from different threads", "[models][session]") {
+  const auto model = load_language_model(models_dir / "llama");
+  const auto ref = load_reference("llama");
+  std::vector<std::vector<std::int32_t>> out(3);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      auto s = model->new_session();
+      s->prefill(ref.input_ids);
+      for (std::size_t i = 0; i < ref.greedy_ids.size(); ++i) {
+        out[std::size_t(t)].push_back(argmax(s->logits()));
+        s->step(out[std::size_t(t)].back());
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (const auto& o : out) CHECK(o == ref.greedy_ids);
+}
+
+TEST_CASE("bad input: clear errors, never a crash", "[models][errors]") {
+  const auto model = load_language_model(models_dir / "llama");
+  auto s = model->new_session({.max_len = 8});
+  CHECK_THROWS_AS(s->prefill(std::vector<std::int32_t>{}), range_error);
+  CHECK_THROWS_WITH(s->prefill(std::vector<std::int32_t>{1, 160}), Catch::Contains("160") && Catch::Contains("vocabulary"));
+  CHECK_THROWS_AS(s->prefill(std::vector<std::int32_t>{-1}), range_error);
+  CHECK_THROWS_WITH(s->prefill(std::vector<std::int32_t>(9, 1)), Catch::Contains("context overflow"));
+  s->prefill(std::vector<std::int32_t>(8, 1));
+  CHECK_THROWS_AS(s->step(1), range_error);
+  CHECK(s->position() == 8);
+  const auto other = load_language_model(models_dir / "mistral");
+  CHECK_THROWS_AS(s->restore(other->new_session()->snapshot()), range_error);
+  CHECK_THROWS_AS(load_language_model(models_dir / "does_not_exist"), error);
+  test::temp_dir dir("models_noweights");
+  fs::copy_file(models_dir / "llama" / "config.json", dir / "config.json");
+  CHECK_THROWS_AS(load_language_model(dir.path), error);
+}
