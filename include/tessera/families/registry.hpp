@@ -6,7 +6,10 @@
 #include <memory>
 
 #include <tessera/families/gpt2.hpp>
+#include <tessera/families/jamba.hpp>
 #include <tessera/families/llama.hpp>
+#include <tessera/families/mamba.hpp>
+#include <tessera/families/mamba2.hpp>
 #include <tessera/io/config.hpp>
 #include <tessera/io/weights.hpp>
 #include <tessera/models/language_model.hpp>
@@ -21,8 +24,11 @@ inline std::unique_ptr<language_model> load_language_model(const std::filesystem
   const std::string& f = cfg.family;
   if (f == "llama" || f == "mistral" || f == "qwen2") return families::load_llama(cfg, std::move(weights));
   if (f == "gpt2") return families::load_gpt2(cfg, std::move(weights));
+  if (f == "mamba") return families::load_mamba(cfg, std::move(weights));
+  if (f == "mamba2") return families::load_mamba2(cfg, std::move(weights));
+  if (f == "jamba") return families::load_jamba(cfg, std::move(weights));
   throw config_error(cfg.source + ": model family '" + f +
-                     "' has no causal LM in tessera yet (supported: llama, mistral, qwen2, gpt2)");
+                     "' has no causal LM in tessera yet (supported: llama, mistral, qwen2, gpt2, mamba, mamba2, jamba)");
 }
 
 }  // namespace v0
