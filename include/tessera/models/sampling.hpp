@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <span>
 #include <string>
@@ -75,7 +76,9 @@ class xoshiro256 {
 /// Throws range_error naming the first parameter out of range.
 inline void check_sampling_params(const sampling_params& p) {
   auto bad = [](const char* name, double v, const char* want) {
-    throw range_error(std::string("sampling: ") + name + " = " + std::to_string(v) + " is out of range (" + want + ")");
+    char value[32];
+    std::snprintf(value, sizeof value, "%g", v);
+    throw range_error(std::string("sampling: ") + name + " = " + value + " is out of range (" + want + ")");
   };
   if (!(p.temperature >= 0.f) || !std::isfinite(p.temperature)) bad("temperature", p.temperature, "must be >= 0; 0 is greedy");
   if (p.top_k < 0) bad("top_k", static_cast<double>(p.top_k), "must be >= 0; 0 is off");
