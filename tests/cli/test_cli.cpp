@@ -420,6 +420,10 @@ TEST_CASE("bad input: clear errors and non-zero exits", "[cli]") {
   check_clean_failure(tessera_cli({"generate", "--tokens", "", "--print-ids"}), "empty");
   check_clean_failure(tessera_cli({"generate", "--tokens", " , ", "--print-ids"}), "empty");
   check_clean_failure(tessera_cli({"generate", "--tokens", "-3", "--print-ids"}), "-3");
+  const std::string gpt2_vocab = (fs::path(data_dir) / "tokenizers" / "ggml-vocab-gpt-2.gguf").string();
+  check_clean_failure(tessera_cli({"generate", "-m", gpt2_vocab, "-p", ""}), "prompt is empty");
+  // text output without a tokenizer (the fixture folders have none) says how to do without
+  check_clean_failure(tessera_cli({"generate", "-m", llama, "--tokens", "1,2", "-n", "2"}), "--print-ids");
   // a prompt longer than the context (llama fixture: max_position 256)
   std::string long_prompt = "5";
   for (int i = 0; i < 300; ++i) long_prompt += ",7";

@@ -57,7 +57,14 @@ int run_generate(const generate_options& o) {
   const auto path = resolve_model(o.common.model);
   // A tokenizer is needed to encode a text prompt and to print text; --tokens --print-ids needs none.
   std::optional<text_codec> tk;
-  if (!o.tokens || !o.print_ids) tk = text_codec::load(path);
+  if (!o.tokens || !o.print_ids) {
+    try {
+      tk = text_codec::load(path);
+    } catch (const tessera::error& e) {
+      if (!o.tokens) throw;
+      throw io_error(std::string(e.what()) + "; printing text needs the tokenizer: add --print-ids to print token ids instead");
+    }
+  }
 
   std::vector<std::int32_t> prompt;
   if (o.tokens) prompt = parse_ids(*o.tokens, "--tokens");
