@@ -1,5 +1,6 @@
 // Tests of the `tessera` executable, run as a user runs it: stdout, stderr and exit status.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -48,11 +49,12 @@ fs::path scratch_dir() {
   return d;
 }
 
-/// Runs `tessera args...` from the build tree's scratch folder (not the source tree, so the
-/// default model is found through the compiled-in path or beside the binary).
+/// Runs `tessera args...` in the build tree's scratch folder (not the source tree, so the default
+/// model is found through the compiled-in path); stderr goes to a file named by pid, so that
+/// `ctest -j` runs do not collide.
 cli_result tessera_cli(const std::vector<std::string>& args) {
   static int counter = 0;
-  const fs::path err_file = scratch_dir() / ("stderr_" + std::to_string(counter++) + ".txt");
+  const fs::path err_file = scratch_dir() / ("stderr_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".txt");
   std::string cmd = "cd " + quote(scratch_dir().string()) + " && " + quote(TESSERA_CLI_BINARY);
   for (const auto& a : args) cmd += " " + quote(a);
   cmd += " 2>" + quote(err_file.string());
