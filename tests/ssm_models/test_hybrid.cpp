@@ -81,6 +81,13 @@ void check_equivalence(models::hybrid_model& m) {
   auto c = m.new_session({.max_len = 0, .max_prefill = 7});
   c->prefill(ids);
   CHECK(rel_err(c->logits().data(), want.data(), want.size()) < 2e-5);
+  // long prompts in big chunks: the session's workspace is sized for max_prefill rows
+  const auto long_ids = random_ids(300, m.config().vocab);
+  auto big = m.new_session({.max_len = 400, .max_prefill = 300});
+  REQUIRE_NOTHROW(big->prefill(long_ids));
+  auto small = m.new_session({.max_len = 400, .max_prefill = 64});
+  small->prefill(long_ids);
+  CHECK(rel_err(big->logits().data(), small->logits().data(), want.size()) < 5e-5);
   // snapshot / restore: exact
   auto s = m.new_session();
   s->prefill(std::span<const std::int32_t>(ids).first(15));

@@ -131,7 +131,7 @@ class mamba_mixer {
   std::size_t workspace_bytes(index_t rows) const noexcept {
     const index_t di = cfg_.d_inner, n = cfg_.d_state, r = cfg_.dt_rank;
     std::size_t b = workspace::bytes_for<float>(rows * 2 * di) + 3 * workspace::bytes_for<float>(rows * di) +
-                    workspace::bytes_for<float>(rows * (r + 2 * n));
+                    workspace::bytes_for<float>(rows * (r + 2 * n)) + workspace::bytes_for<float>(rows * r);
     if (cfg_.inner_norms) b += workspace::bytes_for<float>(rows * r) + 2 * workspace::bytes_for<float>(rows * n);
     b += std::max({in_proj_.workspace_bytes(), x_proj_.workspace_bytes(), dt_proj_.workspace_bytes(),
                    out_proj_.workspace_bytes()});
