@@ -430,6 +430,7 @@ TEST_CASE("bad input: clear errors and non-zero exits", "[cli]") {
   std::string long_prompt = "5";
   for (int i = 0; i < 300; ++i) long_prompt += ",7";
   check_clean_failure(tessera_cli({"generate", "-m", llama, "--tokens", long_prompt, "--print-ids", "-n", "2"}), "context");
+  check_clean_failure(tessera_cli({"bench", "-m", llama, "-p", "250", "-n", "10"}), "context");
   // sampling parameters out of range name themselves
   check_clean_failure(tessera_cli({"generate", "--temp", "-1", "-n", "2"}), "temperature");
   check_clean_failure(tessera_cli({"generate", "--top-p", "0", "-n", "2"}), "top_p");

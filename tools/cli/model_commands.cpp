@@ -236,8 +236,8 @@ int run_bench(const bench_options& o) {
   const model_config& cfg = m.model->config();
   const index_t need = o.n_prompt + o.n_gen;
   if (cfg.max_position > 0 && need > cfg.max_position)
-    std::fprintf(stderr, "tessera: note: -p + -n = %lld exceeds the model's max_position %lld (positions past it are run anyway)\n",
-                 static_cast<long long>(need), static_cast<long long>(cfg.max_position));
+    throw range_error("bench: -p + -n = " + std::to_string(need) + " tokens exceed the model's context of " +
+                      std::to_string(cfg.max_position));
   auto session = m.model->new_session({.max_len = need});
 
   std::mt19937 gen(1234);
