@@ -9,6 +9,7 @@
 #include <tessera/families/jamba.hpp>
 #include <tessera/families/mamba.hpp>
 #include <tessera/families/mamba2.hpp>
+#include <tessera/families/registry.hpp>
 
 #include "ssm_models_test_util.hpp"
 
@@ -183,4 +184,16 @@ TEST_CASE("families: bad input", "[ssm_models]") {
   CHECK(mamba->new_session()->max_len() > (index_t(1) << 40));
   // wrong family
   CHECK_THROWS_AS(families::load_mamba2(test::model_dir("mamba")), config_error);
+}
+
+TEST_CASE("families: load_language_model dispatches mamba, mamba2, jamba", "[ssm_models]") {
+  for (const char* name : {"mamba", "mamba2", "jamba"}) {
+    INFO(name);
+    auto model = load_language_model(test::model_dir(name));
+    const auto ref = test::load_reference(test::model_dir(name) / "reference.safetensors");
+    auto s = model->new_session();
+    s->prefill(ref.input_ids);
+    const index_t l = static_cast<index_t>(ref.input_ids.size());
+    CHECK(rel_err(s->logits().data(), ref.logits.cview()[l - 1].data(), static_cast<std::size_t>(model->config().vocab)) < 1e-4);
+  }
 }
