@@ -233,14 +233,14 @@ class tokenizer {
  public:
   class stream_decoder;
 
-  /// From a Hugging Face folder (tokenizer.tok::json and, when present, tokenizer_config.json,
-  /// special_tokens_map.json, generation_config.json) or a tokenizer.tok::json path.
+  /// From a Hugging Face folder (tokenizer.json and, when present, tokenizer_config.json,
+  /// special_tokens_map.json, generation_config.json) or a tokenizer.json path.
   static tokenizer from_hf(const std::filesystem::path& folder_or_tokenizer_json) {
     namespace fs = std::filesystem;
     fs::path file = folder_or_tokenizer_json;
     if (fs::is_directory(file)) file /= "tokenizer.json";
     if (!fs::exists(file))
-      throw io_error("tokenizer: " + file.string() + " does not exist (only tokenizer.tok::json is supported, not "
+      throw io_error("tokenizer: " + file.string() + " does not exist (only tokenizer.json is supported, not "
                      "SentencePiece tokenizer.model)");
     const fs::path dir = file.parent_path();
     const tok::json j = tok::detail::read_json_file(file);
@@ -257,8 +257,8 @@ class tokenizer {
     }
   }
 
-  /// From parsed tokenizer.tok::json (+ optional tokenizer_config.json, special_tokens_map.tok::json and
-  /// generation_config.tok::json objects).
+  /// From parsed tokenizer.json (+ optional tokenizer_config.json, special_tokens_map.json and
+  /// generation_config.json objects).
   static tokenizer from_hf_json(const tok::json& j, const tok::json& config = tok::json::object(),
                                 const tok::json& special_map = tok::json::object(),
                                 const tok::json& generation = tok::json::object()) {
@@ -294,7 +294,7 @@ class tokenizer {
       st->added.push_back(std::move(t));
     }
     st->finish();
-    // special tokens named by tokenizer_config.tok::json / special_tokens_map.tok::json
+    // special tokens named by tokenizer_config.json / special_tokens_map.json
     auto named = [&](const char* key) -> std::optional<std::int32_t> {
       auto text = tok::detail::token_text(config, key);
       if (!text) text = tok::detail::token_text(special_map, key);
@@ -317,7 +317,7 @@ class tokenizer {
       else add(g);
     }
     // add_bos_token / add_eos_token (LlamaTokenizerFast's update_post_processor): only where the
-    // tokenizer.tok::json post-processor adds nothing but BOS/EOS, so BERT-style templates stay intact.
+    // tokenizer.json post-processor adds nothing but BOS/EOS, so BERT-style templates stay intact.
     const bool has_bos_key = config.contains("add_bos_token") && config["add_bos_token"].is_boolean();
     const bool has_eos_key = config.contains("add_eos_token") && config["add_eos_token"].is_boolean();
     if (has_bos_key || has_eos_key) {
@@ -378,7 +378,7 @@ class tokenizer {
       if (space_prefix) norm.push_back(std::make_unique<prepend_normalizer>("\xE2\x96\x81"));
       norm.push_back(std::make_unique<replace_normalizer>(regex(" "), "\xE2\x96\x81"));
       st->normalizer = std::make_unique<sequence_normalizer>(std::move(norm));
-      std::vector<std::unique_ptr<decoder>> dec;
+      std::vector<std::unique_ptr<tok::decoder>> dec;
       dec.push_back(std::make_unique<replace_decoder>(replace_normalizer(regex("\xE2\x96\x81"), " ")));
       dec.push_back(std::make_unique<byte_fallback_decoder>());
       dec.push_back(std::make_unique<fuse_decoder>());
@@ -553,7 +553,7 @@ class tokenizer {
 
   index_t vocab_size() const noexcept { return static_cast<index_t>(s_->pieces.size()); }
   std::optional<std::int32_t> bos_id() const noexcept { return s_->bos; }
-  /// Every id that ends generation (eos_token, generation_config.tok::json eos_token_id, GGUF
+  /// Every id that ends generation (eos_token, generation_config.json eos_token_id, GGUF
   /// eot/eom and the usual end-of-turn control tokens).
   std::vector<std::int32_t> eos_ids() const { return s_->eos; }
 
