@@ -14,6 +14,11 @@
 
 namespace tessera::test {
 
+/// Files shipped inside the project (never outside it: CI has only the clone).
+inline const std::filesystem::path bundled_model =
+    std::filesystem::path(TESSERA_SOURCE_DIR) / "examples" / "models" / "stories260K.gguf";
+inline const std::filesystem::path gguf_vocab_dir = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "tokenizers";
+
 /// A fresh, empty directory under the system temp dir, removed on destruction.
 struct temp_dir {
   std::filesystem::path path;

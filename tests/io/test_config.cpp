@@ -12,7 +12,6 @@ using namespace tessera;
 
 namespace {
 const std::filesystem::path models = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models";
-const std::filesystem::path shared_dir = std::filesystem::path(TESSERA_SOURCE_DIR) / ".." / "shared";
 
 model_config parse(const std::string& text) { return io::parse_config(nlohmann::json::parse(text), "cfg.json"); }
 
@@ -194,7 +193,7 @@ TEST_CASE("config: broken configs name the field and file", "[io][config]") {
 }
 
 TEST_CASE("config: GGUF metadata", "[io][config]") {
-  const auto c = io::load_config(shared_dir / "models" / "stories260K.gguf");
+  const auto c = io::load_config(test::bundled_model);
   CHECK(c.family == "llama");
   CHECK(c.architecture == "LlamaForCausalLM");
   CHECK(c.d_model == 64);
@@ -251,7 +250,7 @@ TEST_CASE("config: summarize (tessera info)", "[io][config]") {
   const auto text = io::to_string(s);
   CHECK(text.find("family:        qwen2") != std::string::npos);
   CHECK(text.find("model.layers.0.self_attn.q_proj.weight  F32 [64, 64]") != std::string::npos);
-  const auto g = io::summarize(shared_dir / "models" / "stories260K.gguf", 512);
+  const auto g = io::summarize(test::bundled_model, 512);
   CHECK(g.format == "gguf v3");
   CHECK(g.kv_cache_bytes == 5ull * 2 * 32 * 512 * 4);
   const auto j = io::summarize(models / "jamba", 10);

@@ -14,7 +14,6 @@ using io::ggml_type;
 
 namespace {
 
-const std::filesystem::path shared_dir = std::filesystem::path(TESSERA_SOURCE_DIR) / ".." / "shared";
 
 std::shared_ptr<const io::mapped_file> in_memory(std::vector<std::byte> b, const std::string& name = "mem.gguf") {
   return std::make_shared<const io::mapped_file>(io::mapped_file::from_bytes(std::move(b), name));
@@ -145,7 +144,7 @@ TEST_CASE("gguf: typed getters name the file and key on missing or wrong-typed v
 }
 
 TEST_CASE("gguf: stories260K.gguf", "[io][gguf]") {
-  io::gguf_file f(shared_dir / "models" / "stories260K.gguf");
+  io::gguf_file f(test::bundled_model);
   CHECK(f.version() == 3);
   CHECK(f.alignment() == 32);
   CHECK(f.get_string("general.architecture") == "llama");
@@ -170,7 +169,7 @@ TEST_CASE("gguf: stories260K.gguf", "[io][gguf]") {
   CHECK(ffn->extents == std::vector<index_t>{172, 64});
   std::uint64_t end = 0;
   for (const auto& t : f.tensors()) end = std::max(end, t.file_offset + t.nbytes);
-  CHECK(end <= std::filesystem::file_size(shared_dir / "models" / "stories260K.gguf"));
+  CHECK(end <= std::filesystem::file_size(test::bundled_model));
 }
 
 TEST_CASE("gguf: tokenizer vocabularies", "[io][gguf]") {
@@ -182,7 +181,7 @@ TEST_CASE("gguf: tokenizer vocabularies", "[io][gguf]") {
   for (const vocab& v : {vocab{"ggml-vocab-bert-bge.gguf", "bert", 30522}, vocab{"ggml-vocab-gpt-2.gguf", "gpt2", 50257},
                          vocab{"ggml-vocab-phi-3.gguf", "llama", 32064}}) {
     INFO(v.file);
-    io::gguf_file f(shared_dir / "tokenizers" / v.file);
+    io::gguf_file f(test::gguf_vocab_dir / v.file);
     CHECK(f.get_string("tokenizer.ggml.model") == v.model);
     CHECK(f.get_string_array("tokenizer.ggml.tokens").size() == v.n);
     if (std::string(v.model) == "gpt2") CHECK(!f.get_string_array("tokenizer.ggml.merges").empty());

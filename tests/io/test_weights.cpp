@@ -20,7 +20,6 @@ using io::ggml_type;
 
 namespace {
 
-const std::filesystem::path shared_dir = std::filesystem::path(TESSERA_SOURCE_DIR) / ".." / "shared";
 
 template <std::size_t R>
 bool same(const tensor_view<const float, R>& a, const tensor_view<const float, R>& b) {
@@ -254,7 +253,7 @@ TEST_CASE("weight_map: GGUF gpt2 transposes and mamba A", "[io][weights]") {
 }
 
 TEST_CASE("weight_map: stories260K.gguf", "[io][weights]") {
-  const auto m = io::weight_map::open(shared_dir / "models" / "stories260K.gguf");
+  const auto m = io::weight_map::open(test::bundled_model);
   CHECK(m.size() == 48);
   CHECK(m.contains("model.layers.4.self_attn.k_proj.weight"));
   CHECK(m.contains("lm_head.weight"));
