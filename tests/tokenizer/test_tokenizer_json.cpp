@@ -24,9 +24,9 @@ json read_json(const std::string& path) {
   return json::parse(f);
 }
 
-void check_fixture(const std::string& name) {
+void check_fixture(const std::string& name, const std::string& file = "cases.json") {
   const tokenizer tk = tokenizer::from_hf(fixture_dir(name));
-  const json cases = read_json(fixture_dir(name) + "/cases.json");
+  const json cases = read_json(fixture_dir(name) + "/" + file);
   REQUIRE(cases.size() > 10);
   int failures = 0;
   for (const auto& c : cases) {
@@ -77,6 +77,15 @@ TEST_CASE("tokenizer.json byte-level BPE (Llama-3 style) is exact", "[hf][bpe]")
 TEST_CASE("tokenizer.json SentencePiece-style BPE with byte fallback (Llama-2) is exact", "[hf][spm]") { check_fixture("spm_bpe_llama2"); }
 TEST_CASE("tokenizer.json WordPiece (BERT) is exact", "[hf][wordpiece]") { check_fixture("wordpiece_bert"); }
 TEST_CASE("tokenizer.json Unigram (T5 style) is exact", "[hf][unigram]") { check_fixture("unigram_t5"); }
+
+// cases_runs.json (tools/fixtures/make_tokenizer_run_cases.py): runs of repeated characters and the
+// benchmark text's lines that hold them, where Unigram meets exact score ties and BPE merges cascade.
+TEST_CASE("tokenizer.json fixtures are exact on runs of repeated characters", "[hf][runs]") {
+  for (const char* name : {"bpe_bytelevel_gpt2", "bpe_bytelevel_llama3", "spm_bpe_llama2", "wordpiece_bert", "unigram_t5"}) {
+    INFO(name);
+    check_fixture(name, "cases_runs.json");
+  }
+}
 
 namespace {
 
@@ -160,4 +169,10 @@ TEST_CASE("1 MB without spaces is linear: BPE, SPM BPE, WordPiece, Unigram", "[h
     INFO(name << ": 50 KB " << ts << " s, 500 KB " << tb << " s");
     REQUIRE(tb < 60 * ts + 0.05);  // 10x the input: quadratic would be 100x; slack for cache effects
   }
+}
+
+// serde_json's fast path (see unigram.hpp) is exact where the significand and the power of ten are.
+TEST_CASE("serde_json_f64 agrees with strtod where both are exact", "[hf][unigram]") {
+  for (double v : {-7.25, 0.5, -0.125, 3.0, -1e-3, 12345.0})
+    CHECK(tok::detail::serde_json_f64(v) == v);
 }

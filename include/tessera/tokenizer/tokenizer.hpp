@@ -418,8 +418,11 @@ class tokenizer {
       unk = id_key("tokenizer.ggml.unknown_token_id", 2);
       bos = id_key("tokenizer.ggml.bos_token_id", std::nullopt);
       add_eos = true;
-      std::vector<float> scores = g.contains("tokenizer.ggml.scores") ? g.get_float_array("tokenizer.ggml.scores")
-                                                                      : std::vector<float>(n, 0.f);
+      std::vector<double> scores(n, 0.0);
+      if (g.contains("tokenizer.ggml.scores")) {
+        const std::vector<float> f = g.get_float_array("tokenizer.ggml.scores");
+        scores.assign(f.begin(), f.end());
+      }
       const bool byte_fallback = std::find(types.begin(), types.end(), 6) != types.end();
       st->model = std::make_unique<unigram_model>(tokens, std::move(scores), unk.value_or(-1), byte_fallback);
       std::vector<std::unique_ptr<normalizer>> norm;

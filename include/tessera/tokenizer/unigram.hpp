@@ -5,11 +5,21 @@
 // trie walked from each character start. A character that starts no single-character piece gets
 // an unknown edge scored min_score - 10. Consecutive unknowns are fused; with byte_fallback an
 // unknown span becomes its <0xXX> byte tokens.
+//
+// Scores are the f64 values HF tokenizers holds: pieces of a run such as "-----..." can be
+// ordered several ways whose score sums differ only in the last bit, so the winner depends on
+// the exact doubles. HF reads tokenizer.json with serde_json's fast float path (significand as
+// u64 → f64, then one multiply or divide by a power of ten), which is not always correctly
+// rounded (24 of the 800 scores of the unigram_t5 fixture differ from strtod's by one ulp);
+// `serde_json_f64` reproduces it. Ties are broken as HF does: the first candidate found stays.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <limits>
 #include <string>
@@ -24,10 +34,64 @@
 namespace tessera {
 inline namespace v0 {
 namespace tok {
+namespace detail {
+
+/// The double serde_json (without its `float_roundtrip` feature, as HF tokenizers is built)
+/// reads for the JSON number whose correctly rounded value is `v`. The number's text is taken to
+/// be the shortest round-trip form of v (what serde_json / Python write); its decimal digits
+/// accumulate into a u64 (digits past u64 overflow are dropped, integer ones raise the exponent)
+/// and the result is `double(significand)` times or divided by 10^|exponent|.
+inline double serde_json_f64(double v) {
+  if (!std::isfinite(v) || v == 0) return v;
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  const std::string_view text(buf, static_cast<std::size_t>(res.ptr - buf));
+  std::size_t i = 0;
+  const bool negative = text[i] == '-';
+  if (negative) ++i;
+  std::uint64_t significand = 0;
+  int exponent = 0;
+  bool overflowed = false, fraction = false;
+  for (; i < text.size() && text[i] != 'e'; ++i) {
+    if (text[i] == '.') {
+      fraction = true;
+      continue;
+    }
+    const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+    constexpr std::uint64_t max = ~std::uint64_t{0};
+    if (!overflowed && (significand > max / 10 || (significand == max / 10 && digit > max % 10))) overflowed = true;
+    if (overflowed) {
+      if (!fraction) ++exponent;  // integer digits past the overflow still scale the value
+      continue;
+    }
+    significand = significand * 10 + digit;
+    if (fraction) --exponent;
+  }
+  if (i < text.size()) exponent += std::atoi(text.data() + i + 1);
+  static const auto pow10 = [] {
+    std::array<double, 309> p{};
+    for (int k = 0; k < 309; ++k) p[static_cast<std::size_t>(k)] = std::strtod(("1e" + std::to_string(k)).c_str(), nullptr);
+    return p;
+  }();
+  double f = static_cast<double>(significand);
+  while (true) {
+    const int e = exponent < 0 ? -exponent : exponent;
+    if (e < 309) {
+      f = exponent >= 0 ? f * pow10[static_cast<std::size_t>(e)] : f / pow10[static_cast<std::size_t>(e)];
+      break;
+    }
+    if (exponent >= 0) return v;  // out of serde's range: it would have refused the file
+    f /= 1e308;
+    exponent += 308;
+  }
+  return negative ? -f : f;
+}
+
+}  // namespace detail
 
 class unigram_model final : public model {
  public:
-  unigram_model(std::vector<std::string> vocab, std::vector<float> scores, std::int32_t unk_id, bool byte_fallback)
+  unigram_model(std::vector<std::string> vocab, std::vector<double> scores, std::int32_t unk_id, bool byte_fallback)
       : scores_(std::move(scores)), unk_id_(unk_id), byte_fallback_(byte_fallback) {
     if (scores_.size() != vocab.size())
       throw config_error("tokenizer: Unigram has " + std::to_string(scores_.size()) + " scores for " +
@@ -38,10 +102,10 @@ class unigram_model final : public model {
 
   static std::unique_ptr<unigram_model> from_json(const json& j) {
     std::vector<std::string> vocab;
-    std::vector<float> scores;
+    std::vector<double> scores;
     for (const auto& e : j.at("vocab")) {
       vocab.push_back(e.at(0).get<std::string>());
-      scores.push_back(e.at(1).get<float>());
+      scores.push_back(detail::serde_json_f64(e.at(1).get<double>()));
     }
     const auto unk = j.contains("unk_id") && !j["unk_id"].is_null() ? j["unk_id"].get<std::int32_t>() : -1;
     return std::make_unique<unigram_model>(std::move(vocab), std::move(scores), unk,
@@ -121,7 +185,7 @@ class unigram_model final : public model {
 
   void init() {
     min_score_ = std::numeric_limits<double>::max();
-    for (float f : scores_) min_score_ = std::min<double>(min_score_, f);
+    for (double f : scores_) min_score_ = std::min(min_score_, f);
     node_value_.assign(1, -1);
     for (std::size_t id = 0; id < id_to_token_.size(); ++id) {
       const std::string& t = id_to_token_[id];
@@ -141,7 +205,7 @@ class unigram_model final : public model {
     }
   }
 
-  std::vector<float> scores_;
+  std::vector<double> scores_;
   std::int32_t unk_id_;
   bool byte_fallback_;
   double min_score_ = 0;
