@@ -3,11 +3,9 @@
 // embeddings, 24 layers, final norm, LM head over a 32000-token vocabulary).
 //   BM_mamba_prefill/<arch>/l<l>/t<threads>     items/s = prompt tokens/s
 //   BM_mamba_decode/<arch>/t<threads>           items/s = generated tokens/s (after a 128-token prompt)
-// Weights are written once to a temporary safetensors file (~450 MB each) and mapped.
+// Weights are written once to a temporary safetensors file (~450 MB each) and mapped (random_ssm.hpp).
 #include <benchmark/benchmark.h>
 
-#include <filesystem>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,40 +14,13 @@
 #include <tessera/models/hybrid.hpp>
 #include <tessera/simd/arch.hpp>
 
+#include "random_ssm.hpp"
+
 using namespace tessera;
 
 namespace {
 
-model_config shape(char kind) {
-  model_config c;
-  c.family = kind == 'M' ? "mamba" : "mamba2";
-  c.vocab = 32000, c.d_model = 768, c.n_layers = 24, c.norm_eps = 1e-5f, c.tie_word_embeddings = true;
-  c.d_inner = 1536, c.d_conv = 4;
-  if (kind == 'M') {
-    c.d_state = 16, c.dt_rank = 48;
-  } else {
-    c.d_state = 128, c.ssm_n_heads = 24, c.ssm_head_dim = 64, c.n_groups = 1, c.chunk = 256;
-    c.time_step_limit_hi = std::numeric_limits<float>::infinity();
-  }
-  return c;
-}
-
-const models::hybrid_model& model(char kind) {
-  static std::unique_ptr<models::hybrid_model> m[2];
-  auto& slot = m[kind == 'M' ? 0 : 1];
-  if (!slot) {
-    const auto cfg = shape(kind);
-    const auto sch = models::hybrid_schedule::parse(std::string(24, kind), std::string(24, '-'), 24);
-    models::hybrid_layout names;
-    names.mixer_norm = "backbone.layers.{}.norm", names.ssm = "backbone.layers.{}.mixer";
-    names.embed = "backbone.embeddings.weight", names.final_norm = "backbone.norm_f";
-    const auto file = std::filesystem::temp_directory_path() / (std::string("tessera_bench_") + kind + ".safetensors");
-    if (!std::filesystem::exists(file)) models::write_random_hybrid(cfg, sch, names, file, 3);
-    auto w = std::make_shared<const io::weight_map>(io::weight_map::open(file));
-    slot = models::load_hybrid(cfg, sch, names, w);
-  }
-  return *slot;
-}
+const models::hybrid_model& model(char kind) { return bench::random_mamba_130m(kind); }
 
 std::vector<std::int32_t> prompt(index_t n) {
   std::mt19937 g(1);

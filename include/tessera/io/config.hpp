@@ -534,6 +534,17 @@ inline model_config config_from_gguf(const gguf_file& g) {
     c.d_inner = req("ssm.inner_size");
     c.d_state = req("ssm.state_size");
     c.dt_rank = req("ssm.time_step_rank");
+    // FalconMamba GGUFs use arch "mamba" with weightless RMSNorms on dt, B and C: refuse them
+    // rather than run them as plain Mamba.
+    bool dt_b_c_rms = false;
+    try {
+      dt_b_c_rms = g.try_bool(p + "ssm.dt_b_c_rms").value_or(false);
+    } catch (const format_error& e) {
+      throw config_error(e.what());
+    }
+    if (dt_b_c_rms)
+      throw config_error(g.path() + ": " + p + "ssm.dt_b_c_rms is true (FalconMamba): not supported; "
+                         "supported GGUF architectures: llama, mistral, qwen2, gpt2, mamba, mamba2");
     c.norm_eps = static_cast<float>(optf("attention.layer_norm_rms_epsilon").value_or(1e-5));
     c.conv_bias = g.find_tensor("blk.0.ssm_conv1d.bias") != nullptr;
     c.proj_bias = g.find_tensor("blk.0.ssm_in.bias") != nullptr;
