@@ -96,10 +96,14 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
   constexpr index_t step = U * lanes;
   for (index_t j = lo; j < hi; ++j) {
     const W* row = w + j * ldw;
-    // Peel a few leading elements so the vector loads of w are 64-byte aligned: a row that starts
-    // mid cache line (mmap-ed checkpoints, odd k) would otherwise split every load in two.
+    // Peel a few leading elements so the vector loads of w (lanes · sizeof(W) bytes: 64 for f32,
+    // 32 for f16/bf16 on AVX-512) are aligned to their size: a row that starts mid cache line
+    // (mmap-ed checkpoints, odd k) would otherwise split every load in two. Only as much as that:
+    // the peeled elements are converted one by one, which costs more than the loads it saves
+    // when rows are short (GGUF rows are 32-byte aligned; f16 k = 768 peeled 16 of 768).
+    constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
     const auto addr = reinterpret_cast<std::uintptr_t>(row);
-    index_t head = addr % sizeof(W) == 0 ? static_cast<index_t>((64 - addr % 64) % 64 / sizeof(W)) : 0;
+    index_t head = addr % sizeof(W) == 0 ? static_cast<index_t>((align - addr % align) % align / sizeof(W)) : 0;
     head = std::min(head, k);
     const index_t ku = head + (k - head) / step * step;
     const index_t kv = head + (k - head) / lanes * lanes;
