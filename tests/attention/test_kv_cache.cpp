@@ -147,7 +147,7 @@ TEST_CASE("kv_cache: sliding-window ring past several wraps, prompt longer than 
                       Catch::Contains("params.window = 5"));
 }
 
-TEST_CASE("kv_cache: truncate rolls back; snapshots are values", "[kv_cache]") {
+TEST_CASE("kv_cache: truncate rolls back, snapshots are values", "[kv_cache]") {
   tessera::test::rng(24);
   const index_t l = 60, n_heads = 2, n_kv_heads = 1, head_dim = 16;
   const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);

@@ -121,7 +121,7 @@ TEST_CASE("block_sparse_attention matches the dense masked reference (CSR, dupli
     }
 }
 
-TEST_CASE("block_sparse_attention expresses a dilated window; fully masked rows give zeros", "[block_sparse]") {
+TEST_CASE("block_sparse_attention expresses a dilated window, fully masked rows give zeros", "[block_sparse]") {
   rng(202);
   const index_t l = 63, bs = 8, nb = 8, h = 2, d = 24;
   auto q = random_tensor<3>({l, h, d}), k = random_tensor<3>({l, h, d}), v = random_tensor<3>({l, h, d});

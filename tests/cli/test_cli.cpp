@@ -253,12 +253,16 @@ double logits_error(const io::safetensors_file& ref, const fs::path& out_path, i
 
 }  // namespace
 
-TEST_CASE("run: logits within 1e-4 of transformers; generate: the same greedy ids", "[cli]") {
-  for (const char* name : {"llama", "mistral", "qwen2", "gpt2"}) {
+TEST_CASE("run: logits within 1e-4 of transformers, generate: the same greedy ids (decoders, Mamba, Mamba-2, Jamba)", "[cli]") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"llama", "reference.safetensors"}, {"mistral", "reference.safetensors"}, {"qwen2", "reference.safetensors"},
+      {"gpt2", "reference.safetensors"},  {"mamba", "reference.safetensors"},   {"mamba2", "reference_l21.safetensors"},
+      {"jamba", "reference.safetensors"}};
+  for (const auto& [name, ref_file] : cases) {
     SECTION(name) {
       const fs::path dir = fs::path(data_dir) / "models" / name;
-      io::safetensors_file ref(dir / "reference.safetensors");
-      const auto meta = read_json(dir / "meta.json")["references"]["reference.safetensors"];
+      io::safetensors_file ref(dir / ref_file);
+      const auto meta = read_json(dir / "meta.json")["references"][ref_file];
 
       const fs::path in = write_inputs(ref, name, 1, false, false);
       const fs::path out = scratch_dir() / (std::string(name) + "_outputs.safetensors");

@@ -100,7 +100,7 @@ TEST_CASE("temperature sampling follows softmax(logits / T)", "[sampling]") {
   }
 }
 
-TEST_CASE("a seed gives the same tokens; another seed other tokens", "[sampling]") {
+TEST_CASE("a seed gives the same tokens, another seed other tokens", "[sampling]") {
   const auto logits = test::random_vector(301, -2.f, 2.f);
   auto draw = [&](std::uint64_t seed) {
     sampler s(301, plain(1.f, seed));

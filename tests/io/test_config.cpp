@@ -110,7 +110,7 @@ TEST_CASE("config: HF fixtures", "[io][config]") {
   CHECK(io::load_config(models / "llama_rope_dynamic").rope.type == rope_scaling_type::dynamic);
 }
 
-TEST_CASE("config: fixtures' weights load; sharded equals single", "[io][config][weights]") {
+TEST_CASE("config: fixtures' weights load, sharded equals single", "[io][config][weights]") {
   for (const char* name : {"llama", "mistral", "qwen2", "gpt2", "mamba", "mamba2", "jamba", "llama_bf16", "mamba_bf16"}) {
     INFO(name);
     const auto m = io::weight_map::open(models / name);

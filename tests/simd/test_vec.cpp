@@ -41,7 +41,7 @@ void check_vec_helpers() {
 }
 }  // namespace
 
-TEST_CASE("partial loads and stores touch only n lanes; reductions", "[simd][vec]") {
+TEST_CASE("partial loads and stores touch only n lanes, reductions", "[simd][vec]") {
   check_vec_helpers<simd::default_arch>();
   STATIC_REQUIRE(simd::arch_tag<simd::scalar>);
   STATIC_REQUIRE(simd::arch_tag<simd::default_arch>);

@@ -90,7 +90,7 @@ TEST_CASE("s4d: kernel (Vandermonde) form, recurrent scan and step match a doubl
       }
 }
 
-TEST_CASE("s4d: prefill(n) then step x k equals prefill(n + k); kernel and glu", "[s4d]") {
+TEST_CASE("s4d: prefill(n) then step x k equals prefill(n + k), kernel and glu", "[s4d]") {
   test::rng(502);
   const index_t d_model = 6, n_half = 8, n = 11, k = 5;
   const auto c = make_case(d_model, n_half);

@@ -78,7 +78,7 @@ TEST_CASE("jamba: transformers parity (MoE, attention without RoPE, dt/B/C norms
   check_parity("jamba");
 }
 
-TEST_CASE("every family: prefill(n) then steps == prefill(n + k); chunked prefill == whole", "[ssm_models]") {
+TEST_CASE("every family: prefill(n) then steps == prefill(n + k), chunked prefill == whole", "[ssm_models]") {
   for (const char* name : {"mamba", "mamba2", "jamba"}) {
     INFO(name);
     auto model = load_family(name);
@@ -110,7 +110,7 @@ TEST_CASE("every family: prefill(n) then steps == prefill(n + k); chunked prefil
   }
 }
 
-TEST_CASE("every family: snapshot/restore is exact; prompt-prefix cache", "[ssm_models]") {
+TEST_CASE("every family: snapshot/restore is exact, prompt-prefix cache", "[ssm_models]") {
   for (const char* name : {"mamba", "mamba2", "jamba"}) {
     INFO(name);
     auto model = load_family(name);

@@ -40,9 +40,9 @@ void check_oracle(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("GGUF gpt-2 byte-level BPE matches the reference ids", "[gguf][bpe]") { check_oracle("gpt-2"); }
-TEST_CASE("GGUF phi-3 SentencePiece BPE matches the reference ids", "[gguf][spm]") { check_oracle("phi-3"); }
-TEST_CASE("GGUF bert-bge WordPiece matches the reference ids", "[gguf][wordpiece]") { check_oracle("bert-bge"); }
+TEST_CASE("GGUF gpt-2 byte-level BPE matches the reference ids", "[gguf][bpe]") { check_oracle("gpt-2"), }
+TEST_CASE("GGUF phi-3 SentencePiece BPE matches the reference ids", "[gguf][spm]") { check_oracle("phi-3"), }
+TEST_CASE("GGUF bert-bge WordPiece matches the reference ids", "[gguf][wordpiece]") { check_oracle("bert-bge"), }
 
 TEST_CASE("GGUF vocabularies round-trip through decode", "[gguf][decode]") {
   const std::string text = "Hello, world! This is a test: 1234 apples.";
@@ -83,7 +83,7 @@ TEST_CASE("GGUF special tokens: BOS/CLS/SEP and ids", "[gguf][special]") {
   REQUIRE(gpt2.decode(std::vector<std::int32_t>{64, 50256, 65}, true) == "ab");
 }
 
-TEST_CASE("decode rejects ids out of range; bad input is defined", "[gguf][errors]") {
+TEST_CASE("decode rejects ids out of range, bad input is defined", "[gguf][errors]") {
   const tokenizer& gpt2 = load_vocab("gpt-2");
   REQUIRE_THROWS_AS(gpt2.decode(std::vector<std::int32_t>{50257}), range_error);
   REQUIRE_THROWS_AS(gpt2.decode(std::vector<std::int32_t>{-1}), range_error);
