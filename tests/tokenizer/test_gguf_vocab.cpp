@@ -40,9 +40,9 @@ void check_oracle(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("GGUF gpt-2 byte-level BPE matches the reference ids", "[gguf][bpe]") { check_oracle("gpt-2"), }
-TEST_CASE("GGUF phi-3 SentencePiece BPE matches the reference ids", "[gguf][spm]") { check_oracle("phi-3"), }
-TEST_CASE("GGUF bert-bge WordPiece matches the reference ids", "[gguf][wordpiece]") { check_oracle("bert-bge"), }
+TEST_CASE("GGUF gpt-2 byte-level BPE matches the reference ids", "[gguf][bpe]") { check_oracle("gpt-2"); }
+TEST_CASE("GGUF phi-3 SentencePiece BPE matches the reference ids", "[gguf][spm]") { check_oracle("phi-3"); }
+TEST_CASE("GGUF bert-bge WordPiece matches the reference ids", "[gguf][wordpiece]") { check_oracle("bert-bge"); }
 
 TEST_CASE("GGUF vocabularies round-trip through decode", "[gguf][decode]") {
   const std::string text = "Hello, world! This is a test: 1234 apples.";
