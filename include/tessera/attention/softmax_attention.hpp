@@ -64,6 +64,7 @@
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/simd/arch.hpp>
+#include <tessera/simd/vec.hpp>
 
 namespace tessera {
 inline namespace v0 {
@@ -617,27 +618,6 @@ void tiled_attend(const attend_problem& pb, workspace& ws) {
 
 // ---- decode: keys split over threads, partial states merged ---------------------------------
 
-/// xsimd::haddp returns the W row sums, but Debian's xsimd 8.1 permutes them on AVX-512 (lanes
-/// 2-5 and 10-13 come out swapped in pairs). Rather than trust the order, learn it once:
-/// haddp_lane<Arch>()[t] is the lane of haddp's result that holds the sum of row t.
-template <class Arch>
-const index_t* haddp_lane() noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  constexpr index_t W = batch::size;
-  struct table {
-    index_t lane[W];
-    table() noexcept {
-      batch rows[W];
-      for (index_t t = 0; t < W; ++t) rows[t] = batch(static_cast<float>(t));
-      alignas(64) float sums[W];
-      xsimd::haddp(rows).store_aligned(sums);
-      for (index_t i = 0; i < W; ++i) lane[static_cast<index_t>(sums[i]) / W] = i;
-    }
-  };
-  static const table t;
-  return t.lane;
-}
-
 /// S[r][c] = q_r · k_c for r < n_rep rows of q and c < bk keys, W keys at a time (haddp).
 template <class Arch>
 void decode_scores(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t n_rep, index_t bk,
@@ -648,7 +628,7 @@ void decode_scores(const float* q, index_t q_rs, const float* k, index_t k_rs, i
   for (index_t r = 0; r < n_rep; ++r) {
     const float* qr = q + r * q_rs;
     float* srow = S + r * ld_s;
-    const index_t* lane = haddp_lane<Arch>();
+    const index_t* lane = simd::haddp_lane<Arch>();
     alignas(64) float sums[W];
     index_t c = 0;
     for (; c + W <= bk; c += W) {

@@ -110,6 +110,27 @@ TESSERA_ALWAYS_INLINE fbatch<Arch> load_widened_partial(const W* p, index_t n) n
   return fbatch<Arch>::load_aligned(tmp);
 }
 
+/// xsimd::haddp returns the W row sums, but Debian's xsimd 8.1 permutes them on AVX-512 (lanes
+/// 2-5 and 10-13 come out swapped in pairs). Rather than trust the order, learn it once:
+/// haddp_lane<Arch>()[t] is the lane of haddp's result that holds the sum of row t.
+template <class Arch>
+inline const index_t* haddp_lane() noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  struct table {
+    index_t lane[W];
+    table() noexcept {
+      batch rows[W];
+      for (index_t t = 0; t < W; ++t) rows[t] = batch(static_cast<float>(t));
+      alignas(64) float sums[W];
+      xsimd::haddp(rows).store_aligned(sums);
+      for (index_t i = 0; i < W; ++i) lane[static_cast<index_t>(sums[i]) / W] = i;
+    }
+  };
+  static const table t;
+  return t.lane;
+}
+
 }  // namespace simd
 }  // namespace v0
 }  // namespace tessera
