@@ -11,12 +11,22 @@
 #include <vector>
 
 #include <tessera/io/gguf.hpp>
+#include <tessera/io/weights.hpp>
 
 namespace tessera::test {
 
 /// Files shipped inside the project (never outside it: CI has only the clone).
 inline const std::filesystem::path bundled_model =
     std::filesystem::path(TESSERA_SOURCE_DIR) / "examples" / "models" / "stories260K.gguf";
+/// The GGUF name among `candidates` that io::gguf_to_hf_name maps onto the HF tensor `hf_name`
+/// ("" when none does): what a converter writing `arch` names that tensor.
+inline std::string gguf_name_for(const std::string& arch, const std::string& hf_name,
+                                 const std::vector<std::string>& candidates) {
+  for (const auto& c : candidates)
+    if (io::gguf_to_hf_name(arch, c) == hf_name) return c;
+  return {};
+}
+
 inline const std::filesystem::path gguf_vocab_dir = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "tokenizers";
 
 /// A fresh, empty directory under the system temp dir, removed on destruction.

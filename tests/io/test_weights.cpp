@@ -320,9 +320,7 @@ TEST_CASE("weight_map: a HF checkpoint and its GGUF conversion load to identical
   g.kv_u32("llama.attention.head_count", static_cast<std::uint32_t>(n_head));
   g.kv_u32("llama.attention.head_count_kv", static_cast<std::uint32_t>(n_kv));
   for (const auto& name : hf.names()) {
-    std::string gguf_name;
-    for (const auto& c : candidates)
-      if (io::gguf_to_hf_name("llama", c) == name) gguf_name = c;
+    const std::string gguf_name = test::gguf_name_for("llama", name, candidates);
     INFO(name);
     REQUIRE(!gguf_name.empty());
     const auto& info = hf.info(name);

@@ -160,9 +160,7 @@ TEST_CASE("a GGUF conversion of the llama fixture gives the same logits as the H
     for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
       candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
   for (const auto& name : hf.names()) {
-    std::string gname;
-    for (const auto& c : candidates)
-      if (io::gguf_to_hf_name("llama", c) == name) gname = c;
+    const std::string gname = test::gguf_name_for("llama", name, candidates);
     REQUIRE(!gname.empty());
     const auto& info = hf.info(name);
     std::vector<float> data(static_cast<std::size_t>(info.numel));

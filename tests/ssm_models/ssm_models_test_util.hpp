@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include <tessera/core/tensor.hpp>
 #include <tessera/io/safetensors.hpp>
 #include <tessera/models/language_model.hpp>
@@ -68,6 +70,24 @@ inline std::int32_t argmax(tensor_view<const float, 1> v) {
 inline std::vector<float> copy_logits(const lm_session& s) {
   auto v = s.logits();
   return std::vector<float>(v.data(), v.data() + v.extent(0));
+}
+
+/// Greedy decode as transformers' generate does it (prefill, then one step per token): every
+/// step's logits within 1e-4 of the reference's full-forward rows, and the ids identical.
+/// Uses Catch2's macros: include this header from test files only.
+inline void check_greedy(const language_model& model, const reference& ref) {
+  const index_t l = static_cast<index_t>(ref.input_ids.size()), V = model.config().vocab;
+  auto s = model.new_session();
+  s->prefill(ref.input_ids);
+  for (std::size_t i = 0; i < ref.greedy_ids.size(); ++i) {
+    const auto row = ref.greedy_logits.cview()[l - 1 + static_cast<index_t>(i)];
+    const double eg = rel_err(s->logits().data(), row.data(), static_cast<std::size_t>(V));
+    INFO("greedy step " << i << " rel err " << eg);
+    CHECK(eg < 1e-4);
+    const std::int32_t id = argmax(s->logits());
+    REQUIRE(id == ref.greedy_ids[i]);
+    s->step(id);
+  }
 }
 
 }  // namespace tessera::test

@@ -43,18 +43,7 @@ void check_parity(const std::string& name, const std::string& ref_file = "refere
   const double e = rel_err(logits.cview().data(), ref.logits.cview().data(), static_cast<std::size_t>(l * V));
   INFO("full-sequence logits rel err " << e);
   CHECK(e < 1e-4);
-  // greedy: prefill then step, argmax
-  auto g = model->new_session();
-  g->prefill(ref.input_ids);
-  for (std::size_t i = 0; i < ref.greedy_ids.size(); ++i) {
-    const auto row = ref.greedy_logits.cview()[l - 1 + static_cast<index_t>(i)];
-    const double eg = rel_err(g->logits().data(), row.data(), static_cast<std::size_t>(V));
-    INFO("greedy step " << i << " rel err " << eg);
-    CHECK(eg < 1e-4);
-    const std::int32_t id = argmax(g->logits());
-    REQUIRE(id == ref.greedy_ids[i]);
-    g->step(id);
-  }
+  test::check_greedy(*model, ref);
 }
 
 }  // namespace

@@ -84,9 +84,7 @@ std::vector<std::byte> convert_mamba(const std::filesystem::path& dir, bool sque
   }
   REQUIRE(!hf.contains("lm_head.weight"));
   for (const auto& name : hf.names()) {
-    std::string gname;
-    for (const auto& c : candidates)
-      if (io::gguf_to_hf_name("mamba", c) == name) gname = c;
+    const std::string gname = test::gguf_name_for("mamba", name, candidates);
     INFO(name);
     REQUIRE(!gname.empty());
     std::vector<index_t> shape = hf.info(name).extents;
@@ -163,18 +161,7 @@ TEST_CASE("a GGUF conversion of the mamba fixture gives the same weights, config
     CHECK(e_hf <= 1e-5);
     CHECK(e_ref <= 1e-4);
 
-    // greedy: prefill then step, every step's logits vs transformers, ids identical
-    auto s = model->new_session();
-    s->prefill(ref.input_ids);
-    for (std::size_t i = 0; i < ref.greedy_ids.size(); ++i) {
-      const auto row = ref.greedy_logits.cview()[l - 1 + static_cast<index_t>(i)];
-      const double eg = rel_err(s->logits().data(), row.data(), static_cast<std::size_t>(V));
-      INFO("greedy step " << i << " rel err " << eg);
-      CHECK(eg <= 1e-4);
-      const std::int32_t id = argmax(s->logits());
-      REQUIRE(id == ref.greedy_ids[i]);
-      s->step(id);
-    }
+    test::check_greedy(*model, ref);  // prefill then steps: logits vs transformers, ids identical
   }
 }
 
