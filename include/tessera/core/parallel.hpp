@@ -71,6 +71,29 @@ void parallel_for(index_t begin, index_t end, index_t grain, F&& f) {
 #endif
 }
 
+/// Calls f(lo, hi) on the chunks [begin + i * grain, ...) of [begin, end), handed out one at a
+/// time to whichever thread is free (OpenMP's dynamic schedule). For memory-bound loops on a
+/// shared machine: a thread that is descheduled for a while takes fewer chunks instead of
+/// making the others wait at the barrier. f must not depend on which thread runs a chunk.
+template <class F>
+void parallel_for_dynamic(index_t begin, index_t end, index_t grain, F&& f) {
+  const index_t n = end - begin;
+  if (n <= 0) return;
+  grain = std::max<index_t>(grain, 1);
+  const index_t chunks = (n + grain - 1) / grain;
+  const int threads = static_cast<int>(std::min<index_t>(num_threads(), chunks));
+  if (threads <= 1 || in_parallel()) {
+    f(begin, end);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (index_t i = 0; i < chunks; ++i) f(begin + i * grain, std::min(end, begin + (i + 1) * grain));
+#else
+  f(begin, end);
+#endif
+}
+
 /// parallel_for with a grain of 1.
 template <class F>
 void parallel_for(index_t begin, index_t end, F&& f) {

@@ -169,7 +169,7 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
     const W* wp = w.data();
     const index_t ldw = n > 1 ? w.stride(0) : k;
     float* yp = y.data();
-    parallel_for(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
+    parallel_for_dynamic(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
       detail::gemv_rows_range<1, Arch>(xs, wp, ldw, k, yp, 0, lo, hi);
     });
   }
