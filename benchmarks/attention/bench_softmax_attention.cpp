@@ -118,7 +118,7 @@ void register_all() {
           ->MinTime(0.2);
     }
   for (int t : {1, 2})
-    for (index_t l : {4096, 16384}) {
+    for (index_t l : {256, 4096, 16384}) {  // 256: K and V (2 MiB) stay in L2, the kernel's compute ceiling
       const std::string name = "BM_decode_attention/" + arch + "/1x32x" + std::to_string(l) + "x128/threads:" + std::to_string(t);
       benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { bm_decode<Arch>(st, 32, 8, l, 128, t); })
           ->Unit(benchmark::kMicrosecond)

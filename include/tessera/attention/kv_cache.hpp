@@ -17,9 +17,12 @@
 //   segments(out)      the stored tokens as at most two runs of consecutive positions
 //                      (the ring wraps once), oldest first: what the attention kernels read.
 //
-// Layout: storage is (slots, n_kv_heads, head_dim), the same layout as the k/v the attention
-// kernels take, so a linear cache's keys() is a plain prefix view (GQA/MQA: the kernels index
-// the shared kv head, nothing is repeated). The class is a value: copying it snapshots the state
+// Layout: storage is head-major, (n_kv_heads, slots, head_dim), so the keys of one kv head are
+// contiguous and decode streams them at full bandwidth (token-major rows sit n_kv_heads x head_dim
+// floats apart: a new 4 KiB page per key, which neither the prefetchers nor L1's sets handle).
+// keys(), values() and segments() show it as the (n, n_kv_heads, head_dim) views the attention
+// kernels take, with strides (head_dim, slots x head_dim, 1); GQA/MQA: the kernels index the
+// shared kv head, nothing is repeated. The class is a value: copying it snapshots the state
 // (session snapshot/restore).
 #pragma once
 
@@ -60,8 +63,8 @@ class kv_cache {
       if (capacity < 0) throw range_error("kv_cache: capacity must be >= 0, got " + std::to_string(capacity));
       slots_ = capacity;
     }
-    k_ = tensor<float, 3>({slots_, n_kv_heads, head_dim});
-    v_ = tensor<float, 3>({slots_, n_kv_heads, head_dim});
+    k_ = tensor<float, 3>({n_kv_heads, slots_, head_dim});
+    v_ = tensor<float, 3>({n_kv_heads, slots_, head_dim});
   }
 
   index_t size() const noexcept { return size_; }
@@ -96,8 +99,8 @@ class kv_cache {
     const index_t first = window_ ? std::max<index_t>(0, n - slots_) : 0;  // a ring keeps the last slots
     for (index_t t = first; t < n; ++t) {
       const index_t slot = window_ ? (size_ + t) % slots_ : size_ + t;
-      copy_token(k[t], k_.view()[slot]);
-      copy_token(v[t], v_.view()[slot]);
+      copy_token(k[t], k_.view().transpose(0, 1)[slot]);
+      copy_token(v[t], v_.view().transpose(0, 1)[slot]);
     }
     size_ += n;
     lo_ = std::max(lo_, size_ - slots_);
@@ -127,12 +130,12 @@ class kv_cache {
   /// (size(), n_kv_heads, head_dim): the cached keys of a linear cache.
   tensor_view<const float, 3> keys() const {
     check_linear("kv_cache::keys");
-    return k_.cview().slice(0, 0, size_);
+    return tokens(k_).slice(0, 0, size_);
   }
   /// (size(), n_kv_heads, head_dim): the cached values of a linear cache.
   tensor_view<const float, 3> values() const {
     check_linear("kv_cache::values");
-    return v_.cview().slice(0, 0, size_);
+    return tokens(v_).slice(0, 0, size_);
   }
 
   /// Fills out[0..r) with the stored tokens as runs of consecutive positions, oldest first;
@@ -141,15 +144,15 @@ class kv_cache {
     const index_t lo = first_position();
     if (size_ == lo) return 0;
     if (!window_) {
-      out[0] = {k_.cview().slice(0, 0, size_), v_.cview().slice(0, 0, size_), 0};
+      out[0] = {tokens(k_).slice(0, 0, size_), tokens(v_).slice(0, 0, size_), 0};
       return 1;
     }
     const index_t s0 = lo % slots_;
     const index_t count = size_ - lo;
     const index_t first_len = std::min(count, slots_ - s0);
-    out[0] = {k_.cview().slice(0, s0, s0 + first_len), v_.cview().slice(0, s0, s0 + first_len), lo};
+    out[0] = {tokens(k_).slice(0, s0, s0 + first_len), tokens(v_).slice(0, s0, s0 + first_len), lo};
     if (first_len == count) return 1;
-    out[1] = {k_.cview().slice(0, 0, count - first_len), v_.cview().slice(0, 0, count - first_len), lo + first_len};
+    out[1] = {tokens(k_).slice(0, 0, count - first_len), tokens(v_).slice(0, 0, count - first_len), lo + first_len};
     return 2;
   }
 
@@ -157,6 +160,8 @@ class kv_cache {
   void check_linear(const char* what) const {
     if (window_) throw range_error(std::string(what) + ": a window ring has no contiguous view; use segments()");
   }
+  /// (slots, n_kv_heads, head_dim) view of head-major storage.
+  static tensor_view<const float, 3> tokens(const tensor<float, 3>& t) { return t.cview().transpose(0, 1); }
   static void copy_token(tensor_view<const float, 2> src, tensor_view<float, 2> dst) {
     const auto [kv_heads, dim] = src.extents();
     for (index_t g = 0; g < kv_heads; ++g) {
@@ -170,8 +175,8 @@ class kv_cache {
   std::optional<index_t> window_;
   index_t size_ = 0;
   index_t lo_ = 0;  // the oldest position whose slot has not been reused since (rollback bound)
-  tensor<float, 3> k_;  // (slots, n_kv_heads, head_dim)
-  tensor<float, 3> v_;  // (slots, n_kv_heads, head_dim)
+  tensor<float, 3> k_;  // (n_kv_heads, slots, head_dim)
+  tensor<float, 3> v_;  // (n_kv_heads, slots, head_dim)
 };
 
 }  // namespace attention

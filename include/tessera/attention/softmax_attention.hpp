@@ -618,35 +618,59 @@ void tiled_attend(const attend_problem& pb, workspace& ws) {
 
 // ---- decode: keys split over threads, partial states merged ---------------------------------
 
-/// S[r][c] = q_r · k_c for r < n_rep rows of q and c < bk keys, W keys at a time (haddp).
+/// S[r][c] = q_r · k_c for RB rows r of q and c < bk keys, in tiles of RB rows x W / RB keys: the
+/// W dot products of a tile run in W accumulators and are summed by one haddp. Each row of k is
+/// loaded once for the RB query heads that share it (GQA), and a tile touches only W / RB rows of
+/// k at a time: the cache's rows are 4 KiB apart (n_kv_heads x head_dim floats), so they fall in
+/// one L1 set, and 16 of them at once would evict each other before the next query head used them.
+template <class Arch, int RB>
+void decode_scores_rows(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t bk, index_t head_dim,
+                        float* S, index_t ld_s) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  constexpr index_t KB = W / RB;  // keys per tile
+  const index_t d_main = head_dim / W * W;
+  const index_t* lane = simd::haddp_lane<Arch>();
+  alignas(64) float sums[W];
+  index_t c = 0;
+  for (; c + KB <= bk; c += KB) {
+    batch acc[W];  // acc[r * KB + t] = q_r · k_{c+t}
+#pragma GCC unroll 16
+    for (index_t i = 0; i < W; ++i) acc[i] = batch(0.f);
+    for (index_t e = 0; e < d_main; e += W) {
+      batch kv[KB];
+#pragma GCC unroll 16
+      for (index_t t = 0; t < KB; ++t) kv[t] = batch::load_unaligned(k + (c + t) * k_rs + e);
+#pragma GCC unroll 16
+      for (int r = 0; r < RB; ++r) {
+        const batch qv = batch::load_unaligned(q + r * q_rs + e);
+#pragma GCC unroll 16
+        for (index_t t = 0; t < KB; ++t) acc[r * KB + t] = xsimd::fma(qv, kv[t], acc[r * KB + t]);
+      }
+    }
+    xsimd::haddp(acc).store_aligned(sums);
+    for (int r = 0; r < RB; ++r)
+      for (index_t t = 0; t < KB; ++t) {
+        float sc = sums[lane[r * KB + t]];
+        for (index_t e = d_main; e < head_dim; ++e) sc += q[r * q_rs + e] * k[(c + t) * k_rs + e];
+        S[r * ld_s + c + t] = sc;
+      }
+  }
+  for (; c < bk; ++c)
+    for (int r = 0; r < RB; ++r) S[r * ld_s + c] = dot<Arch>(q + r * q_rs, k + c * k_rs, head_dim);
+}
+
+/// S[r][c] = q_r · k_c for r < n_rep rows of q (one GQA group) and c < bk keys.
 template <class Arch>
 void decode_scores(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t n_rep, index_t bk,
                    index_t head_dim, float* S, index_t ld_s) noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  constexpr index_t W = batch::size;
-  const index_t d_main = head_dim / W * W;
-  for (index_t r = 0; r < n_rep; ++r) {
-    const float* qr = q + r * q_rs;
-    float* srow = S + r * ld_s;
-    const index_t* lane = simd::haddp_lane<Arch>();
-    alignas(64) float sums[W];
-    index_t c = 0;
-    for (; c + W <= bk; c += W) {
-      batch acc[W];
-#pragma GCC unroll 16
-      for (index_t t = 0; t < W; ++t) acc[t] = batch(0.f);
-      for (index_t e = 0; e < d_main; e += W) {
-        const batch qv = batch::load_unaligned(qr + e);
-#pragma GCC unroll 16
-        for (index_t t = 0; t < W; ++t) acc[t] = xsimd::fma(qv, batch::load_unaligned(k + (c + t) * k_rs + e), acc[t]);
-      }
-      xsimd::haddp(acc).store_aligned(sums);
-      for (index_t t = 0; t < W; ++t) srow[c + t] = sums[lane[t]];
-      for (index_t e = d_main; e < head_dim; ++e)
-        for (index_t t = 0; t < W; ++t) srow[c + t] += qr[e] * k[(c + t) * k_rs + e];
-    }
-    for (; c < bk; ++c) srow[c] = dot<Arch>(qr, k + c * k_rs, head_dim);
-  }
+  constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
+  index_t r = 0;
+  if constexpr (W >= 8)
+    for (; r + 8 <= n_rep; r += 8) decode_scores_rows<Arch, 8>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
+  for (; r + 4 <= n_rep; r += 4) decode_scores_rows<Arch, 4>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
+  for (; r + 2 <= n_rep; r += 2) decode_scores_rows<Arch, 2>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
+  for (; r < n_rep; ++r) decode_scores_rows<Arch, 1>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
 }
 
 /// o_r[e0 .. e0 + VB·W) += Σ_c P[r][c] v_c for RB rows r: the block of o stays in registers.
@@ -728,10 +752,12 @@ void split_decode(const attend_problem& pb, workspace& ws) {
   float* scores = ws.alloc<float>(splits * n_heads * attention_decode_step);
   const index_t qp = pb.qpos(0);
   const index_t o_rs = head_dim + 2;
-  // One item per split of the key axis; inside, a step of keys is done for every kv head before
-  // the next step, so memory is read in address order (a token's heads are adjacent) and each
-  // page is used whole: the kv-head-major order touches a new page per row and stalls on the TLB.
-  parallel_for(0, splits, 1, [&](index_t lo, index_t hi) {
+  // One item per split of the key axis, handed to whichever thread is free. Inside, the keys are
+  // read in address order: a kv head's whole run, then the next, when the heads are stored apart
+  // (kv_cache's head-major layout: one stream per head); a step of keys for every head before
+  // the next step when a token's heads are adjacent (token-major k/v), so that each page is used
+  // whole: the head-major order over token-major rows touches a new page per row.
+  parallel_for_dynamic(0, splits, 1, [&](index_t lo, index_t hi) {
     for (index_t sp = lo; sp < hi; ++sp) {
       const index_t k_begin = n_keys * sp / splits, k_end = n_keys * (sp + 1) / splits;
       float* part = partial + sp * n_heads * o_rs;  // (n_heads, head_dim + 2)
@@ -748,51 +774,64 @@ void split_decode(const attend_problem& pb, workspace& ws) {
         const index_t jb = std::max<index_t>(0, k_begin - base), je = std::min(n, k_end - base);
         base += n;
         const index_t k_rs = run.k.stride(0), v_rs = run.v.stride(0);
-        for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
-          const index_t j1 = std::min(je, j0 + attention_decode_step), bk = j1 - j0;
+        // keys [j0, j1) of kv head g, for the n_rep query heads that share it
+        auto block = [&](index_t g, index_t j0, index_t j1, tile_visibility vis) {
+          const index_t bk = j1 - j0;
+          float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
+          float* pg = part + g * n_rep * o_rs;                                      // (n_rep, head_dim + 2)
+          decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), k_rs, n_rep, bk, head_dim, S,
+                              attention_decode_step);
+          for (index_t r = 0; r < n_rep; ++r) {
+            const index_t h = g * n_rep + r;
+            float* row = S + r * attention_decode_step;
+            if (vis == tile_visibility::all && !pb.has_additive()) scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
+            else
+              for (index_t c = 0; c < bk; ++c)
+                row[c] = pb.finish_score(row[c], h, 0, qp, run, j0 + c, vis == tile_visibility::some);
+            float* o = pg + r * o_rs;
+            float& m = o[head_dim];
+            float& s = o[head_dim + 1];
+            const float m_new = std::max(m, row_max<Arch>(row, bk));
+            if (m_new == neg_inf) {
+              for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
+              continue;
+            }
+            const float alpha = std::exp(m - m_new);
+            s = s * alpha + exp_sub_sum<Arch>(row, bk, m_new);
+            m = m_new;
+            if (alpha != 1.f)
+              for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
+          }
+          decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), v_rs, n_rep, bk, pg, o_rs, head_dim);
+        };
+        auto visibility = [&](index_t j0, index_t j1) {
           index_t klo, khi;
           k_bounds(run, j0, j1, klo, khi);
-          const tile_visibility vis = classify_tile(qp, qp, klo, khi, pb.mask);
-          if (vis == tile_visibility::none) continue;
-          const index_t n_next = j1 < je ? std::min(je - j1, attention_decode_step) : 0;
-          for (index_t g = 0; g < pb.n_kv_heads; ++g) {
-            float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
-            float* pg = part + g * n_rep * o_rs;                                      // (n_rep, head_dim + 2)
-            // fetch this kv head's rows of the next step ahead, spread over the heads' work
-            if (n_next > 0) {
-              constexpr index_t line = 64 / sizeof(float);
-              const float* kp = &run.k(j1, g, 0);
-              const float* vp = &run.v(j1, g, 0);
-              for (index_t c = 0; c < n_next; ++c)
-                for (index_t e = 0; e < head_dim; e += line) {
-                  __builtin_prefetch(kp + c * k_rs + e);
-                  __builtin_prefetch(vp + c * v_rs + e);
+          return classify_tile(qp, qp, klo, khi, pb.mask);
+        };
+        const bool head_major = run.k.stride(1) > run.k.stride(0);
+        if (head_major) {
+          for (index_t g = 0; g < pb.n_kv_heads; ++g)
+            for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
+              const index_t j1 = std::min(je, j0 + attention_decode_step);
+              const tile_visibility vis = visibility(j0, j1);
+              // the next step of this head is contiguous: fetch it while this one computes
+              if (j1 + attention_decode_step <= je && k_rs == head_dim && v_rs == head_dim) {
+                const float* kp = &run.k(j1, g, 0);
+                const float* vp = &run.v(j1, g, 0);
+                for (index_t e = 0; e < attention_decode_step * head_dim; e += 64 / index_t(sizeof(float))) {
+                  __builtin_prefetch(kp + e);
+                  __builtin_prefetch(vp + e);
                 }
-            }
-            decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), k_rs, n_rep, bk, head_dim, S,
-                                attention_decode_step);
-            for (index_t r = 0; r < n_rep; ++r) {
-              const index_t h = g * n_rep + r;
-              float* row = S + r * attention_decode_step;
-              if (vis == tile_visibility::all && !pb.has_additive()) scale_softcap<Arch>(row, bk, pb.scale, pb.softcap);
-              else
-                for (index_t c = 0; c < bk; ++c)
-                  row[c] = pb.finish_score(row[c], h, 0, qp, run, j0 + c, vis == tile_visibility::some);
-              float* o = pg + r * o_rs;
-              float& m = o[head_dim];
-              float& s = o[head_dim + 1];
-              const float m_new = std::max(m, row_max<Arch>(row, bk));
-              if (m_new == neg_inf) {
-                for (index_t c = 0; c < bk; ++c) row[c] = 0.f;
-                continue;
               }
-              const float alpha = std::exp(m - m_new);
-              s = s * alpha + exp_sub_sum<Arch>(row, bk, m_new);
-              m = m_new;
-              if (alpha != 1.f)
-                for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
+              if (vis != tile_visibility::none) block(g, j0, j1, vis);
             }
-            decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), v_rs, n_rep, bk, pg, o_rs, head_dim);
+        } else {
+          for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
+            const index_t j1 = std::min(je, j0 + attention_decode_step);
+            const tile_visibility vis = visibility(j0, j1);
+            if (vis != tile_visibility::none)
+              for (index_t g = 0; g < pb.n_kv_heads; ++g) block(g, j0, j1, vis);
           }
         }
       }
