@@ -625,7 +625,7 @@ void tiled_attend(const attend_problem& pb, workspace& ws) {
 /// one L1 set, and 16 of them at once would evict each other before the next query head used them.
 template <class Arch, int RB>
 void decode_scores_rows(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t bk, index_t head_dim,
-                        float* S, index_t ld_s) noexcept {
+                        float* S, index_t ld_s, index_t ahead) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t W = batch::size;
   constexpr index_t KB = W / RB;  // keys per tile
@@ -640,7 +640,10 @@ void decode_scores_rows(const float* q, index_t q_rs, const float* k, index_t k_
     for (index_t e = 0; e < d_main; e += W) {
       batch kv[KB];
 #pragma GCC unroll 16
-      for (index_t t = 0; t < KB; ++t) kv[t] = batch::load_unaligned(k + (c + t) * k_rs + e);
+      for (index_t t = 0; t < KB; ++t) {
+        kv[t] = batch::load_unaligned(k + (c + t) * k_rs + e);
+        if (ahead) __builtin_prefetch(k + (c + t) * k_rs + e + ahead);
+      }
 #pragma GCC unroll 16
       for (int r = 0; r < RB; ++r) {
         const batch qv = batch::load_unaligned(q + r * q_rs + e);
@@ -661,22 +664,24 @@ void decode_scores_rows(const float* q, index_t q_rs, const float* k, index_t k_
 }
 
 /// S[r][c] = q_r · k_c for r < n_rep rows of q (one GQA group) and c < bk keys.
+/// ahead > 0: each row of k read is fetched `ahead` floats further on too (the next step of a
+/// contiguous run, to L1 while this one computes).
 template <class Arch>
 void decode_scores(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t n_rep, index_t bk,
-                   index_t head_dim, float* S, index_t ld_s) noexcept {
+                   index_t head_dim, float* S, index_t ld_s, index_t ahead = 0) noexcept {
   constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
   index_t r = 0;
   if constexpr (W >= 8)
-    for (; r + 8 <= n_rep; r += 8) decode_scores_rows<Arch, 8>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
-  for (; r + 4 <= n_rep; r += 4) decode_scores_rows<Arch, 4>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
-  for (; r + 2 <= n_rep; r += 2) decode_scores_rows<Arch, 2>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
-  for (; r < n_rep; ++r) decode_scores_rows<Arch, 1>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s);
+    for (; r + 8 <= n_rep; r += 8) decode_scores_rows<Arch, 8>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s, ahead);
+  for (; r + 4 <= n_rep; r += 4) decode_scores_rows<Arch, 4>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s, ahead);
+  for (; r + 2 <= n_rep; r += 2) decode_scores_rows<Arch, 2>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s, ahead);
+  for (; r < n_rep; ++r) decode_scores_rows<Arch, 1>(q + r * q_rs, q_rs, k, k_rs, bk, head_dim, S + r * ld_s, ld_s, ahead);
 }
 
 /// o_r[e0 .. e0 + VB·W) += Σ_c P[r][c] v_c for RB rows r: the block of o stays in registers.
 template <class Arch, int RB, int VB>
 void decode_pv_block(const float* P, index_t ld_p, const float* v, index_t v_rs, index_t bk, float* o, index_t o_rs,
-                     index_t e0) noexcept {
+                     index_t e0, index_t ahead) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t W = batch::size;
   batch acc[RB][VB];
@@ -687,7 +692,10 @@ void decode_pv_block(const float* P, index_t ld_p, const float* v, index_t v_rs,
   for (index_t c = 0; c < bk; ++c) {
     batch vv[VB];
 #pragma GCC unroll 4
-    for (int t = 0; t < VB; ++t) vv[t] = batch::load_unaligned(v + c * v_rs + e0 + t * W);
+    for (int t = 0; t < VB; ++t) {
+      vv[t] = batch::load_unaligned(v + c * v_rs + e0 + t * W);
+      if (ahead) __builtin_prefetch(v + c * v_rs + e0 + t * W + ahead);
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < RB; ++r) {
       const batch p(P[r * ld_p + c]);
@@ -703,14 +711,14 @@ void decode_pv_block(const float* P, index_t ld_p, const float* v, index_t v_rs,
 
 template <class Arch, int RB>
 void decode_pv_rows(const float* P, index_t ld_p, const float* v, index_t v_rs, index_t bk, float* o, index_t o_rs,
-                    index_t head_dim) noexcept {
+                    index_t head_dim, index_t ahead) noexcept {
   constexpr index_t W = xsimd::batch<float, Arch>::size;
   index_t e0 = 0;
-  for (; e0 + 4 * W <= head_dim; e0 += 4 * W) decode_pv_block<Arch, RB, 4>(P, ld_p, v, v_rs, bk, o, o_rs, e0);
+  for (; e0 + 4 * W <= head_dim; e0 += 4 * W) decode_pv_block<Arch, RB, 4>(P, ld_p, v, v_rs, bk, o, o_rs, e0, ahead);
   switch ((head_dim - e0) / W) {
-    case 1: decode_pv_block<Arch, RB, 1>(P, ld_p, v, v_rs, bk, o, o_rs, e0); break;
-    case 2: decode_pv_block<Arch, RB, 2>(P, ld_p, v, v_rs, bk, o, o_rs, e0); break;
-    case 3: decode_pv_block<Arch, RB, 3>(P, ld_p, v, v_rs, bk, o, o_rs, e0); break;
+    case 1: decode_pv_block<Arch, RB, 1>(P, ld_p, v, v_rs, bk, o, o_rs, e0, ahead); break;
+    case 2: decode_pv_block<Arch, RB, 2>(P, ld_p, v, v_rs, bk, o, o_rs, e0, ahead); break;
+    case 3: decode_pv_block<Arch, RB, 3>(P, ld_p, v, v_rs, bk, o, o_rs, e0, ahead); break;
     default: break;
   }
   e0 += (head_dim - e0) / W * W;
@@ -719,16 +727,16 @@ void decode_pv_rows(const float* P, index_t ld_p, const float* v, index_t v_rs, 
       for (index_t e = e0; e < head_dim; ++e) o[r * o_rs + e] += P[r * ld_p + c] * v[c * v_rs + e];
 }
 
-/// o_r += Σ_c P[r][c] v_c for r < n_rep.
+/// o_r += Σ_c P[r][c] v_c for r < n_rep; ahead as in decode_scores.
 template <class Arch>
 void decode_pv(const float* P, index_t ld_p, const float* v, index_t v_rs, index_t n_rep, index_t bk, float* o,
-               index_t o_rs, index_t head_dim) noexcept {
+               index_t o_rs, index_t head_dim, index_t ahead = 0) noexcept {
   index_t r = 0;
-  for (; r + 4 <= n_rep; r += 4) decode_pv_rows<Arch, 4>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim);
+  for (; r + 4 <= n_rep; r += 4) decode_pv_rows<Arch, 4>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim, ahead);
   switch (n_rep - r) {
-    case 1: decode_pv_rows<Arch, 1>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim); break;
-    case 2: decode_pv_rows<Arch, 2>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim); break;
-    case 3: decode_pv_rows<Arch, 3>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim); break;
+    case 1: decode_pv_rows<Arch, 1>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim, ahead); break;
+    case 2: decode_pv_rows<Arch, 2>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim, ahead); break;
+    case 3: decode_pv_rows<Arch, 3>(P + r * ld_p, ld_p, v, v_rs, bk, o + r * o_rs, o_rs, head_dim, ahead); break;
     default: break;
   }
 }
@@ -775,12 +783,17 @@ void split_decode(const attend_problem& pb, workspace& ws) {
         base += n;
         const index_t k_rs = run.k.stride(0), v_rs = run.v.stride(0);
         // keys [j0, j1) of kv head g, for the n_rep query heads that share it
+        // A kv head's keys contiguous (head-major kv_cache): each row read also fetches the row one
+        // step further on, so the next step arrives while this one computes.
+        const bool head_major = run.k.stride(1) > run.k.stride(0);
+        const index_t k_ahead = head_major && k_rs == head_dim ? attention_decode_step * head_dim : 0;
+        const index_t v_ahead = head_major && v_rs == head_dim ? attention_decode_step * head_dim : 0;
         auto block = [&](index_t g, index_t j0, index_t j1, tile_visibility vis) {
           const index_t bk = j1 - j0;
           float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
           float* pg = part + g * n_rep * o_rs;                                      // (n_rep, head_dim + 2)
           decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), &run.k(j0, g, 0), k_rs, n_rep, bk, head_dim, S,
-                              attention_decode_step);
+                              attention_decode_step, k_ahead);
           for (index_t r = 0; r < n_rep; ++r) {
             const index_t h = g * n_rep + r;
             float* row = S + r * attention_decode_step;
@@ -802,28 +815,18 @@ void split_decode(const attend_problem& pb, workspace& ws) {
             if (alpha != 1.f)
               for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
           }
-          decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), v_rs, n_rep, bk, pg, o_rs, head_dim);
+          decode_pv<Arch>(S, attention_decode_step, &run.v(j0, g, 0), v_rs, n_rep, bk, pg, o_rs, head_dim, v_ahead);
         };
         auto visibility = [&](index_t j0, index_t j1) {
           index_t klo, khi;
           k_bounds(run, j0, j1, klo, khi);
           return classify_tile(qp, qp, klo, khi, pb.mask);
         };
-        const bool head_major = run.k.stride(1) > run.k.stride(0);
         if (head_major) {
           for (index_t g = 0; g < pb.n_kv_heads; ++g)
             for (index_t j0 = jb; j0 < je; j0 += attention_decode_step) {
               const index_t j1 = std::min(je, j0 + attention_decode_step);
               const tile_visibility vis = visibility(j0, j1);
-              // the next step of this head is contiguous: fetch it while this one computes
-              if (j1 + attention_decode_step <= je && k_rs == head_dim && v_rs == head_dim) {
-                const float* kp = &run.k(j1, g, 0);
-                const float* vp = &run.v(j1, g, 0);
-                for (index_t e = 0; e < attention_decode_step * head_dim; e += 64 / index_t(sizeof(float))) {
-                  __builtin_prefetch(kp + e);
-                  __builtin_prefetch(vp + e);
-                }
-              }
               if (vis != tile_visibility::none) block(g, j0, j1, vis);
             }
         } else {
