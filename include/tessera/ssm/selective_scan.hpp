@@ -222,7 +222,35 @@ void step_range(const scan_ptrs& p, index_t lo, index_t hi) noexcept {
       return acc;
     };
     i = 0;
-    if (nv == p.d_state) {
+    if (p.d_state == W) {
+      // d_state is one vector (Mamba's 16 on AVX-512): B and C stay in registers, and W channels
+      // are straight-line code, so the exps of different channels overlap.
+      const index_t* lane = simd::haddp_lane<Arch>();
+      const batch Bv = batch::load_unaligned(p.B), Cv = batch::load_unaligned(p.C);
+      const float* TESSERA_RESTRICT xs = p.x;
+      const float* TESSERA_RESTRICT As = p.A;
+      float* TESSERA_RESTRICT hs = p.h;
+      for (; i + W <= nb; i += W) {
+        batch acc[W];
+#pragma GCC unroll 16
+        for (index_t j = 0; j < W; ++j) {
+          const index_t c = b0 + i + j;
+          const float dl = delta[i + j];
+          const batch e = exp_neg<Arch>(batch(dl) * batch::load_unaligned(As + c * p.ldA));
+          const batch hn = xsimd::fma(e, batch::load_unaligned(hs + c * p.ldh), batch(dl * xs[c]) * Bv);
+          hn.store_unaligned(hs + c * p.ldh);
+          acc[j] = hn * Cv;
+        }
+        alignas(64) float sums[W];
+        xsimd::haddp(acc).store_aligned(sums);
+        for (index_t j = 0; j < W; ++j) {
+          const index_t c = b0 + i + j;
+          float out = sums[lane[j]] + p.D[c] * xs[c];
+          if (p.z) out *= gate[i + j];
+          p.y[c] = out;
+        }
+      }
+    } else if (nv == p.d_state) {
       // W channels at a time: one transposing haddp sums their W partial vectors (a horizontal
       // add per channel was ~30% of the step); simd::haddp_lane says which lane holds which sum.
       const index_t* lane = simd::haddp_lane<Arch>();

@@ -39,10 +39,33 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> silu(const xsimd::batch<float, A
 /// exp(x) for x <= 0 (decays: exp(Δ·A) with A < 0), ~2 ulp: Cephes' range reduction
 /// x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for exp(r), 2^n through the exponent bits.
 /// Below -87.3 it returns 0 (exp underflows there anyway); x > 0 is clamped to 0 (returns 1).
+/// On AVX-512 the polynomial is evaluated in Estrin's form (depth 3 instead of 6: the scan's
+/// chains are long enough that latency, not the op count, limits them) and 2^n is one vscalefps
+/// whose zero-masking gives the 0 below -87.3.
 template <class Arch>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> exp_neg(const xsimd::batch<float, Arch>& x) noexcept {
   using batch = xsimd::batch<float, Arch>;
   using ibatch = xsimd::batch<int32_t, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+    const __m512 xv = x.data;
+    const __mmask16 keep = _mm512_cmp_ps_mask(xv, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
+    const __m512 xc = _mm512_min_ps(_mm512_max_ps(xv, _mm512_set1_ps(-87.3f)), _mm512_setzero_ps());
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), xc);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    // exp(r) = 1 + r + r^2 (p0 + p1 r + p2 r^2 + p3 r^3 + p4 r^4 + p5 r^5), Estrin's grouping
+    const __m512 r2 = _mm512_mul_ps(r, r);
+    const __m512 r4 = _mm512_mul_ps(r2, r2);
+    const __m512 q01 = _mm512_fmadd_ps(_mm512_set1_ps(1.6666665459e-1f), r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 q23 = _mm512_fmadd_ps(_mm512_set1_ps(8.3334519073e-3f), r, _mm512_set1_ps(4.1665795894e-2f));
+    const __m512 q45 = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+    const __m512 q = _mm512_fmadd_ps(q45, r4, _mm512_fmadd_ps(q23, r2, q01));
+    const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(q, r2, r), _mm512_set1_ps(1.f));
+    return batch(_mm512_maskz_scalef_ps(keep, e, n));
+  }
+#endif
   const batch xc = xsimd::min(xsimd::max(x, batch(-87.3f)), batch(0.f));
   const batch n = xsimd::nearbyint(xc * batch(1.44269504088896341f));
   batch r = xsimd::fma(n, batch(-0.693359375f), xc);
