@@ -196,21 +196,55 @@ struct la_ops {
     for (; j + w <= n; j += w) xsimd::fma(va, batch::load_unaligned(x + j), batch::load_unaligned(y + j)).store_unaligned(y + j);
     for (; j < n; ++j) y[j] += a * x[j];
   }
-  /// S[d,:] = a·S[d,:] + kd·v; o += qd·S[d,:] (one fused pass of the recurrent update).
-  static void update_row(float* s, float a, float kd, const float* v, float qd, float* o, index_t n) noexcept {
+  /// For every row d < d_k: S[d,:] = a[d]·S[d,:] + k[d]·v, and o = Σ_d q[d]·S[d,:] (overwritten):
+  /// the whole recurrent step in one pass over S, d_v in blocks of up to 4 vectors whose o and v
+  /// stay in registers while the rows go by (each element of S is loaded and stored once).
+  static void update_state(float* S, index_t d_k, index_t d_v, const float* a, const float* k, const float* v,
+                           const float* q, float* o) noexcept {
     using batch = xsimd::batch<float, Arch>;
     constexpr index_t w = batch::size;
-    const batch va(a), vk(kd), vq(qd);
-    index_t j = 0;
-    for (; j + w <= n; j += w) {
-      const batch sn = xsimd::fma(va, batch::load_unaligned(s + j), vk * batch::load_unaligned(v + j));
-      sn.store_unaligned(s + j);
-      xsimd::fma(vq, sn, batch::load_unaligned(o + j)).store_unaligned(o + j);
+    index_t e0 = 0;
+    for (; e0 + 4 * w <= d_v; e0 += 4 * w) update_block<4>(S, d_k, d_v, a, k, v, q, o, e0);
+    switch ((d_v - e0) / w) {
+      case 3: update_block<3>(S, d_k, d_v, a, k, v, q, o, e0); break;
+      case 2: update_block<2>(S, d_k, d_v, a, k, v, q, o, e0); break;
+      case 1: update_block<1>(S, d_k, d_v, a, k, v, q, o, e0); break;
+      default: break;
     }
-    for (; j < n; ++j) {
-      s[j] = a * s[j] + kd * v[j];
-      o[j] += qd * s[j];
+    e0 += (d_v - e0) / w * w;
+    for (index_t e = e0; e < d_v; ++e) {
+      float acc = 0.f;
+      for (index_t d = 0; d < d_k; ++d) {
+        float& sd = S[d * d_v + e];
+        sd = a[d] * sd + k[d] * v[e];
+        acc += q[d] * sd;
+      }
+      o[e] = acc;
     }
+  }
+  template <int VB>
+  static void update_block(float* S, index_t d_k, index_t d_v, const float* a, const float* k, const float* v,
+                           const float* q, float* o, index_t e0) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    batch vv[VB], acc[VB];
+#pragma GCC unroll 4
+    for (int t = 0; t < VB; ++t) {
+      vv[t] = batch::load_unaligned(v + e0 + t * w);
+      acc[t] = batch(0.f);
+    }
+    for (index_t d = 0; d < d_k; ++d) {
+      const batch va(a[d]), vk(k[d]), vq(q[d]);
+      float* row = S + d * d_v + e0;
+#pragma GCC unroll 4
+      for (int t = 0; t < VB; ++t) {
+        const batch sn = xsimd::fma(va, batch::load_unaligned(row + t * w), vk * vv[t]);
+        sn.store_unaligned(row + t * w);
+        acc[t] = xsimd::fma(vq, sn, acc[t]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < VB; ++t) acc[t].store_unaligned(o + e0 + t * w);
   }
   static float dot(const float* x, const float* y, index_t n) noexcept {
     using batch = xsimd::batch<float, Arch>;
@@ -313,11 +347,15 @@ struct la_ops<simd::scalar> {
   static void axpy(float* y, float a, const float* x, index_t n) noexcept {
     for (index_t j = 0; j < n; ++j) y[j] += a * x[j];
   }
-  static void update_row(float* s, float a, float kd, const float* v, float qd, float* o, index_t n) noexcept {
-    for (index_t j = 0; j < n; ++j) {
-      s[j] = a * s[j] + kd * v[j];
-      o[j] += qd * s[j];
-    }
+  static void update_state(float* S, index_t d_k, index_t d_v, const float* a, const float* k, const float* v,
+                           const float* q, float* o) noexcept {
+    std::fill(o, o + d_v, 0.f);
+    for (index_t d = 0; d < d_k; ++d)
+      for (index_t e = 0; e < d_v; ++e) {
+        float& sd = S[d * d_v + e];
+        sd = a[d] * sd + k[d] * v[e];
+        o[e] += q[d] * sd;
+      }
   }
   static float dot(const float* x, const float* y, index_t n) noexcept {
     float s = 0.f;
@@ -573,7 +611,6 @@ void la_run_recurrent(const la_problem& p, workspace& ws) {
         ops::mul_exp(a, x.tmp, &p.g_vector(t, h, 0), nullptr, d_k);
       else
         std::fill(a, a + d_k, p.gate == la_gate::none ? 1.f : std::exp(la_log_gate(p, t, h)));
-      std::fill(o, o + d_v, 0.f);
       if (p.delta) {
         // u = β (v - a Sᵀk); S = a S + k uᵀ
         const float b = p.beta(t, h);
@@ -582,7 +619,7 @@ void la_run_recurrent(const la_problem& p, workspace& ws) {
         for (index_t e = 0; e < d_v; ++e) u[e] = b * (v[e] - a[0] * u[e]);
         v = u;
       }
-      for (index_t d = 0; d < d_k; ++d) ops::update_row(S + d * d_v, a[d], kt[d], v, qt[d], o, d_v);
+      ops::update_state(S, d_k, d_v, a, kt, v, qt, o);
       if (p.normalize) {
         for (index_t d = 0; d < d_k; ++d) x.z[d] = a[d] * x.z[d] + kt[d];
         const float inv = 1.f / (ops::dot(qt, x.z, d_k) + p.eps);
