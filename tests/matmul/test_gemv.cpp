@@ -35,6 +35,30 @@ void check_all_sizes() {
   }
 }
 
+/// Rows whose stride is a multiple of 16 elements (every row equally aligned: the kernel then
+/// takes rows in blocks and sums them with one haddp), starting 0 or `shift` elements past an
+/// aligned address (a uniform head of peeled elements), n not a multiple of the block.
+template <class W>
+void check_row_blocks() {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (index_t n : {1, 4, 5, 13, 100})
+      for (index_t k : {16, 48, 80, 768, 784})
+        for (index_t pad : {0, 16})
+          for (index_t shift : {0, 1, 5}) {
+            INFO("n=" << n << " k=" << k << " pad=" << pad << " shift=" << shift << " threads=" << threads);
+            strided_matrix<float> x(1, k);
+            strided_matrix<W> wm(n + 1, k + pad, 0);  // storage with room for the shift
+            tensor_view<const W, 2> w(wm.storage.data() + shift, {n, k}, {k + pad, 1});
+            strided_matrix<float> y(1, n);
+            std::vector<double> ref, bound;
+            reference_gemm(x.cview(), w, ref, bound);
+            kernels::gemv(x.cview()[0], w, y.view()[0]);
+            REQUIRE(worst_error(y.cview(), ref, bound) < 2e-6);
+          }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("gemv f32 weights matches the double reference", "[gemv]") { check_all_sizes<float>(); }
@@ -60,4 +84,10 @@ TEST_CASE("gemv rejects mismatched and strided operands", "[gemv]") {
   REQUIRE_THROWS_WITH(kernels::gemv(x_strided, w.cview(), y.view()[0]), Catch::Contains("gemv: x"));
   strided_matrix<float> wt(16, 12);
   REQUIRE_THROWS_WITH(kernels::gemv(x.cview()[0], wt.cview().transpose(0, 1), y.view()[0]), Catch::Contains("gemv: w"));
+}
+
+TEST_CASE("gemv takes equally aligned rows in blocks: f32, f16, bf16", "[gemv]") {
+  check_row_blocks<float>();
+  check_row_blocks<f16>();
+  check_row_blocks<bf16>();
 }

@@ -25,6 +25,7 @@
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/simd/arch.hpp>
+#include <tessera/simd/vec.hpp>
 
 namespace tessera {
 inline namespace v0 {
@@ -83,6 +84,51 @@ void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<c
   if (y.extent(0) > 1 && y.stride(0) != 1) throw shape_error("gemv: y must be contiguous (stride " + std::to_string(y.stride(0)) + ")");
 }
 
+/// y[j .. j + R) for R = W / U consecutive rows of w at once (one activation vector): U vectors
+/// per row per step, the R·U = W accumulators summed by one haddp at the end instead of a
+/// horizontal add per row, and each vector of x loaded once for the R rows. Rows of 768 f16
+/// (1.5 KB) are short enough that the per-row reduction and loop setup otherwise cost as much as
+/// the loads. Requires every row to start at the same offset within the load alignment (`head`
+/// leading elements, done one by one like the tail).
+template <class Arch, class W>
+void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t head, float* y) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t lanes = batch::size;
+  constexpr index_t U = lanes >= 16 ? 4 : 2;
+  constexpr index_t R = lanes / U;
+  constexpr index_t step = U * lanes;
+  const index_t ku = head + (k - head) / step * step;
+  const index_t kv = head + (k - head) / lanes * lanes;
+  batch acc[lanes];
+#pragma GCC unroll 16
+  for (index_t i = 0; i < lanes; ++i) acc[i] = batch(0.f);
+  for (index_t p = head; p < ku; p += step) {
+#pragma GCC unroll 4
+    for (index_t u = 0; u < U; ++u) {
+      const batch xv = batch::load_unaligned(x + p + u * lanes);
+#pragma GCC unroll 8
+      for (index_t r = 0; r < R; ++r)
+        acc[r * U + u] = xsimd::fma(load_widened<Arch>(w + r * ldw + p + u * lanes), xv, acc[r * U + u]);
+    }
+  }
+  for (index_t p = ku; p < kv; p += lanes) {
+    const batch xv = batch::load_unaligned(x + p);
+#pragma GCC unroll 8
+    for (index_t r = 0; r < R; ++r) acc[r * U] = xsimd::fma(load_widened<Arch>(w + r * ldw + p), xv, acc[r * U]);
+  }
+  alignas(64) float sums[lanes];
+  xsimd::haddp(acc).store_aligned(sums);
+  const index_t* lane = simd::haddp_lane<Arch>();
+  for (index_t r = 0; r < R; ++r) {
+    float s = 0.f;
+    for (index_t u = 0; u < U; ++u) s += sums[lane[r * U + u]];
+    const W* row = w + r * ldw;
+    for (index_t p = 0; p < head; ++p) s += to_float(row[p]) * x[p];
+    for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * x[p];
+    y[r] = s;
+  }
+}
+
 /// y[j] = dot(w row j, x) for rows [lo, hi) of w (row stride ldw), M activation vectors at once:
 /// out[i * ldy + j] = dot(w row j, xs[i]). The vectorized leaf of gemv and of gemm for tiny m.
 /// One row of w at a time, so the weights are read as one sequential stream (the hardware
@@ -94,14 +140,24 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
   constexpr index_t lanes = batch::size;
   constexpr int U = M == 1 ? 4 : (M == 2 ? 2 : 1);
   constexpr index_t step = U * lanes;
-  for (index_t j = lo; j < hi; ++j) {
+  constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
+  index_t j = lo;
+  if constexpr (M == 1 && lanes >= 8) {
+    // blocks of rows when every row has the same alignment (the row stride is a multiple of it)
+    constexpr index_t R = lanes / (lanes >= 16 ? 4 : 2);
+    const auto addr = reinterpret_cast<std::uintptr_t>(w + lo * ldw);
+    if (addr % sizeof(W) == 0 && (static_cast<std::uintptr_t>(ldw) * sizeof(W)) % align == 0) {
+      const index_t head = std::min(k, static_cast<index_t>((align - addr % align) % align / sizeof(W)));
+      for (; j + R <= hi; j += R) gemv_row_block<Arch>(xs[0], w + j * ldw, ldw, k, head, out + j);
+    }
+  }
+  for (; j < hi; ++j) {
     const W* row = w + j * ldw;
     // Peel a few leading elements so the vector loads of w (lanes · sizeof(W) bytes: 64 for f32,
     // 32 for f16/bf16 on AVX-512) are aligned to their size: a row that starts mid cache line
     // (mmap-ed checkpoints, odd k) would otherwise split every load in two. Only as much as that:
     // the peeled elements are converted one by one, which costs more than the loads it saves
     // when rows are short (GGUF rows are 32-byte aligned; f16 k = 768 peeled 16 of 768).
-    constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
     const auto addr = reinterpret_cast<std::uintptr_t>(row);
     index_t head = addr % sizeof(W) == 0 ? static_cast<index_t>((align - addr % align) % align / sizeof(W)) : 0;
     head = std::min(head, k);
