@@ -230,8 +230,8 @@ void step_range(const scan_ptrs& p, index_t lo, index_t hi) noexcept {
       const float* TESSERA_RESTRICT xs = p.x;
       const float* TESSERA_RESTRICT As = p.A;
       float* TESSERA_RESTRICT hs = p.h;
+      alignas(64) float prod[W * W];  // row j: h_c ⊙ C for channel j of the block
       for (; i + W <= nb; i += W) {
-        batch acc[W];
 #pragma GCC unroll 16
         for (index_t j = 0; j < W; ++j) {
           const index_t c = b0 + i + j;
@@ -239,8 +239,10 @@ void step_range(const scan_ptrs& p, index_t lo, index_t hi) noexcept {
           const batch e = exp_neg<Arch>(batch(dl) * batch::load_unaligned(As + c * p.ldA));
           const batch hn = xsimd::fma(e, batch::load_unaligned(hs + c * p.ldh), batch(dl * xs[c]) * Bv);
           hn.store_unaligned(hs + c * p.ldh);
-          acc[j] = hn * Cv;
+          (hn * Cv).store_aligned(prod + j * W);
         }
+        batch acc[W];
+        for (index_t j = 0; j < W; ++j) acc[j] = batch::load_aligned(prod + j * W);
         alignas(64) float sums[W];
         xsimd::haddp(acc).store_aligned(sums);
         for (index_t j = 0; j < W; ++j) {
