@@ -6,8 +6,9 @@
 //
 // Decode is bound by memory bandwidth: every weight byte is read once per token, so the narrow
 // types are read as they are stored and widened in registers (f16: F16C vcvtph2ps; bf16: zero
-// extend and shift left by 16, which is exact). Each thread takes a contiguous range of rows
-// (parallel_for) and walks it row after row: one sequential stream of weights per thread.
+// extend and shift left by 16, which is exact). Threads take contiguous ranges of rows
+// (parallel_for_dynamic) and walk them in blocks of a few rows when the rows are equally aligned
+// (gemv_row_block: one haddp per block instead of a horizontal add per row), row by row otherwise.
 //
 // gemv_rows(a, w, c) is the same kernel for a handful of activation rows at once (c = a · wᵀ with
 // m <= 4): gemm uses it for tiny m, where packing the weights would cost more than it saves.
