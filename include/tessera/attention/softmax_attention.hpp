@@ -621,8 +621,9 @@ void tiled_attend(const attend_problem& pb, workspace& ws) {
 /// S[r][c] = q_r · k_c for RB rows r of q and c < bk keys, in tiles of RB rows x W / RB keys: the
 /// W dot products of a tile run in W accumulators and are summed by one haddp. Each row of k is
 /// loaded once for the RB query heads that share it (GQA), and a tile touches only W / RB rows of
-/// k at a time: the cache's rows are 4 KiB apart (n_kv_heads x head_dim floats), so they fall in
-/// one L1 set, and 16 of them at once would evict each other before the next query head used them.
+/// k at a time: token-major k rows are n_kv_heads x head_dim floats apart (4 KiB for 8 x 128), so
+/// they fall in one L1 set, and 16 of them at once would evict each other before the next query
+/// head used them.
 template <class Arch, int RB>
 void decode_scores_rows(const float* q, index_t q_rs, const float* k, index_t k_rs, index_t bk, index_t head_dim,
                         float* S, index_t ld_s, index_t ahead) noexcept {

@@ -46,14 +46,20 @@ inline bool in_parallel() noexcept {
 
 /// Calls f(lo, hi) on disjoint ranges covering [begin, end), in parallel. Ranges hold at least
 /// `grain` indices (except the last), so tiny loops stay on one thread.
+namespace detail {
+/// Threads for n indices in grains of `grain` (>= 1): at most one per grain, 1 when nested.
+inline int threads_for(index_t n, index_t grain) noexcept {
+  if (in_parallel()) return 1;
+  return static_cast<int>(std::min<index_t>(num_threads(), (n + grain - 1) / grain));
+}
+}  // namespace detail
+
 template <class F>
 void parallel_for(index_t begin, index_t end, index_t grain, F&& f) {
   const index_t n = end - begin;
   if (n <= 0) return;
-  grain = std::max<index_t>(grain, 1);
-  const index_t max_chunks = (n + grain - 1) / grain;
-  const int threads = static_cast<int>(std::min<index_t>(num_threads(), max_chunks));
-  if (threads <= 1 || in_parallel()) {
+  const int threads = detail::threads_for(n, std::max<index_t>(grain, 1));
+  if (threads <= 1) {
     f(begin, end);
     return;
   }
@@ -80,13 +86,13 @@ void parallel_for_dynamic(index_t begin, index_t end, index_t grain, F&& f) {
   const index_t n = end - begin;
   if (n <= 0) return;
   grain = std::max<index_t>(grain, 1);
-  const index_t chunks = (n + grain - 1) / grain;
-  const int threads = static_cast<int>(std::min<index_t>(num_threads(), chunks));
-  if (threads <= 1 || in_parallel()) {
+  const int threads = detail::threads_for(n, grain);
+  if (threads <= 1) {
     f(begin, end);
     return;
   }
 #if defined(_OPENMP)
+  const index_t chunks = (n + grain - 1) / grain;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (index_t i = 0; i < chunks; ++i) f(begin + i * grain, std::min(end, begin + (i + 1) * grain));
 #else

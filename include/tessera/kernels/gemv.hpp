@@ -195,8 +195,11 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
   }
 }
 
-/// Rows of w per parallel_for grain: enough work per thread to cover the fork cost.
-inline index_t gemv_grain(index_t k) noexcept { return std::max<index_t>(16, 32768 / std::max<index_t>(k, 1)); }
+/// Rows of w per parallel_for grain: enough work per thread to cover the fork cost, a multiple of
+/// 16 so that grains split into whole row blocks.
+inline index_t gemv_grain(index_t k) noexcept {
+  return std::max<index_t>(16, (32768 / std::max<index_t>(k, 1) + 15) / 16 * 16);
+}
 
 }  // namespace detail
 
