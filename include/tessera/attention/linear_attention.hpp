@@ -31,13 +31,14 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <type_traits>
 
-#include <tessera/core/eigen.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/simd/arch.hpp>
+#include <tessera/simd/vec.hpp>
 
 namespace tessera {
 inline namespace v0 {
@@ -72,10 +73,15 @@ inline constexpr index_t linear_attention_subchunk = 16;
 inline std::size_t linear_attention_workspace_bytes(index_t rows, index_t n_heads, index_t d_k, index_t d_v) {
   rows = std::max<index_t>(rows, 1);
   const index_t workers = std::max<index_t>(1, std::min<index_t>({static_cast<index_t>(num_threads()), n_heads, 64}));
-  const index_t floats = rows * (6 * d_k + 2 * d_v + 2 * rows + 4) + d_k * d_v + 2 * d_k + d_v;
-  return static_cast<std::size_t>(workers) * (workspace::bytes_for<float>(floats) + 20 * buffer_alignment);
+  // rows of V, O, S padded to 16 floats (the widest vector), rows of the chunk matrices likewise
+  const index_t dvp = (d_v + 15) / 16 * 16, rp = (rows + 15) / 16 * 16;
+  const index_t floats = rows * (5 * d_k + 2 * dvp + 2 * rp + 3) + d_k * (dvp + rp + 2) + std::max(d_k, d_v);
+  const index_t per_worker = (n_heads + workers - 1) / workers;
+  // the chunked form keeps every head's state, and gathers each chunk's rows of its heads
+  const index_t chunked = n_heads * d_k * (dvp + 1) + workers * (per_worker + 1) * rows * 2 * (d_k + d_v);
+  return static_cast<std::size_t>(workers) * (workspace::bytes_for<float>(floats) + 24 * buffer_alignment) +
+         workspace::bytes_for<float>(chunked) + 2 * buffer_alignment;
 }
-
 namespace detail {
 
 // ---- the problem every linear-attention kind reduces to -----------------------------------------
@@ -145,37 +151,105 @@ inline void la_check(const la_problem& p, const char* form) {
   if (!std::isfinite(p.scale)) throw range_error(op + ": scale is not finite");
 }
 
-// ---- small dense helpers: plain loops for simd::scalar, Eigen / xsimd otherwise -----------------
+// ---- small dense helpers: plain loops for simd::scalar, register tiles in xsimd otherwise --------
+
+/// Which triangle of a chunk product is needed (causal chunks: only blocks on or below the diagonal).
+enum class la_tri {
+  none,
+  lower_c,  // c is lower triangular: row i needs columns j <= i only (the rest is zeroed afterwards)
+  lower_a,  // a is lower triangular (zero above the diagonal): row i needs depth p <= i only
+};
+
+/// x (rows, cols; row stride ldx) transposed into xt (cols, ldt), zero in columns rows .. ldt.
+template <class Arch>
+void la_transpose(const float* x, index_t rows, index_t cols, index_t ldx, float* xt, index_t ldt) noexcept {
+  const auto columns = [&](index_t d0, index_t d1, index_t i0) {
+    for (index_t d = d0; d < d1; ++d) {
+      float* dst = xt + d * ldt;
+      for (index_t i = i0; i < rows; ++i) dst[i] = x[i * ldx + d];
+      std::fill(dst + rows, dst + ldt, 0.f);
+    }
+  };
+  index_t d0 = 0;
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>)
+    for (; d0 + 16 <= cols; d0 += 16) {
+      index_t i0 = 0;
+      for (; i0 + 16 <= rows; i0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(x + (i0 + i) * ldx + d0);
+        simd::transpose16x16(r);
+        for (int i = 0; i < 16; ++i) _mm512_storeu_ps(xt + (d0 + i) * ldt + i0, r[i]);
+      }
+      columns(d0, d0 + 16, i0);
+    }
+#endif
+  columns(d0, cols, 0);
+}
 
 template <class Arch>
 struct la_ops {
-  using row_map = Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
-                             Eigen::OuterStride<>>;
-  using crow_map = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
-                              Eigen::Unaligned, Eigen::OuterStride<>>;
-  static crow_map cm(const float* p, index_t r, index_t c, index_t ld) { return crow_map(p, r, c, Eigen::OuterStride<>(ld)); }
-  static row_map m(float* p, index_t r, index_t c, index_t ld) { return row_map(p, r, c, Eigen::OuterStride<>(ld)); }
+  using batch = xsimd::batch<float, Arch>;
+  static constexpr index_t lanes = batch::size;
+  // rows of a register tile of c; each row holds up to 4 vectors (24 accumulators with 32 registers)
+  static constexpr int tile_rows = std::is_base_of_v<xsimd::avx512f, Arch> ? 6 : 3;
 
-  /// C (m×n) = A (m×k) · B (n×k)ᵀ
-  static void abt(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
-                  index_t ldc) {
-    if (mr == 0 || n == 0) return;
-    if (k == 0) { m(c, mr, n, ldc).setZero(); return; }
-    m(c, mr, n, ldc).noalias() = cm(a, mr, k, lda) * cm(b, n, k, ldb).transpose();
+  /// c (m×n) (+)= alpha · a (m×k) · b (k×n), with a(i, p) = a[i·lda + p], or a[p·lda + i] when TA.
+  /// n is a multiple of lanes (the chunk buffers are padded with zero columns); b stays in L1.
+  template <bool TA>
+  static void gemm(index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda, const float* b,
+                   index_t ldb, float* c, index_t ldc, bool accumulate, la_tri tri = la_tri::none) noexcept {
+    for (index_t i0 = 0; i0 < m; i0 += tile_rows) {
+      const index_t mr = std::min<index_t>(tile_rows, m - i0);
+      const index_t nn = tri == la_tri::lower_c ? std::min(n, (i0 + mr + lanes - 1) / lanes * lanes) : n;
+      const index_t kk = tri == la_tri::lower_a ? std::min(k, i0 + mr) : k;
+      const float* ai = TA ? a + i0 : a + i0 * lda;
+      for (index_t j0 = 0; j0 < nn; j0 += 4 * lanes)
+        gemm_rows<TA>(mr, std::min<index_t>(4, (nn - j0) / lanes), kk, alpha, ai, lda, b + j0, ldb,
+                      c + i0 * ldc + j0, ldc, accumulate);
+    }
   }
-  /// C (m×n) (+)= A (m×k) · B (k×n)
-  static void ab(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
-                 index_t ldc, bool accumulate, float alpha = 1.f) {
-    if (mr == 0 || n == 0) return;
-    if (!accumulate) m(c, mr, n, ldc).setZero();
-    if (k == 0) return;
-    m(c, mr, n, ldc).noalias() += alpha * (cm(a, mr, k, lda) * cm(b, k, n, ldb));
+  template <bool TA, int MR = tile_rows>
+  static void gemm_rows(index_t mr, index_t nv, index_t k, float alpha, const float* a, index_t lda, const float* b,
+                        index_t ldb, float* c, index_t ldc, bool accumulate) noexcept {
+    if constexpr (MR > 1)
+      if (mr < MR) return gemm_rows<TA, MR - 1>(mr, nv, k, alpha, a, lda, b, ldb, c, ldc, accumulate);
+    switch (nv) {
+      case 4: return gemm_tile<TA, MR, 4>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
+      case 3: return gemm_tile<TA, MR, 3>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
+      case 2: return gemm_tile<TA, MR, 2>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
+      default: return gemm_tile<TA, MR, 1>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
+    }
   }
-  /// C (m×n) += A (k×m)ᵀ · B (k×n)
-  static void atb_acc(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb,
-                      float* c, index_t ldc) {
-    if (mr == 0 || n == 0 || k == 0) return;
-    m(c, mr, n, ldc).noalias() += cm(a, k, mr, lda).transpose() * cm(b, k, n, ldb);
+  /// One MR × NV-vector tile of c, its accumulators in registers for the whole depth k.
+  template <bool TA, int MR, int NV>
+  static void gemm_tile(index_t k, float alpha, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                        index_t ldc, bool accumulate) noexcept {
+    batch acc[MR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
+    for (index_t p = 0; p < k; ++p) {
+      batch bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = batch::load_unaligned(b + p * ldb + v * lanes);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const batch x(TA ? a[p * lda + r] : a[r * lda + p]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(x, bv[v], acc[r][v]);
+      }
+    }
+    const batch va(alpha);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* dst = c + r * ldc + v * lanes;
+        const batch y = accumulate ? xsimd::fma(va, acc[r][v], batch::load_unaligned(dst)) : va * acc[r][v];
+        y.store_unaligned(dst);
+      }
   }
   /// y = a·y + b·x
   static void axpby(float* y, float a, const float* x, float b, index_t n) noexcept {
@@ -267,6 +341,15 @@ struct la_ops {
     }
     for (; j < n; ++j) dst[j] = src[j] * std::exp(b ? a[j] - b[j] : a[j]);
   }
+  /// dst[j] = exp(c + s·b[j]) for j < n.
+  static void exp_affine(float* dst, float c, float s, const float* b, index_t n) noexcept {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t w = batch::size;
+    const batch vc(c), vs(s);
+    index_t j = 0;
+    for (; j + w <= n; j += w) xsimd::exp(xsimd::fma(vs, batch::load_unaligned(b + j), vc)).store_unaligned(dst + j);
+    if (j < n) simd::store_partial<Arch>(dst + j, xsimd::exp(xsimd::fma(vs, simd::load_partial<Arch>(b + j, n - j), vc)), n - j);
+  }
   /// x[j] *= exp(c - b[j]) for j < n.
   static void scale_exp_row(float* x, float c, const float* b, index_t n) noexcept {
     using batch = xsimd::batch<float, Arch>;
@@ -275,7 +358,9 @@ struct la_ops {
     index_t j = 0;
     for (; j + w <= n; j += w)
       (batch::load_unaligned(x + j) * xsimd::exp(vc - batch::load_unaligned(b + j))).store_unaligned(x + j);
-    for (; j < n; ++j) x[j] *= std::exp(c - b[j]);
+    if (j < n)  // the tail in one vector too: rows of causal A end at the diagonal, mostly mid-vector
+      simd::store_partial<Arch>(
+          x + j, simd::load_partial<Arch>(x + j, n - j) * xsimd::exp(vc - simd::load_partial<Arch>(b + j, n - j)), n - j);
   }
   /// Σ_d q_d k_d exp(bq_d - bk_d)
   static float dot_exp(const float* q, const float* k, const float* bq, const float* bk, index_t n) noexcept {
@@ -313,33 +398,19 @@ struct la_ops {
 
 template <>
 struct la_ops<simd::scalar> {
-  static void abt(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
-                  index_t ldc) {
-    for (index_t i = 0; i < mr; ++i)
-      for (index_t j = 0; j < n; ++j) {
+  static constexpr index_t lanes = 1;
+  template <bool TA>
+  static void gemm(index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda, const float* b,
+                   index_t ldb, float* c, index_t ldc, bool accumulate, la_tri tri = la_tri::none) noexcept {
+    for (index_t i = 0; i < m; ++i) {
+      const index_t nn = tri == la_tri::lower_c ? std::min(n, i + 1) : n;
+      const index_t kk = tri == la_tri::lower_a ? std::min(k, i + 1) : k;
+      for (index_t j = 0; j < nn; ++j) {
         float s = 0.f;
-        for (index_t p = 0; p < k; ++p) s += a[i * lda + p] * b[j * ldb + p];
-        c[i * ldc + j] = s;
-      }
-  }
-  static void ab(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
-                 index_t ldc, bool accumulate, float alpha = 1.f) {
-    for (index_t i = 0; i < mr; ++i) {
-      float* ci = c + i * ldc;
-      if (!accumulate) std::fill(ci, ci + n, 0.f);
-      for (index_t p = 0; p < k; ++p) {
-        const float aip = alpha * a[i * lda + p];
-        for (index_t j = 0; j < n; ++j) ci[j] += aip * b[p * ldb + j];
+        for (index_t p = 0; p < kk; ++p) s += (TA ? a[p * lda + i] : a[i * lda + p]) * b[p * ldb + j];
+        c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + alpha * s;
       }
     }
-  }
-  static void atb_acc(index_t mr, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb,
-                      float* c, index_t ldc) {
-    for (index_t p = 0; p < k; ++p)
-      for (index_t i = 0; i < mr; ++i) {
-        const float api = a[p * lda + i];
-        for (index_t j = 0; j < n; ++j) c[i * ldc + j] += api * b[p * ldb + j];
-      }
   }
   static void axpby(float* y, float a, const float* x, float b, index_t n) noexcept {
     for (index_t j = 0; j < n; ++j) y[j] = a * y[j] + b * x[j];
@@ -364,6 +435,9 @@ struct la_ops<simd::scalar> {
   }
   static void mul_exp(float* dst, const float* src, const float* a, const float* b, index_t n) noexcept {
     for (index_t j = 0; j < n; ++j) dst[j] = src[j] * std::exp(b ? a[j] - b[j] : a[j]);
+  }
+  static void exp_affine(float* dst, float c, float s, const float* b, index_t n) noexcept {
+    for (index_t j = 0; j < n; ++j) dst[j] = std::exp(c + s * b[j]);
   }
   static void scale_exp_row(float* x, float c, const float* b, index_t n) noexcept {
     for (index_t j = 0; j < n; ++j) x[j] *= std::exp(c - b[j]);
@@ -405,42 +479,59 @@ inline float la_log_gate(const la_problem& p, index_t t, index_t h) noexcept {
   }
 }
 
-/// Per-worker scratch of the chunked / parallel forms for chunks of up to c rows.
+/// Per-worker scratch of the chunked / parallel forms for chunks of up to c rows. Rows of V, O and
+/// S are ldv floats long (d_v rounded up to the vector width, zero past d_v), rows of the chunk
+/// matrices A, L and Kᵀ up to c rounded up likewise.
 struct la_scratch {
-  float *qc, *kc, *vc, *oc, *kt, *qt, *bv, *a, *lm, *s, *z, *den, *bs, *tmp;
-  static la_scratch make(workspace& ws, index_t c, index_t d_k, index_t d_v) {
+  float *qc, *kc, *vc, *oc, *kt, *qt, *bv, *a, *lm, *bt, *s, *z, *bs, *eq, *ek, *tmp;
+  index_t ldv;
+  static la_scratch make(workspace& ws, index_t c, index_t d_k, index_t d_v, index_t lanes) {
+    const auto pad = [&](index_t n) { return (n + lanes - 1) / lanes * lanes; };
     la_scratch x{};
+    x.ldv = pad(d_v);
     x.qc = ws.alloc<float>(c * d_k);
     x.kc = ws.alloc<float>(c * d_k);
-    x.vc = ws.alloc<float>(c * d_v);
-    x.oc = ws.alloc<float>(c * d_v);
+    x.vc = ws.alloc<float>(c * x.ldv);
+    x.oc = ws.alloc<float>(c * x.ldv);
     x.kt = ws.alloc<float>(c * d_k);
     x.qt = ws.alloc<float>(c * d_k);
     x.bv = ws.alloc<float>(c * d_k);
-    x.a = ws.alloc<float>(c * c);
-    x.lm = ws.alloc<float>(c * c);
-    x.s = ws.alloc<float>(d_k * d_v);
+    x.a = ws.alloc<float>(c * pad(c));
+    x.lm = ws.alloc<float>(c * pad(c));
+    x.bt = ws.alloc<float>(d_k * pad(c));
+    x.s = ws.alloc<float>(d_k * x.ldv);
     x.z = ws.alloc<float>(d_k);
-    x.den = ws.alloc<float>(c);
     x.bs = ws.alloc<float>(c);
+    x.eq = ws.alloc<float>(c);
+    x.ek = ws.alloc<float>(c);
     x.tmp = ws.alloc<float>(std::max(d_k, d_v));
     return x;
   }
 };
 
-/// One chunk [t0, t0 + n) of head h; the state (x.s, x.z) is updated in place.
+/// Rows t0 .. t0 + n of one head's q, k (row stride qk_rs), v and out (row stride vo_rs).
+struct la_rows {
+  const float *q, *k, *v;
+  float* out;
+  index_t qk_rs, vo_rs;
+};
+
+/// One chunk [t0, t0 + n) of head h; the state (x.s, x.z) is updated in place. The products run on
+/// register tiles over zero-padded rows; only blocks on or below the diagonal are computed.
 template <class Arch>
-void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_scratch& x) {
+void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_rows& r, const la_scratch& x) {
   using ops = la_ops<Arch>;
-  const index_t d_k = p.q.extent(2), d_v = p.v.extent(2);
-  const index_t hq = h / (p.v.extent(1) / p.q.extent(1));
+  constexpr index_t lanes = ops::lanes;
+  const index_t d_k = p.q.extent(2), d_v = p.v.extent(2), dv = x.ldv;
+  const index_t na = (n + lanes - 1) / lanes * lanes;  // row length of A and L
   const bool vec = p.gate == la_gate::token_vector;
   const bool gated = p.gate != la_gate::none;
-  // load rows: Q (n, d_k) prepped and scaled, K (n, d_k) prepped, V (n, d_v)
+  // load rows: Q (n, d_k) prepped and scaled, K (n, d_k) prepped, V (n, dv)
   for (index_t i = 0; i < n; ++i) {
-    la_prep<Arch>(p, &p.q(t0 + i, hq, 0), x.qc + i * d_k, d_k, p.scale);
-    la_prep<Arch>(p, &p.k(t0 + i, hq, 0), x.kc + i * d_k, d_k, 1.f);
-    std::copy(&p.v(t0 + i, h, 0), &p.v(t0 + i, h, 0) + d_v, x.vc + i * d_v);
+    la_prep<Arch>(p, r.q + i * r.qk_rs, x.qc + i * d_k, d_k, p.scale);
+    la_prep<Arch>(p, r.k + i * r.qk_rs, x.kc + i * d_k, d_k, 1.f);
+    std::copy(r.v + i * r.vo_rs, r.v + i * r.vo_rs + d_v, x.vc + i * dv);
+    std::fill(x.vc + i * dv + d_v, x.vc + (i + 1) * dv, 0.f);
   }
   // cumulative log decay inside the chunk: bs (n) for scalar gates, bv (n, d_k) for vector gates
   if (vec) {
@@ -452,14 +543,17 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
   } else if (gated) {
     float acc = 0.f;
     for (index_t i = 0; i < n; ++i) x.bs[i] = acc += la_log_gate(p, t0 + i, h);
+    ops::exp_affine(x.eq, 0.f, 1.f, x.bs, n);             // eq_i = exp(b_i): query i against S0
+    ops::exp_affine(x.ek, x.bs[n - 1], -1.f, x.bs, n);    // ek_j = exp(b_last - b_j): key j into S
   }
-  // A (n, n) = causal (Q Kᵀ ⊙ decay), diagonal included
+  // A (n, na) = causal (Q Kᵀ ⊙ decay), diagonal included, zero above it
   float* A = x.a;
   if (!vec) {
-    ops::abt(n, n, d_k, x.qc, d_k, x.kc, d_k, A, n);
+    la_transpose<Arch>(x.kc, n, d_k, d_k, x.bt, na);  // Kᵀ (d_k, na)
+    ops::template gemm<false>(n, na, d_k, 1.f, x.qc, d_k, x.bt, na, A, na, false, la_tri::lower_c);
     for (index_t i = 0; i < n; ++i) {
-      if (gated) ops::scale_exp_row(A + i * n, x.bs[i], x.bs, i + 1);
-      std::fill(A + i * n + i + 1, A + (i + 1) * n, 0.f);
+      if (gated) ops::scale_exp_row(A + i * na, x.bs[i], x.bs, i + 1);
+      std::fill(A + i * na + i + 1, A + (i + 1) * na, 0.f);
     }
   } else {
     // Sub-chunks keep every exponent ≤ 0: rows of sub-chunk [r, r+s) see earlier keys through the
@@ -470,14 +564,16 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
       const index_t re = std::min(n, r + sc);
       if (r > 0) {
         const float* bp = x.bv + (r - 1) * d_k;
+        const index_t rp = (r + lanes - 1) / lanes * lanes;
         for (index_t i = r; i < re; ++i) ops::mul_exp(x.qt + (i - r) * d_k, x.qc + i * d_k, x.bv + i * d_k, bp, d_k);
         for (index_t j = 0; j < r; ++j) ops::mul_exp(x.kt + j * d_k, x.kc + j * d_k, bp, x.bv + j * d_k, d_k);
-        ops::abt(re - r, r, d_k, x.qt, d_k, x.kt, d_k, A + r * n, n);
+        la_transpose<Arch>(x.kt, r, d_k, d_k, x.bt, rp);
+        ops::template gemm<false>(re - r, rp, d_k, 1.f, x.qt, d_k, x.bt, rp, A + r * na, na, false);
       }
       for (index_t i = r; i < re; ++i) {
         for (index_t j = r; j <= i; ++j)
-          A[i * n + j] = ops::dot_exp(x.qc + i * d_k, x.kc + j * d_k, x.bv + i * d_k, x.bv + j * d_k, d_k);
-        std::fill(A + i * n + i + 1, A + (i + 1) * n, 0.f);
+          A[i * na + j] = ops::dot_exp(x.qc + i * d_k, x.kc + j * d_k, x.bv + i * d_k, x.bv + j * d_k, d_k);
+        std::fill(A + i * na + i + 1, A + (i + 1) * na, 0.f);
       }
     }
   }
@@ -486,7 +582,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
     if (vec)
       ops::mul_exp(dst, src, x.bv + i * d_k, nullptr, d_k);
     else {
-      const float e = gated ? std::exp(x.bs[i]) : 1.f;
+      const float e = gated ? x.eq[i] : 1.f;
       for (index_t d = 0; d < d_k; ++d) dst[d] = src[d] * e;
     }
   };
@@ -494,48 +590,49 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_sc
     // WY/UT form: (I + L) U = diag(β) V - diag(β exp(b)) K S0, L strictly lower with
     // L_ij = β_i exp(b_i - b_j) k_i·k_j; forward substitution, then U replaces V.
     float* L = x.lm;
-    ops::abt(n, n, d_k, x.kc, d_k, x.kc, d_k, L, n);
+    ops::template gemm<false>(n, na, d_k, 1.f, x.kc, d_k, x.bt, na, L, na, false, la_tri::lower_c);
     for (index_t i = 0; i < n; ++i) {
       const float bi = p.beta(t0 + i, h);
-      for (index_t j = 0; j < i; ++j) L[i * n + j] *= bi * (gated ? std::exp(x.bs[i] - x.bs[j]) : 1.f);
+      if (gated) ops::scale_exp_row(L + i * na, x.bs[i], x.bs, i);
+      for (index_t j = 0; j < i; ++j) L[i * na + j] *= bi;
       float* kt = x.kt + i * d_k;
       decay_q(kt, x.kc + i * d_k, i);
       for (index_t d = 0; d < d_k; ++d) kt[d] *= bi;
-      for (index_t e = 0; e < d_v; ++e) x.vc[i * d_v + e] *= bi;
+      for (index_t e = 0; e < d_v; ++e) x.vc[i * dv + e] *= bi;
     }
-    ops::ab(n, d_v, d_k, x.kt, d_k, x.s, d_v, x.vc, d_v, true, -1.f);
+    ops::template gemm<false>(n, dv, d_k, -1.f, x.kt, d_k, x.s, dv, x.vc, dv, true);
     for (index_t i = 1; i < n; ++i)
-      for (index_t j = 0; j < i; ++j) ops::axpy(x.vc + i * d_v, -L[i * n + j], x.vc + j * d_v, d_v);
+      for (index_t j = 0; j < i; ++j) ops::axpy(x.vc + i * dv, -L[i * na + j], x.vc + j * dv, dv);
   }
-  // O (n, d_v) = A V + (Q ⊙ exp(b)) S0
-  ops::ab(n, d_v, n, A, n, x.vc, d_v, x.oc, d_v, false);
+  // O (n, dv) = A V + (Q ⊙ exp(b)) S0
+  ops::template gemm<false>(n, dv, n, 1.f, A, na, x.vc, dv, x.oc, dv, false, la_tri::lower_a);
   for (index_t i = 0; i < n; ++i) decay_q(x.qt + i * d_k, x.qc + i * d_k, i);
-  ops::ab(n, d_v, d_k, x.qt, d_k, x.s, d_v, x.oc, d_v, true);
+  ops::template gemm<false>(n, dv, d_k, 1.f, x.qt, d_k, x.s, dv, x.oc, dv, true);
   if (p.normalize)
     for (index_t i = 0; i < n; ++i) {
       float den = ops::dot(x.qt + i * d_k, x.z, d_k);
-      for (index_t j = 0; j <= i; ++j) den += A[i * n + j];
+      for (index_t j = 0; j <= i; ++j) den += A[i * na + j];
       const float inv = 1.f / (den + p.eps);
-      for (index_t e = 0; e < d_v; ++e) x.oc[i * d_v + e] *= inv;
+      for (index_t e = 0; e < d_v; ++e) x.oc[i * dv + e] *= inv;
     }
-  for (index_t i = 0; i < n; ++i) std::copy(x.oc + i * d_v, x.oc + (i + 1) * d_v, &p.out(t0 + i, h, 0));
+  for (index_t i = 0; i < n; ++i) std::copy(x.oc + i * dv, x.oc + i * dv + d_v, r.out + i * r.vo_rs);
   // state: S = diag(exp(b_last)) S + (K ⊙ exp(b_last - b))ᵀ V, z likewise
   const index_t last = n - 1;
   for (index_t j = 0; j < n; ++j) {
     if (vec) {
       ops::mul_exp(x.kt + j * d_k, x.kc + j * d_k, x.bv + last * d_k, x.bv + j * d_k, d_k);
     } else {
-      const float e = gated ? std::exp(x.bs[last] - x.bs[j]) : 1.f;
+      const float e = gated ? x.ek[j] : 1.f;
       for (index_t d = 0; d < d_k; ++d) x.kt[j * d_k + d] = x.kc[j * d_k + d] * e;
     }
   }
   if (gated)
     for (index_t d = 0; d < d_k; ++d) {
-      const float e = vec ? std::exp(x.bv[last * d_k + d]) : std::exp(x.bs[last]);
-      for (index_t c = 0; c < d_v; ++c) x.s[d * d_v + c] *= e;
+      const float e = vec ? std::exp(x.bv[last * d_k + d]) : x.eq[last];
+      for (index_t c = 0; c < d_v; ++c) x.s[d * dv + c] *= e;
       if (p.normalize) x.z[d] *= e;
     }
-  ops::atb_acc(d_k, d_v, n, x.kt, d_k, x.vc, d_v, x.s, d_v);
+  ops::template gemm<true>(d_k, dv, n, 1.f, x.kt, d_k, x.vc, dv, x.s, dv, true);
   if (p.normalize)
     for (index_t j = 0; j < n; ++j)
       for (index_t d = 0; d < d_k; ++d) x.z[d] += x.kt[j * d_k + d];
@@ -546,12 +643,19 @@ inline index_t la_workers(index_t n_heads) {
   return std::max<index_t>(1, std::min<index_t>({static_cast<index_t>(num_threads()), n_heads, 64}));
 }
 
+/// Runs f(h0, h1, w) for each worker w on its share [h0, h1) of the heads.
 template <class F>
-void la_for_heads(index_t n_heads, F&& f) {
+void la_for_workers(index_t n_heads, F&& f) {
   const index_t workers = la_workers(n_heads);
   parallel_for(0, workers, 1, [&](index_t lo, index_t hi) {
-    for (index_t w = lo; w < hi; ++w)
-      for (index_t h = n_heads * w / workers; h < n_heads * (w + 1) / workers; ++h) f(h, w);
+    for (index_t w = lo; w < hi; ++w) f(n_heads * w / workers, n_heads * (w + 1) / workers, w);
+  });
+}
+
+template <class F>
+void la_for_heads(index_t n_heads, F&& f) {
+  la_for_workers(n_heads, [&](index_t h0, index_t h1, index_t w) {
+    for (index_t h = h0; h < h1; ++h) f(h, w);
   });
 }
 
@@ -567,17 +671,66 @@ void la_run_chunked(const la_problem& p, index_t chunk, workspace& ws, const cha
   workspace::frame frame(ws);
   const index_t workers = la_workers(n_heads);
   la_scratch slabs[64];
-  for (index_t w = 0; w < workers; ++w) slabs[w] = la_scratch::make(ws, c, d_k, d_v);
-  la_for_heads(n_heads, [&](index_t h, index_t w) {
-    const la_scratch& x = slabs[w];
-    for (index_t d = 0; d < d_k; ++d) {
-      std::copy(&p.state(h, d, 0), &p.state(h, d, 0) + d_v, x.s + d * d_v);
-      if (p.normalize) x.z[d] = p.k_sum(h, d);
+  for (index_t w = 0; w < workers; ++w) slabs[w] = la_scratch::make(ws, c, d_k, d_v, la_ops<Arch>::lanes);
+  const index_t dv = slabs[0].ldv;
+  float* states = ws.alloc<float>(n_heads * d_k * dv);  // (n_heads, d_k, dv), zero past d_v
+  float* sums = ws.alloc<float>(n_heads * d_k);
+  const index_t group = n_heads / n_qk_heads, per_worker = (n_heads + workers - 1) / workers;
+  struct gather_buffers {
+    float *q, *k, *v, *out;
+  };
+  gather_buffers gathers[64];
+  for (index_t w = 0; w < workers; ++w) {
+    gathers[w].q = ws.alloc<float>((per_worker + 1) * c * d_k);  // q and k heads: per_worker / group + 1 at most
+    gathers[w].k = ws.alloc<float>((per_worker + 1) * c * d_k);
+    gathers[w].v = ws.alloc<float>(per_worker * c * d_v);
+    gathers[w].out = ws.alloc<float>(per_worker * c * d_v);
+  }
+  la_for_workers(n_heads, [&](index_t h0, index_t h1, index_t w) {
+    la_scratch x = slabs[w];
+    const auto head_state = [&](index_t h) {
+      x.s = states + h * d_k * dv;
+      x.z = sums + h * d_k;
+    };
+    for (index_t h = h0; h < h1; ++h) {
+      head_state(h);
+      for (index_t d = 0; d < d_k; ++d) {
+        std::copy(&p.state(h, d, 0), &p.state(h, d, 0) + d_v, x.s + d * dv);
+        std::fill(x.s + d * dv + d_v, x.s + (d + 1) * dv, 0.f);
+        if (p.normalize) x.z[d] = p.k_sum(h, d);
+      }
     }
-    for (index_t t0 = 0; t0 < l; t0 += c) la_chunk<Arch>(p, h, t0, std::min(c, l - t0), x);
-    for (index_t d = 0; d < d_k; ++d) {
-      std::copy(x.s + d * d_v, x.s + (d + 1) * d_v, &p.state(h, d, 0));
-      if (p.normalize) p.k_sum(h, d) = x.z[d];
+    // Each chunk's rows of q, k, v for this worker's heads are copied in row order into head-major
+    // buffers (one sequential stream: striding over rows one head at a time defeats the hardware
+    // prefetchers), and out is written back the same way.
+    const index_t hq0 = h0 / group, nq = h1 > h0 ? (h1 - 1) / group + 1 - hq0 : 0, nv = h1 - h0;
+    const gather_buffers& g = gathers[w];
+    for (index_t t0 = 0; t0 < l; t0 += c) {
+      const index_t n = std::min(c, l - t0);
+      for (index_t i = 0; i < n; ++i)
+        for (index_t j = 0; j < nq; ++j) {
+          std::copy(&p.q(t0 + i, hq0 + j, 0), &p.q(t0 + i, hq0 + j, 0) + d_k, g.q + (j * c + i) * d_k);
+          std::copy(&p.k(t0 + i, hq0 + j, 0), &p.k(t0 + i, hq0 + j, 0) + d_k, g.k + (j * c + i) * d_k);
+        }
+      for (index_t i = 0; i < n; ++i)
+        for (index_t j = 0; j < nv; ++j)
+          std::copy(&p.v(t0 + i, h0 + j, 0), &p.v(t0 + i, h0 + j, 0) + d_v, g.v + (j * c + i) * d_v);
+      for (index_t h = h0; h < h1; ++h) {
+        head_state(h);
+        const index_t jq = h / group - hq0, jv = h - h0;
+        const la_rows r{g.q + jq * c * d_k, g.k + jq * c * d_k, g.v + jv * c * d_v, g.out + jv * c * d_v, d_k, d_v};
+        la_chunk<Arch>(p, h, t0, n, r, x);
+      }
+      for (index_t i = 0; i < n; ++i)
+        for (index_t j = 0; j < nv; ++j)
+          std::copy(g.out + (j * c + i) * d_v, g.out + (j * c + i + 1) * d_v, &p.out(t0 + i, h0 + j, 0));
+    }
+    for (index_t h = h0; h < h1; ++h) {
+      head_state(h);
+      for (index_t d = 0; d < d_k; ++d) {
+        std::copy(x.s + d * dv, x.s + d * dv + d_v, &p.state(h, d, 0));
+        if (p.normalize) p.k_sum(h, d) = x.z[d];
+      }
     }
   });
 }
@@ -593,7 +746,7 @@ void la_run_recurrent(const la_problem& p, workspace& ws) {
   workspace::frame frame(ws);
   const index_t workers = la_workers(n_heads);
   la_scratch slabs[64];
-  for (index_t w = 0; w < workers; ++w) slabs[w] = la_scratch::make(ws, 1, d_k, d_v);
+  for (index_t w = 0; w < workers; ++w) slabs[w] = la_scratch::make(ws, 1, d_k, d_v, 1);
   la_for_heads(n_heads, [&](index_t h, index_t w) {
     const la_scratch& x = slabs[w];
     float* S = x.s;  // (d_k, d_v)

@@ -131,6 +131,36 @@ inline const index_t* haddp_lane() noexcept {
   return t.lane;
 }
 
+#if defined(__AVX512F__)
+/// Transposes the 16 x 16 block held in r (row i in r[i]) in place, in registers.
+TESSERA_ALWAYS_INLINE void transpose16x16(__m512 r[16]) noexcept {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // rows 4g..4g+3: s[4g + q] = column q (+4 per 128-bit lane)
+    const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int q = 0; q < 4; ++q) {
+    const __m512 T0 = _mm512_shuffle_f32x4(r[q], r[q + 4], 0x88);
+    const __m512 T1 = _mm512_shuffle_f32x4(r[q], r[q + 4], 0xdd);
+    const __m512 T2 = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0x88);
+    const __m512 T3 = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0xdd);
+    t[q] = _mm512_shuffle_f32x4(T0, T2, 0x88);
+    t[q + 8] = _mm512_shuffle_f32x4(T0, T2, 0xdd);
+    t[q + 4] = _mm512_shuffle_f32x4(T1, T3, 0x88);
+    t[q + 12] = _mm512_shuffle_f32x4(T1, T3, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+#endif
+
 }  // namespace simd
 }  // namespace v0
 }  // namespace tessera
