@@ -75,10 +75,10 @@ inline std::size_t linear_attention_workspace_bytes(index_t rows, index_t n_head
   const index_t workers = std::max<index_t>(1, std::min<index_t>({static_cast<index_t>(num_threads()), n_heads, 64}));
   // rows of V, O, S padded to 16 floats (the widest vector), rows of the chunk matrices likewise
   const index_t dvp = (d_v + 15) / 16 * 16, rp = (rows + 15) / 16 * 16;
-  const index_t floats = rows * (5 * d_k + 2 * dvp + 2 * rp + 3) + d_k * (dvp + rp + 2) + std::max(d_k, d_v);
+  const index_t floats = rows * (6 * d_k + 2 * dvp + 2 * rp + 3) + d_k * (dvp + rp + 2) + std::max(d_k, d_v);
   const index_t per_worker = (n_heads + workers - 1) / workers;
   // the chunked form keeps every head's state, and gathers each chunk's rows of its heads
-  const index_t chunked = n_heads * d_k * (dvp + 1) + workers * (per_worker + 1) * rows * 2 * (d_k + d_v);
+  const index_t chunked = n_heads * d_k * (dvp + 1) + workers * (per_worker + 1) * rows * (3 * d_k + 2 * d_v);
   return static_cast<std::size_t>(workers) * (workspace::bytes_for<float>(floats) + 24 * buffer_alignment) +
          workspace::bytes_for<float>(chunked) + 2 * buffer_alignment;
 }
@@ -362,18 +362,31 @@ struct la_ops {
       simd::store_partial<Arch>(
           x + j, simd::load_partial<Arch>(x + j, n - j) * xsimd::exp(vc - simd::load_partial<Arch>(b + j, n - j)), n - j);
   }
-  /// Σ_d q_d k_d exp(bq_d - bk_d)
-  static float dot_exp(const float* q, const float* k, const float* bq, const float* bk, index_t n) noexcept {
+  /// Row i of a gated diagonal block: row[j] = Σ_d q[d] k_j[d] Π_{t=j+1..i} a_t[d] for j = i down
+  /// to r, with k_j = k + j·n and a_t = a + t·n; the product is carried down j in dec (n floats),
+  /// one multiply per step instead of an exp per element.
+  static void gated_row(const float* q, const float* k, const float* a, index_t n, index_t r, index_t i, float* row,
+                        float* dec) noexcept {
     using batch = xsimd::batch<float, Arch>;
     constexpr index_t w = batch::size;
-    batch acc(0.f);
-    index_t j = 0;
-    for (; j + w <= n; j += w)
-      acc = xsimd::fma(batch::load_unaligned(q + j) * batch::load_unaligned(k + j),
-                       xsimd::exp(batch::load_unaligned(bq + j) - batch::load_unaligned(bk + j)), acc);
-    float s = xsimd::hadd(acc);
-    for (; j < n; ++j) s += q[j] * k[j] * std::exp(bq[j] - bk[j]);
-    return s;
+    std::fill(dec, dec + n, 1.f);
+    for (index_t j = i; j >= r; --j) {
+      const float* kj = k + j * n;
+      const float* aj = a + (j + 1) * n;
+      batch acc(0.f);
+      float tail = 0.f;
+      index_t d = 0;
+      for (; d + w <= n; d += w) {
+        batch dv = batch::load_unaligned(dec + d);
+        if (j < i) (dv = dv * batch::load_unaligned(aj + d)).store_unaligned(dec + d);
+        acc = xsimd::fma(batch::load_unaligned(q + d) * batch::load_unaligned(kj + d), dv, acc);
+      }
+      for (; d < n; ++d) {
+        if (j < i) dec[d] *= aj[d];
+        tail += q[d] * kj[d] * dec[d];
+      }
+      row[j] = xsimd::hadd(acc) + tail;
+    }
   }
   /// dst = s · φ(src) (φ per feature_map: 0 identity, 1 elu+1, 2 relu).
   static void phi_scale(float* dst, const float* src, int phi, float s, index_t n) noexcept {
@@ -442,10 +455,17 @@ struct la_ops<simd::scalar> {
   static void scale_exp_row(float* x, float c, const float* b, index_t n) noexcept {
     for (index_t j = 0; j < n; ++j) x[j] *= std::exp(c - b[j]);
   }
-  static float dot_exp(const float* q, const float* k, const float* bq, const float* bk, index_t n) noexcept {
-    float s = 0.f;
-    for (index_t j = 0; j < n; ++j) s += q[j] * k[j] * std::exp(bq[j] - bk[j]);
-    return s;
+  static void gated_row(const float* q, const float* k, const float* a, index_t n, index_t r, index_t i, float* row,
+                        float* dec) noexcept {
+    std::fill(dec, dec + n, 1.f);
+    for (index_t j = i; j >= r; --j) {
+      float acc = 0.f;
+      for (index_t d = 0; d < n; ++d) {
+        if (j < i) dec[d] *= a[(j + 1) * n + d];
+        acc += q[d] * k[j * n + d] * dec[d];
+      }
+      row[j] = acc;
+    }
   }
   static void phi_scale(float* dst, const float* src, int phi, float s, index_t n) noexcept {
     for (index_t j = 0; j < n; ++j) {
@@ -483,7 +503,7 @@ inline float la_log_gate(const la_problem& p, index_t t, index_t h) noexcept {
 /// S are ldv floats long (d_v rounded up to the vector width, zero past d_v), rows of the chunk
 /// matrices A, L and Kᵀ up to c rounded up likewise.
 struct la_scratch {
-  float *qc, *kc, *vc, *oc, *kt, *qt, *bv, *a, *lm, *bt, *s, *z, *bs, *eq, *ek, *tmp;
+  float *qc, *kc, *vc, *oc, *kt, *qt, *bv, *ga, *a, *lm, *bt, *s, *z, *bs, *eq, *ek, *tmp;
   index_t ldv;
   static la_scratch make(workspace& ws, index_t c, index_t d_k, index_t d_v, index_t lanes) {
     const auto pad = [&](index_t n) { return (n + lanes - 1) / lanes * lanes; };
@@ -496,6 +516,7 @@ struct la_scratch {
     x.kt = ws.alloc<float>(c * d_k);
     x.qt = ws.alloc<float>(c * d_k);
     x.bv = ws.alloc<float>(c * d_k);
+    x.ga = ws.alloc<float>(c * d_k);
     x.a = ws.alloc<float>(c * pad(c));
     x.lm = ws.alloc<float>(c * pad(c));
     x.bt = ws.alloc<float>(d_k * pad(c));
@@ -511,7 +532,7 @@ struct la_scratch {
 
 /// Rows t0 .. t0 + n of one head's q, k (row stride qk_rs), v and out (row stride vo_rs).
 struct la_rows {
-  const float *q, *k, *v;
+  const float *q, *k, *v, *g;  // g: the vector gates (token_vector only), row stride qk_rs
   float* out;
   index_t qk_rs, vo_rs;
 };
@@ -536,9 +557,10 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
   // cumulative log decay inside the chunk: bs (n) for scalar gates, bv (n, d_k) for vector gates
   if (vec) {
     for (index_t i = 0; i < n; ++i) {
-      const float* g = &p.g_vector(t0 + i, h, 0);
+      const float* g = r.g + i * r.qk_rs;
       float* b = x.bv + i * d_k;
       for (index_t d = 0; d < d_k; ++d) b[d] = (i ? b[d - d_k] : 0.f) + g[d];
+      ops::exp_affine(x.ga + i * d_k, 0.f, 1.f, g, d_k);  // the gates a_i = exp(g_i)
     }
   } else if (gated) {
     float acc = 0.f;
@@ -558,7 +580,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
   } else {
     // Sub-chunks keep every exponent ≤ 0: rows of sub-chunk [r, r+s) see earlier keys through the
     // reference row r-1, q_i·exp(B_i - B_{r-1}) against k_j·exp(B_{r-1} - B_j); the diagonal block
-    // is computed pairwise.
+    // is computed pair by pair, its decay a running product of the gates exp(g_t) (gated_row).
     const index_t sc = linear_attention_subchunk;
     for (index_t r = 0; r < n; r += sc) {
       const index_t re = std::min(n, r + sc);
@@ -571,8 +593,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
         ops::template gemm<false>(re - r, rp, d_k, 1.f, x.qt, d_k, x.bt, rp, A + r * na, na, false);
       }
       for (index_t i = r; i < re; ++i) {
-        for (index_t j = r; j <= i; ++j)
-          A[i * na + j] = ops::dot_exp(x.qc + i * d_k, x.kc + j * d_k, x.bv + i * d_k, x.bv + j * d_k, d_k);
+        ops::gated_row(x.qc + i * d_k, x.kc, x.ga, d_k, r, i, A + i * na, x.tmp);
         std::fill(A + i * na + i + 1, A + (i + 1) * na, 0.f);
       }
     }
@@ -676,14 +697,16 @@ void la_run_chunked(const la_problem& p, index_t chunk, workspace& ws, const cha
   float* states = ws.alloc<float>(n_heads * d_k * dv);  // (n_heads, d_k, dv), zero past d_v
   float* sums = ws.alloc<float>(n_heads * d_k);
   const index_t group = n_heads / n_qk_heads, per_worker = (n_heads + workers - 1) / workers;
+  const bool vec = p.gate == la_gate::token_vector;
   struct gather_buffers {
-    float *q, *k, *v, *out;
+    float *q, *k, *v, *g, *out;
   };
   gather_buffers gathers[64];
   for (index_t w = 0; w < workers; ++w) {
     gathers[w].q = ws.alloc<float>((per_worker + 1) * c * d_k);  // q and k heads: per_worker / group + 1 at most
     gathers[w].k = ws.alloc<float>((per_worker + 1) * c * d_k);
     gathers[w].v = ws.alloc<float>(per_worker * c * d_v);
+    gathers[w].g = ws.alloc<float>(vec ? per_worker * c * d_k : 0);
     gathers[w].out = ws.alloc<float>(per_worker * c * d_v);
   }
   la_for_workers(n_heads, [&](index_t h0, index_t h1, index_t w) {
@@ -713,12 +736,15 @@ void la_run_chunked(const la_problem& p, index_t chunk, workspace& ws, const cha
           std::copy(&p.k(t0 + i, hq0 + j, 0), &p.k(t0 + i, hq0 + j, 0) + d_k, g.k + (j * c + i) * d_k);
         }
       for (index_t i = 0; i < n; ++i)
-        for (index_t j = 0; j < nv; ++j)
+        for (index_t j = 0; j < nv; ++j) {
           std::copy(&p.v(t0 + i, h0 + j, 0), &p.v(t0 + i, h0 + j, 0) + d_v, g.v + (j * c + i) * d_v);
+          if (vec) std::copy(&p.g_vector(t0 + i, h0 + j, 0), &p.g_vector(t0 + i, h0 + j, 0) + d_k, g.g + (j * c + i) * d_k);
+        }
       for (index_t h = h0; h < h1; ++h) {
         head_state(h);
         const index_t jq = h / group - hq0, jv = h - h0;
-        const la_rows r{g.q + jq * c * d_k, g.k + jq * c * d_k, g.v + jv * c * d_v, g.out + jv * c * d_v, d_k, d_v};
+        const la_rows r{g.q + jq * c * d_k, g.k + jq * c * d_k, g.v + jv * c * d_v, g.g + jv * c * d_k,
+                        g.out + jv * c * d_v, d_k, d_v};
         la_chunk<Arch>(p, h, t0, n, r, x);
       }
       for (index_t i = 0; i < n; ++i)
