@@ -85,6 +85,23 @@ void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<c
   if (y.extent(0) > 1 && y.stride(0) != 1) throw shape_error("gemv: y must be contiguous (stride " + std::to_string(y.stride(0)) + ")");
 }
 
+/// Bytes ahead of the loads that gemv prefetches weights (into L2). The hardware prefetchers alone
+/// keep too few lines in flight once the core has enough arithmetic per byte to fill its
+/// out-of-order window before the loads return: f16 rows, widened in registers, streamed at 55-65%
+/// of the read bandwidth without this and at 85-100% with it (docs/gemm.md).
+inline constexpr index_t gemv_prefetch_distance = 16384;
+
+/// Prefetches the lines `gemv_prefetch_distance` bytes past the n elements at p, never past limit
+/// (the end of this thread's rows: the rows after it are another thread's).
+template <class W, index_t N>
+TESSERA_ALWAYS_INLINE void gemv_prefetch(const W* p, const char* limit) noexcept {
+  constexpr index_t bytes = N * static_cast<index_t>(sizeof(W));
+  const char* ahead = reinterpret_cast<const char*>(p) + gemv_prefetch_distance;
+#pragma GCC unroll 4
+  for (index_t b = 0; b < bytes; b += 64)
+    if (ahead + b < limit) __builtin_prefetch(ahead + b, 0, 1);
+}
+
 /// y[j .. j + R) for R = W / U consecutive rows of w at once (one activation vector): U vectors
 /// per row per step, the R·U = W accumulators summed by one haddp at the end instead of a
 /// horizontal add per row, and each vector of x loaded once for the R rows. Rows of 768 f16
@@ -92,7 +109,8 @@ void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<c
 /// the loads. Requires every row to start at the same offset within the load alignment (`head`
 /// leading elements, done one by one like the tail).
 template <class Arch, class W>
-void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t head, float* y) noexcept {
+void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t head, float* y,
+                    const char* limit) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t lanes = batch::size;
   constexpr index_t U = lanes >= 16 ? 4 : 2;
@@ -111,6 +129,8 @@ void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t 
       for (index_t r = 0; r < R; ++r)
         acc[r * U + u] = xsimd::fma(load_widened<Arch>(w + r * ldw + p + u * lanes), xv, acc[r * U + u]);
     }
+#pragma GCC unroll 8
+    for (index_t r = 0; r < R; ++r) gemv_prefetch<W, step>(w + r * ldw + p, limit);
   }
   for (index_t p = ku; p < kv; p += lanes) {
     const batch xv = batch::load_unaligned(x + p);
@@ -143,15 +163,18 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
   constexpr index_t step = U * lanes;
   constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
   index_t j = lo;
+  if (lo >= hi) return;
   if constexpr (M == 1 && lanes >= 8) {
     // blocks of rows when every row has the same alignment (the row stride is a multiple of it)
     constexpr index_t R = lanes / (lanes >= 16 ? 4 : 2);
     const auto addr = reinterpret_cast<std::uintptr_t>(w + lo * ldw);
     if (addr % sizeof(W) == 0 && (static_cast<std::uintptr_t>(ldw) * sizeof(W)) % align == 0) {
       const index_t head = std::min(k, static_cast<index_t>((align - addr % align) % align / sizeof(W)));
-      for (; j + R <= hi; j += R) gemv_row_block<Arch>(xs[0], w + j * ldw, ldw, k, head, out + j);
+      const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + k);
+      for (; j + R <= hi; j += R) gemv_row_block<Arch>(xs[0], w + j * ldw, ldw, k, head, out + j, limit);
     }
   }
+  const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + k);
   for (; j < hi; ++j) {
     const W* row = w + j * ldw;
     // Peel a few leading elements so the vector loads of w (lanes · sizeof(W) bytes: 64 for f32,
@@ -176,6 +199,7 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
 #pragma GCC unroll 4
         for (int i = 0; i < M; ++i) acc[u][i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p + u * lanes), acc[u][i]);
       }
+      gemv_prefetch<W, step>(row + p, limit);
     }
     for (index_t p = ku; p < kv; p += lanes) {
       const batch wv = load_widened<Arch>(row + p);
