@@ -14,6 +14,7 @@
 #include <string>
 
 #include <tessera/attention/softmax_attention.hpp>
+#include <tessera/attention/softmax_decode.hpp>
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor.hpp>
 

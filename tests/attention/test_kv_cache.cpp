@@ -2,6 +2,7 @@
 
 #include <tessera/attention/kv_cache.hpp>
 #include <tessera/attention/softmax_attention.hpp>
+#include <tessera/attention/softmax_decode.hpp>
 
 #include "attention_test_util.hpp"
 

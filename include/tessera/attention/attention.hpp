@@ -8,3 +8,4 @@
 #include <tessera/attention/mask.hpp>
 #include <tessera/attention/position_bias.hpp>
 #include <tessera/attention/softmax_attention.hpp>
+#include <tessera/attention/softmax_decode.hpp>

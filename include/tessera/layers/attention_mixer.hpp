@@ -15,6 +15,7 @@
 
 #include <tessera/attention/kv_cache.hpp>
 #include <tessera/attention/softmax_attention.hpp>
+#include <tessera/attention/softmax_decode.hpp>
 #include <tessera/layers/linear.hpp>
 #include <tessera/layers/rotary.hpp>
 #include <tessera/ops/rope.hpp>

@@ -47,6 +47,7 @@
 #include <tessera/attention/kv_cache.hpp>
 #include <tessera/attention/retention.hpp>
 #include <tessera/attention/softmax_attention.hpp>
+#include <tessera/attention/softmax_decode.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/io/safetensors.hpp>
