@@ -37,6 +37,7 @@
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
+#include <tessera/kernels/tile_gemm.hpp>
 #include <tessera/simd/arch.hpp>
 #include <tessera/simd/vec.hpp>
 
@@ -153,13 +154,6 @@ inline void la_check(const la_problem& p, const char* form) {
 
 // ---- small dense helpers: plain loops for simd::scalar, register tiles in xsimd otherwise --------
 
-/// Which triangle of a chunk product is needed (causal chunks: only blocks on or below the diagonal).
-enum class la_tri {
-  none,
-  lower_c,  // c is lower triangular: row i needs columns j <= i only (the rest is zeroed afterwards)
-  lower_a,  // a is lower triangular (zero above the diagonal): row i needs depth p <= i only
-};
-
 /// x (rows, cols; row stride ldx) transposed into xt (cols, ldt), zero in columns rows .. ldt.
 template <class Arch>
 void la_transpose(const float* x, index_t rows, index_t cols, index_t ldx, float* xt, index_t ldt) noexcept {
@@ -191,65 +185,13 @@ template <class Arch>
 struct la_ops {
   using batch = xsimd::batch<float, Arch>;
   static constexpr index_t lanes = batch::size;
-  // rows of a register tile of c; each row holds up to 4 vectors (24 accumulators with 32 registers)
-  static constexpr int tile_rows = std::is_base_of_v<xsimd::avx512f, Arch> ? 6 : 3;
 
-  /// c (m×n) (+)= alpha · a (m×k) · b (k×n), with a(i, p) = a[i·lda + p], or a[p·lda + i] when TA.
-  /// n is a multiple of lanes (the chunk buffers are padded with zero columns); b stays in L1.
+  /// c (m×n) (+)= a (m×k) · b (k×n) with a(i, p) = a[i·lda + p], or a[p·lda + i] when TA; b and c
+  /// rows aligned, n a multiple of lanes (the chunk buffers are padded with zero columns).
   template <bool TA>
-  static void gemm(index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda, const float* b,
-                   index_t ldb, float* c, index_t ldc, bool accumulate, la_tri tri = la_tri::none) noexcept {
-    for (index_t i0 = 0; i0 < m; i0 += tile_rows) {
-      const index_t mr = std::min<index_t>(tile_rows, m - i0);
-      const index_t nn = tri == la_tri::lower_c ? std::min(n, (i0 + mr + lanes - 1) / lanes * lanes) : n;
-      const index_t kk = tri == la_tri::lower_a ? std::min(k, i0 + mr) : k;
-      const float* ai = TA ? a + i0 : a + i0 * lda;
-      for (index_t j0 = 0; j0 < nn; j0 += 4 * lanes)
-        gemm_rows<TA>(mr, std::min<index_t>(4, (nn - j0) / lanes), kk, alpha, ai, lda, b + j0, ldb,
-                      c + i0 * ldc + j0, ldc, accumulate);
-    }
-  }
-  template <bool TA, int MR = tile_rows>
-  static void gemm_rows(index_t mr, index_t nv, index_t k, float alpha, const float* a, index_t lda, const float* b,
-                        index_t ldb, float* c, index_t ldc, bool accumulate) noexcept {
-    if constexpr (MR > 1)
-      if (mr < MR) return gemm_rows<TA, MR - 1>(mr, nv, k, alpha, a, lda, b, ldb, c, ldc, accumulate);
-    switch (nv) {
-      case 4: return gemm_tile<TA, MR, 4>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
-      case 3: return gemm_tile<TA, MR, 3>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
-      case 2: return gemm_tile<TA, MR, 2>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
-      default: return gemm_tile<TA, MR, 1>(k, alpha, a, lda, b, ldb, c, ldc, accumulate);
-    }
-  }
-  /// One MR × NV-vector tile of c, its accumulators in registers for the whole depth k.
-  template <bool TA, int MR, int NV>
-  static void gemm_tile(index_t k, float alpha, const float* a, index_t lda, const float* b, index_t ldb, float* c,
-                        index_t ldc, bool accumulate) noexcept {
-    batch acc[MR][NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.f);
-    for (index_t p = 0; p < k; ++p) {
-      batch bv[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = batch::load_unaligned(b + p * ldb + v * lanes);
-#pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const batch x(TA ? a[p * lda + r] : a[r * lda + p]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(x, bv[v], acc[r][v]);
-      }
-    }
-    const batch va(alpha);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        float* dst = c + r * ldc + v * lanes;
-        const batch y = accumulate ? xsimd::fma(va, acc[r][v], batch::load_unaligned(dst)) : va * acc[r][v];
-        y.store_unaligned(dst);
-      }
+  static void gemm(index_t m, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                   index_t ldc, bool accumulate, kernels::tile_triangle tri = kernels::tile_triangle::none) noexcept {
+    kernels::tile_gemm<Arch>(m, n, k, a, TA ? 1 : lda, TA ? lda : 1, b, ldb, c, ldc, accumulate, tri);
   }
   /// y = a·y + b·x
   static void axpby(float* y, float a, const float* x, float b, index_t n) noexcept {
@@ -413,15 +355,15 @@ template <>
 struct la_ops<simd::scalar> {
   static constexpr index_t lanes = 1;
   template <bool TA>
-  static void gemm(index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda, const float* b,
-                   index_t ldb, float* c, index_t ldc, bool accumulate, la_tri tri = la_tri::none) noexcept {
+  static void gemm(index_t m, index_t n, index_t k, const float* a, index_t lda, const float* b, index_t ldb, float* c,
+                   index_t ldc, bool accumulate, kernels::tile_triangle tri = kernels::tile_triangle::none) noexcept {
     for (index_t i = 0; i < m; ++i) {
-      const index_t nn = tri == la_tri::lower_c ? std::min(n, i + 1) : n;
-      const index_t kk = tri == la_tri::lower_a ? std::min(k, i + 1) : k;
+      const index_t nn = tri == kernels::tile_triangle::lower_c ? std::min(n, i + 1) : n;
+      const index_t kk = tri == kernels::tile_triangle::lower_a ? std::min(k, i + 1) : k;
       for (index_t j = 0; j < nn; ++j) {
         float s = 0.f;
         for (index_t p = 0; p < kk; ++p) s += (TA ? a[p * lda + i] : a[i * lda + p]) * b[p * ldb + j];
-        c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + alpha * s;
+        c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + s;
       }
     }
   }
@@ -572,7 +514,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
   float* A = x.a;
   if (!vec) {
     la_transpose<Arch>(x.kc, n, d_k, d_k, x.bt, na);  // Kᵀ (d_k, na)
-    ops::template gemm<false>(n, na, d_k, 1.f, x.qc, d_k, x.bt, na, A, na, false, la_tri::lower_c);
+    ops::template gemm<false>(n, na, d_k, x.qc, d_k, x.bt, na, A, na, false, kernels::tile_triangle::lower_c);
     for (index_t i = 0; i < n; ++i) {
       if (gated) ops::scale_exp_row(A + i * na, x.bs[i], x.bs, i + 1);
       std::fill(A + i * na + i + 1, A + (i + 1) * na, 0.f);
@@ -590,7 +532,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
         for (index_t i = r; i < re; ++i) ops::mul_exp(x.qt + (i - r) * d_k, x.qc + i * d_k, x.bv + i * d_k, bp, d_k);
         for (index_t j = 0; j < r; ++j) ops::mul_exp(x.kt + j * d_k, x.kc + j * d_k, bp, x.bv + j * d_k, d_k);
         la_transpose<Arch>(x.kt, r, d_k, d_k, x.bt, rp);
-        ops::template gemm<false>(re - r, rp, d_k, 1.f, x.qt, d_k, x.bt, rp, A + r * na, na, false);
+        ops::template gemm<false>(re - r, rp, d_k, x.qt, d_k, x.bt, rp, A + r * na, na, false);
       }
       for (index_t i = r; i < re; ++i) {
         ops::gated_row(x.qc + i * d_k, x.kc, x.ga, d_k, r, i, A + i * na, x.tmp);
@@ -611,24 +553,24 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
     // WY/UT form: (I + L) U = diag(β) V - diag(β exp(b)) K S0, L strictly lower with
     // L_ij = β_i exp(b_i - b_j) k_i·k_j; forward substitution, then U replaces V.
     float* L = x.lm;
-    ops::template gemm<false>(n, na, d_k, 1.f, x.kc, d_k, x.bt, na, L, na, false, la_tri::lower_c);
+    ops::template gemm<false>(n, na, d_k, x.kc, d_k, x.bt, na, L, na, false, kernels::tile_triangle::lower_c);
     for (index_t i = 0; i < n; ++i) {
       const float bi = p.beta(t0 + i, h);
       if (gated) ops::scale_exp_row(L + i * na, x.bs[i], x.bs, i);
       for (index_t j = 0; j < i; ++j) L[i * na + j] *= bi;
-      float* kt = x.kt + i * d_k;
+      float* kt = x.kt + i * d_k;  // -β exp(b) k: the sign of the product below folded in
       decay_q(kt, x.kc + i * d_k, i);
-      for (index_t d = 0; d < d_k; ++d) kt[d] *= bi;
+      for (index_t d = 0; d < d_k; ++d) kt[d] *= -bi;
       for (index_t e = 0; e < d_v; ++e) x.vc[i * dv + e] *= bi;
     }
-    ops::template gemm<false>(n, dv, d_k, -1.f, x.kt, d_k, x.s, dv, x.vc, dv, true);
+    ops::template gemm<false>(n, dv, d_k, x.kt, d_k, x.s, dv, x.vc, dv, true);
     for (index_t i = 1; i < n; ++i)
       for (index_t j = 0; j < i; ++j) ops::axpy(x.vc + i * dv, -L[i * na + j], x.vc + j * dv, dv);
   }
   // O (n, dv) = A V + (Q ⊙ exp(b)) S0
-  ops::template gemm<false>(n, dv, n, 1.f, A, na, x.vc, dv, x.oc, dv, false, la_tri::lower_a);
+  ops::template gemm<false>(n, dv, n, A, na, x.vc, dv, x.oc, dv, false, kernels::tile_triangle::lower_a);
   for (index_t i = 0; i < n; ++i) decay_q(x.qt + i * d_k, x.qc + i * d_k, i);
-  ops::template gemm<false>(n, dv, d_k, 1.f, x.qt, d_k, x.s, dv, x.oc, dv, true);
+  ops::template gemm<false>(n, dv, d_k, x.qt, d_k, x.s, dv, x.oc, dv, true);
   if (p.normalize)
     for (index_t i = 0; i < n; ++i) {
       float den = ops::dot(x.qt + i * d_k, x.z, d_k);
@@ -653,7 +595,7 @@ void la_chunk(const la_problem& p, index_t h, index_t t0, index_t n, const la_ro
       for (index_t c = 0; c < d_v; ++c) x.s[d * dv + c] *= e;
       if (p.normalize) x.z[d] *= e;
     }
-  ops::template gemm<true>(d_k, dv, n, 1.f, x.kt, d_k, x.vc, dv, x.s, dv, true);
+  ops::template gemm<true>(d_k, dv, n, x.kt, d_k, x.vc, dv, x.s, dv, true);
   if (p.normalize)
     for (index_t j = 0; j < n; ++j)
       for (index_t d = 0; d < d_k; ++d) x.z[d] += x.kt[j * d_k + d];

@@ -60,6 +60,7 @@
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
+#include <tessera/kernels/tile_gemm.hpp>
 #include <tessera/simd/arch.hpp>
 #include <tessera/simd/vec.hpp>
 
@@ -404,8 +405,8 @@ inline void k_bounds(const key_run& run, index_t j0, index_t j1, index_t& lo, in
 //   Qt: (head_dim, BQ)  scale · q, transposed once per query tile (zero columns past l)
 //   St: (k_tile, BQ)    St = K_tile · Qt        (scores, then probabilities)
 //   Ot: (head_dim, BQ)  Ot = alpha ⊙ Ot + V_tileᵀ · St
-// Both products are C (m × BQ) += Σ_k A(m, k) · B[k][:], done by one micro-kernel that holds an
-// MR × 4-vector block of C in registers, broadcasting A and streaming B rows.
+// Both products are C (m × BQ) += Σ_k A(m, k) · B[k][:], done by kernels::tile_gemm (an MR × 4-vector
+// block of C in registers, broadcasting A and streaming B rows).
 
 template <class Arch>
 inline constexpr index_t tile_vectors = 4;  // vectors of query rows per tile
@@ -413,55 +414,6 @@ inline constexpr index_t tile_vectors = 4;  // vectors of query rows per tile
 template <class Arch>
 constexpr index_t q_tile_rows() noexcept {
   return tile_vectors<Arch> * static_cast<index_t>(xsimd::batch<float, Arch>::size);
-}
-
-/// C (MR × NV·W) (+)= Σ_k A(r, k) · B[k][:]; A(r, k) = a[r·a_rs + k·a_cs]; B, C 64-byte aligned rows.
-template <class Arch, int MR, int NV>
-TESSERA_ALWAYS_INLINE void micro_kernel(const float* a, index_t a_rs, index_t a_cs, const float* b, index_t ldb,
-                                        index_t kdim, float* c, index_t ldc, bool accumulate) noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  constexpr index_t W = batch::size;
-  batch acc[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? batch::load_aligned(c + r * ldc + v * W) : batch(0.f);
-  for (index_t k = 0; k < kdim; ++k) {
-    batch bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = batch::load_aligned(b + k * ldb + v * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const batch av(a[r * a_rs + k * a_cs]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(av, bv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(c + r * ldc + v * W);
-}
-
-/// C (m × BQ) (+)= A (m × kdim) · B (kdim × BQ), A read through strides (a_rs, a_cs).
-template <class Arch>
-void tile_gemm(const float* a, index_t a_rs, index_t a_cs, index_t m, const float* b, index_t kdim, float* c,
-               bool accumulate) noexcept {
-  constexpr int NV = static_cast<int>(tile_vectors<Arch>);
-  constexpr index_t ld = q_tile_rows<Arch>();
-  constexpr int MR = xsimd::batch<float, Arch>::size >= 16 ? 6 : 3;  // 24 or 12 accumulators
-  index_t r = 0;
-  for (; r + MR <= m; r += MR) micro_kernel<Arch, MR, NV>(a + r * a_rs, a_rs, a_cs, b, ld, kdim, c + r * ld, ld, accumulate);
-  const float* ar = a + r * a_rs;
-  float* cr = c + r * ld;
-  switch (m - r) {
-    case 1: micro_kernel<Arch, 1, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
-    case 2: micro_kernel<Arch, 2, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
-    case 3: micro_kernel<Arch, 3, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
-    case 4: micro_kernel<Arch, 4, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
-    case 5: micro_kernel<Arch, 5, NV>(ar, a_rs, a_cs, b, ld, kdim, cr, ld, accumulate); break;
-    default: break;
-  }
 }
 
 /// Per-worker scratch of the tiled kernel (all (rows, BQ), 64-byte aligned).
@@ -507,7 +459,7 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
       const tile_visibility vis = classify_tile(qlo, qhi, klo, khi, pb.mask);
       if (vis == tile_visibility::none) continue;
       // St = K_tile · Qt
-      tile_gemm<Arch>(&run.k(j0, g, 0), run.k.stride(0), 1, bk, sc.Qt, head_dim, sc.St, false);
+      kernels::tile_gemm<Arch>(bk, BQ, head_dim, &run.k(j0, g, 0), run.k.stride(0), 1, sc.Qt, BQ, sc.St, BQ, false);
       // softcap, additive terms, mask
       if (vis == tile_visibility::all && !pb.has_additive()) {
         if (pb.softcap > 0.f) {
@@ -564,7 +516,7 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
         }
       }
       // Ot += V_tileᵀ · St:  A(e, c) = V[j0 + c][e]
-      tile_gemm<Arch>(&run.v(j0, g, 0), 1, run.v.stride(0), head_dim, sc.St, bk, sc.Ot, true);
+      kernels::tile_gemm<Arch>(head_dim, BQ, bk, &run.v(j0, g, 0), 1, run.v.stride(0), sc.St, BQ, sc.Ot, BQ, true);
     }
   }
   for (index_t r = 0; r < bq; ++r) {
