@@ -228,7 +228,7 @@ void gemm_small_m(const tensor_view<const float, 2>& a, const tensor_view<const 
   const index_t ldw = row_stride(w);
   float* cp = c.data();
   const index_t ldc = row_stride(c);
-  parallel_for_dynamic(0, n, gemv_grain(k), [&](index_t lo, index_t hi) {
+  parallel_for(0, n, gemv_grain(k), [&](index_t lo, index_t hi) {
     if (!accumulate) {
       gemv_rows_range<M, Arch>(xs, wp, ldw, k, cp, ldc, lo, hi);
     } else {

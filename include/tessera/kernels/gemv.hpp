@@ -6,9 +6,10 @@
 //
 // Decode is bound by memory bandwidth: every weight byte is read once per token, so the narrow
 // types are read as they are stored and widened in registers (f16: F16C vcvtph2ps; bf16: zero
-// extend and shift left by 16, which is exact). Threads take contiguous ranges of rows
-// (parallel_for_dynamic) and walk them in blocks of a few rows when the rows are equally aligned
-// (gemv_row_block: one haddp per block instead of a horizontal add per row), row by row otherwise.
+// extend and shift left by 16, which is exact). Each thread takes one contiguous range of rows
+// (parallel_for) and walks it in blocks of a few rows when the rows are equally aligned
+// (gemv_row_block: one haddp per block instead of a horizontal add per row), row by row otherwise,
+// prefetching gemv_prefetch_distance bytes ahead up to the end of its range.
 //
 // gemv_rows(a, w, c) is the same kernel for a handful of activation rows at once (c = a · wᵀ with
 // m <= 4): gemm uses it for tiny m, where packing the weights would cost more than it saves.
@@ -253,7 +254,7 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
     const W* wp = w.data();
     const index_t ldw = n > 1 ? w.stride(0) : k;
     float* yp = y.data();
-    parallel_for_dynamic(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
+    parallel_for(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
       detail::gemv_rows_range<1, Arch>(xs, wp, ldw, k, yp, 0, lo, hi);
     });
   }
