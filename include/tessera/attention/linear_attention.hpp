@@ -83,6 +83,7 @@ inline std::size_t linear_attention_workspace_bytes(index_t rows, index_t n_head
   return static_cast<std::size_t>(workers) * (workspace::bytes_for<float>(floats) + 24 * buffer_alignment) +
          workspace::bytes_for<float>(chunked) + 2 * buffer_alignment;
 }
+
 namespace detail {
 
 // ---- the problem every linear-attention kind reduces to -----------------------------------------
