@@ -185,3 +185,47 @@ TEST_CASE("exp_neg against std::exp in double: relative error within 4e-7 over [
           "[ssm][exp]") {
   check_exp_neg<simd::default_arch>();
 }
+
+namespace {
+/// The vector softplus and silu (division-free) against the definitions in double, over the
+/// ranges Δ and z take and past torch's softplus threshold of 20.
+template <class Arch>
+void check_softplus_silu() {
+  if constexpr (simd::is_scalar_v<Arch>) {
+    SUCCEED("scalar build: no vector softplus / silu");
+  } else {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t W = batch::size;
+    std::vector<float> xs;
+    for (int i = 0; i <= 200000; ++i) xs.push_back(-100.f + 130.f * static_cast<float>(i) / 200000.f);
+    for (float x : {0.f, -0.f, 1e-30f, -1e-30f, 1e-7f, -1e-7f, 19.99f, 20.f, 20.01f, 88.f, -88.f, -1e4f, 1e4f})
+      xs.push_back(x);
+    while (xs.size() % W) xs.push_back(0.5f);
+    double worst_softplus = 0, worst_silu = 0;
+    for (std::size_t i = 0; i < xs.size(); i += W) {
+      alignas(64) float sp[W], si[W];
+      const batch x = batch::load_unaligned(xs.data() + i);
+      ssm::detail::softplus<Arch>(x).store_aligned(sp);
+      ssm::detail::silu<Arch>(x).store_aligned(si);
+      for (index_t j = 0; j < W; ++j) {
+        const double v = xs[i + j];
+        const double want_sp = v > 20 ? v : std::log1p(std::exp(v));
+        const double want_si = v / (1 + std::exp(-v));
+        // relative errors away from float's underflow (below 1e-30 the results may flush to 0)
+        if (want_sp > 1e-30) worst_softplus = std::max(worst_softplus, std::abs(sp[j] - want_sp) / want_sp);
+        else REQUIRE(std::abs(sp[j] - want_sp) < 1e-30);
+        if (std::abs(want_si) > 1e-30) worst_silu = std::max(worst_silu, std::abs(si[j] - want_si) / std::abs(want_si));
+        else REQUIRE(std::abs(si[j] - want_si) < 1e-30);
+      }
+    }
+    CAPTURE(worst_softplus, worst_silu);
+    CHECK(worst_softplus < 1e-6);
+    CHECK(worst_silu < 1e-6);
+  }
+}
+}  // namespace
+
+TEST_CASE("vector softplus and silu against their definitions in double: relative error within 1e-6 over [-100, 30]",
+          "[ssm][exp]") {
+  check_softplus_silu<simd::default_arch>();
+}
