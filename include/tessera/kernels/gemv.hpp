@@ -86,11 +86,29 @@ void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<c
   if (y.extent(0) > 1 && y.stride(0) != 1) throw shape_error("gemv: y must be contiguous (stride " + std::to_string(y.stride(0)) + ")");
 }
 
-/// Bytes ahead of the loads that gemv prefetches weights (into L2). The hardware prefetchers alone
-/// keep too few lines in flight once the core has enough arithmetic per byte to fill its
-/// out-of-order window before the loads return: f16 rows, widened in registers, streamed at 55-65%
-/// of the read bandwidth without this and at 85-100% with it (docs/gemm.md).
+/// Bytes ahead of the loads that gemv prefetches weights (into L2) where that helps. The hardware
+/// prefetchers alone keep too few lines in flight once the core has enough arithmetic per byte to
+/// fill its out-of-order window before the loads return: on Intel (Sapphire Rapids) f16 rows,
+/// widened in registers, streamed at 55-65% of the read bandwidth without this and at 85-100% with
+/// it. On AMD (Zen 3) the same prefetches slow the f32 stream by 15% and do not speed up f16: the
+/// L2 stream prefetcher already runs far enough ahead (docs/gemm.md has both tables).
 inline constexpr index_t gemv_prefetch_distance = 16384;
+
+/// Whether gemv issues its software prefetches on this CPU: on every CPU but AMD's (cpuid vendor
+/// "AuthenticAMD"), read once.
+inline bool gemv_prefetch_enabled() noexcept {
+  static const bool enabled = [] {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0));
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "Auth" "enti" "cAMD"
+    return !amd;
+#else
+    return true;
+#endif
+  }();
+  return enabled;
+}
 
 /// Prefetches the lines `gemv_prefetch_distance` bytes past the n elements at p, never past limit
 /// (the end of this thread's rows: the rows after it are another thread's).
@@ -103,22 +121,33 @@ TESSERA_ALWAYS_INLINE void gemv_prefetch(const W* p, const char* limit) noexcept
     if (ahead + b < limit) __builtin_prefetch(ahead + b, 0, 1);
 }
 
-/// y[j .. j + R) for R = W / U consecutive rows of w at once (one activation vector): U vectors
-/// per row per step, the R·U = W accumulators summed by one haddp at the end instead of a
-/// horizontal add per row, and each vector of x loaded once for the R rows. Rows of 768 f16
-/// (1.5 KB) are short enough that the per-row reduction and loop setup otherwise cost as much as
-/// the loads. Requires every row to start at the same offset within the load alignment (`head`
-/// leading elements, done one by one like the tail).
-template <class Arch, class W>
+/// Rows (R) and vectors per row per step (U) of gemv_row_block, R·U = lanes accumulators (one
+/// haddp). AVX-512: 4 rows × 4 vectors. AVX2: 8 rows × 1 vector. On Zen 3 that runs 1.8-2.1x
+/// faster on f16 rows held in L1/L2 than 4 × 2 (the conversions of 8 rows interleave better), and
+/// streams f32 from memory 5-25% faster (8 row streams in flight; docs/gemm.md).
+template <class Arch>
+struct gemv_block_shape {
+  static constexpr index_t lanes = xsimd::batch<float, Arch>::size;
+  static constexpr index_t U = lanes >= 16 ? 4 : 1;
+  static constexpr index_t R = lanes / U;
+};
+
+/// y[j .. j + R) for R consecutive rows of w at once (one activation vector): U vectors per row per
+/// step, the R·U = W accumulators summed by one haddp at the end instead of a horizontal add per
+/// row, and each vector of x loaded once for the R rows. Rows of 768 f16 (1.5 KB) are short enough
+/// that the per-row reduction and loop setup otherwise cost as much as the loads. Requires every
+/// row to start at the same offset within the load alignment (`head` leading elements, done one by
+/// one like the tail). Prefetch: whether to issue gemv_prefetch (gemv_prefetch_enabled).
+template <class Arch, bool Prefetch, class W>
 void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t head, float* y,
                     const char* limit) noexcept {
   using batch = xsimd::batch<float, Arch>;
-  constexpr index_t lanes = batch::size;
-  constexpr index_t U = lanes >= 16 ? 4 : 2;
-  constexpr index_t R = lanes / U;
+  using shape = gemv_block_shape<Arch>;
+  constexpr index_t lanes = shape::lanes, U = shape::U, R = shape::R;
   constexpr index_t step = U * lanes;
   const index_t ku = head + (k - head) / step * step;
   const index_t kv = head + (k - head) / lanes * lanes;
+  static_assert(R * U == lanes, "gemv_row_block: the R·U accumulators must be one haddp");
   batch acc[lanes];
 #pragma GCC unroll 16
   for (index_t i = 0; i < lanes; ++i) acc[i] = batch(0.f);
@@ -130,8 +159,10 @@ void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t 
       for (index_t r = 0; r < R; ++r)
         acc[r * U + u] = xsimd::fma(load_widened<Arch>(w + r * ldw + p + u * lanes), xv, acc[r * U + u]);
     }
+    if constexpr (Prefetch) {
 #pragma GCC unroll 8
-    for (index_t r = 0; r < R; ++r) gemv_prefetch<W, step>(w + r * ldw + p, limit);
+      for (index_t r = 0; r < R; ++r) gemv_prefetch<W, step>(w + r * ldw + p, limit);
+    }
   }
   for (index_t p = ku; p < kv; p += lanes) {
     const batch xv = batch::load_unaligned(x + p);
@@ -155,9 +186,9 @@ void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t 
 /// out[i * ldy + j] = dot(w row j, xs[i]). The vectorized leaf of gemv and of gemm for tiny m.
 /// One row of w at a time, so the weights are read as one sequential stream (the hardware
 /// prefetcher's best case); U vectors per step along k give U * M independent FMA chains.
-template <int M, class Arch, class W>
-void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
-                     index_t lo, index_t hi) noexcept {
+template <int M, class Arch, bool Prefetch, class W>
+void gemv_rows_range_impl(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
+                          index_t lo, index_t hi) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t lanes = batch::size;
   constexpr int U = M == 1 ? 4 : (M == 2 ? 2 : 1);
@@ -167,12 +198,12 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
   if (lo >= hi) return;
   if constexpr (M == 1 && lanes >= 8) {
     // blocks of rows when every row has the same alignment (the row stride is a multiple of it)
-    constexpr index_t R = lanes / (lanes >= 16 ? 4 : 2);
+    constexpr index_t R = gemv_block_shape<Arch>::R;
     const auto addr = reinterpret_cast<std::uintptr_t>(w + lo * ldw);
     if (addr % sizeof(W) == 0 && (static_cast<std::uintptr_t>(ldw) * sizeof(W)) % align == 0) {
       const index_t head = std::min(k, static_cast<index_t>((align - addr % align) % align / sizeof(W)));
       const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + k);
-      for (; j + R <= hi; j += R) gemv_row_block<Arch>(xs[0], w + j * ldw, ldw, k, head, out + j, limit);
+      for (; j + R <= hi; j += R) gemv_row_block<Arch, Prefetch>(xs[0], w + j * ldw, ldw, k, head, out + j, limit);
     }
   }
   const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + k);
@@ -200,7 +231,7 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
 #pragma GCC unroll 4
         for (int i = 0; i < M; ++i) acc[u][i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p + u * lanes), acc[u][i]);
       }
-      gemv_prefetch<W, step>(row + p, limit);
+      if constexpr (Prefetch) gemv_prefetch<W, step>(row + p, limit);
     }
     for (index_t p = ku; p < kv; p += lanes) {
       const batch wv = load_widened<Arch>(row + p);
@@ -218,6 +249,14 @@ void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k,
       out[i * ldy + j] = s;
     }
   }
+}
+
+/// gemv_rows_range_impl with this CPU's prefetch choice (gemv_prefetch_enabled).
+template <int M, class Arch, class W>
+void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
+                     index_t lo, index_t hi) noexcept {
+  if (gemv_prefetch_enabled()) gemv_rows_range_impl<M, Arch, true>(xs, w, ldw, k, out, ldy, lo, hi);
+  else gemv_rows_range_impl<M, Arch, false>(xs, w, ldw, k, out, ldy, lo, hi);
 }
 
 /// Rows of w per parallel_for grain: enough work per thread to cover the fork cost, a multiple of
