@@ -121,16 +121,42 @@ TESSERA_ALWAYS_INLINE void gemv_prefetch(const W* p, const char* limit) noexcept
     if (ahead + b < limit) __builtin_prefetch(ahead + b, 0, 1);
 }
 
-/// Rows (R) and vectors per row per step (U) of gemv_row_block, R·U = lanes accumulators (one
-/// haddp). AVX-512: 4 rows × 4 vectors. AVX2: 8 rows × 1 vector. On Zen 3 that runs 1.8-2.1x
-/// faster on f16 rows held in L1/L2 than 4 × 2 (the conversions of 8 rows interleave better), and
-/// streams f32 from memory 5-25% faster (8 row streams in flight; docs/gemm.md).
-template <class Arch>
+/// How gemv walks rows of W for one activation vector. AVX-512: blocks of R = 4 rows × U = 4
+/// vectors (gemv_row_block). AVX2 (measured on Zen 3, docs/gemm.md): f32 in blocks of 8 rows × 1
+/// vector, 5-25% faster from memory than 4 × 2; f16 / bf16 one row at a time, 4 vectors (one cache
+/// line) per step (gemv_row_stream), 10-30% faster than any block on weights mmap-ed from a file.
+template <class Arch, class W>
 struct gemv_block_shape {
   static constexpr index_t lanes = xsimd::batch<float, Arch>::size;
+  static constexpr bool row_stream = lanes < 16 && sizeof(W) == 2;
   static constexpr index_t U = lanes >= 16 ? 4 : 1;
   static constexpr index_t R = lanes / U;
 };
+
+/// y[j] = dot(w row j, x) for j in [lo, hi), one row at a time: 4 independent vectors per step and
+/// nothing else in the loop, so each row is one sequential stream of whole cache lines.
+template <class Arch, bool Prefetch, class W>
+void gemv_row_stream(const float* x, const W* w, index_t ldw, index_t k, float* y, index_t lo, index_t hi,
+                     const char* limit) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t lanes = batch::size, step = 4 * lanes;
+  for (index_t j = lo; j < hi; ++j) {
+    const W* row = w + j * ldw;
+    batch a0(0.f), a1(0.f), a2(0.f), a3(0.f);
+    index_t p = 0;
+    for (; p + step <= k; p += step) {
+      a0 = xsimd::fma(load_widened<Arch>(row + p), batch::load_unaligned(x + p), a0);
+      a1 = xsimd::fma(load_widened<Arch>(row + p + lanes), batch::load_unaligned(x + p + lanes), a1);
+      a2 = xsimd::fma(load_widened<Arch>(row + p + 2 * lanes), batch::load_unaligned(x + p + 2 * lanes), a2);
+      a3 = xsimd::fma(load_widened<Arch>(row + p + 3 * lanes), batch::load_unaligned(x + p + 3 * lanes), a3);
+      if constexpr (Prefetch) gemv_prefetch<W, step>(row + p, limit);
+    }
+    for (; p + lanes <= k; p += lanes) a0 = xsimd::fma(load_widened<Arch>(row + p), batch::load_unaligned(x + p), a0);
+    float s = xsimd::hadd((a0 + a1) + (a2 + a3));
+    for (; p < k; ++p) s += to_float(row[p]) * x[p];
+    y[j] = s;
+  }
+}
 
 /// y[j .. j + R) for R consecutive rows of w at once (one activation vector): U vectors per row per
 /// step, the R·U = W accumulators summed by one haddp at the end instead of a horizontal add per
@@ -142,7 +168,7 @@ template <class Arch, bool Prefetch, class W>
 void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t head, float* y,
                     const char* limit) noexcept {
   using batch = xsimd::batch<float, Arch>;
-  using shape = gemv_block_shape<Arch>;
+  using shape = gemv_block_shape<Arch, W>;
   constexpr index_t lanes = shape::lanes, U = shape::U, R = shape::R;
   constexpr index_t step = U * lanes;
   const index_t ku = head + (k - head) / step * step;
@@ -196,9 +222,12 @@ void gemv_rows_range_impl(const float* const* xs, const W* w, index_t ldw, index
   constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
   index_t j = lo;
   if (lo >= hi) return;
-  if constexpr (M == 1 && lanes >= 8) {
+  if constexpr (M == 1 && lanes >= 8 && gemv_block_shape<Arch, W>::row_stream) {
+    gemv_row_stream<Arch, Prefetch>(xs[0], w, ldw, k, out, lo, hi, reinterpret_cast<const char*>(w + (hi - 1) * ldw + k));
+    return;
+  } else if constexpr (M == 1 && lanes >= 8) {
     // blocks of rows when every row has the same alignment (the row stride is a multiple of it)
-    constexpr index_t R = gemv_block_shape<Arch>::R;
+    constexpr index_t R = gemv_block_shape<Arch, W>::R;
     const auto addr = reinterpret_cast<std::uintptr_t>(w + lo * ldw);
     if (addr % sizeof(W) == 0 && (static_cast<std::uintptr_t>(ldw) * sizeof(W)) % align == 0) {
       const index_t head = std::min(k, static_cast<index_t>((align - addr % align) % align / sizeof(W)));
