@@ -180,6 +180,57 @@ void scan_block(const scan_ptrs& p, index_t c0) noexcept {
   }
 }
 
+/// One token, channels [b0, b0 + nb) in blocks of W, for d_state = V vectors (Mamba's 16: one
+/// vector on AVX-512, two on AVX2): B and C stay in registers, and the W channels of a block are
+/// straight-line code, so the exps of different channels overlap (the step is bound by their
+/// latency, not by memory). Each channel's h ⊙ C is parked in an L1 row until one haddp sums the
+/// block. Returns the channels done (a multiple of W); the caller finishes the rest.
+template <class Arch, int V>
+index_t step_blocks_in_registers(const scan_ptrs& p, index_t b0, index_t nb, const float* delta,
+                                 const float* gate) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  const index_t* lane = simd::haddp_lane<Arch>();
+  batch Bv[V], Cv[V];
+  for (int v = 0; v < V; ++v) {
+    Bv[v] = batch::load_unaligned(p.B + v * W);
+    Cv[v] = batch::load_unaligned(p.C + v * W);
+  }
+  const float* TESSERA_RESTRICT xs = p.x;
+  const float* TESSERA_RESTRICT As = p.A;
+  float* TESSERA_RESTRICT hs = p.h;
+  alignas(64) float prod[W * W];  // row j: h_c ⊙ C for channel j of the block (summed over v)
+  index_t i = 0;
+  for (; i + W <= nb; i += W) {
+#pragma GCC unroll 16
+    for (index_t j = 0; j < W; ++j) {
+      const index_t c = b0 + i + j;
+      const float dl = delta[i + j];
+      const batch vdl(dl), vdx(dl * xs[c]);
+      batch hc(0.f);
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) {
+        const batch e = exp_neg<Arch>(vdl * batch::load_unaligned(As + c * p.ldA + v * W));
+        const batch hn = xsimd::fma(e, batch::load_unaligned(hs + c * p.ldh + v * W), vdx * Bv[v]);
+        hn.store_unaligned(hs + c * p.ldh + v * W);
+        hc = xsimd::fma(hn, Cv[v], hc);
+      }
+      hc.store_aligned(prod + j * W);
+    }
+    batch acc[W];
+    for (index_t j = 0; j < W; ++j) acc[j] = batch::load_aligned(prod + j * W);
+    alignas(64) float sums[W];
+    xsimd::haddp(acc).store_aligned(sums);
+    for (index_t j = 0; j < W; ++j) {
+      const index_t c = b0 + i + j;
+      float out = sums[lane[j]] + p.D[c] * xs[c];
+      if (p.z) out *= gate[i + j];
+      p.y[c] = out;
+    }
+  }
+  return i;
+}
+
 /// One token, channels [lo, hi): each state row as vectors over d_state. Δ and the gate are
 /// computed for blocks of channels with vector math first (libm calls per channel would cost more
 /// than the state update itself).
@@ -223,35 +274,9 @@ void step_range(const scan_ptrs& p, index_t lo, index_t hi) noexcept {
     };
     i = 0;
     if (p.d_state == W) {
-      // d_state is one vector (Mamba's 16 on AVX-512): B and C stay in registers, and W channels
-      // are straight-line code, so the exps of different channels overlap.
-      const index_t* lane = simd::haddp_lane<Arch>();
-      const batch Bv = batch::load_unaligned(p.B), Cv = batch::load_unaligned(p.C);
-      const float* TESSERA_RESTRICT xs = p.x;
-      const float* TESSERA_RESTRICT As = p.A;
-      float* TESSERA_RESTRICT hs = p.h;
-      alignas(64) float prod[W * W];  // row j: h_c ⊙ C for channel j of the block
-      for (; i + W <= nb; i += W) {
-#pragma GCC unroll 16
-        for (index_t j = 0; j < W; ++j) {
-          const index_t c = b0 + i + j;
-          const float dl = delta[i + j];
-          const batch e = exp_neg<Arch>(batch(dl) * batch::load_unaligned(As + c * p.ldA));
-          const batch hn = xsimd::fma(e, batch::load_unaligned(hs + c * p.ldh), batch(dl * xs[c]) * Bv);
-          hn.store_unaligned(hs + c * p.ldh);
-          (hn * Cv).store_aligned(prod + j * W);
-        }
-        batch acc[W];
-        for (index_t j = 0; j < W; ++j) acc[j] = batch::load_aligned(prod + j * W);
-        alignas(64) float sums[W];
-        xsimd::haddp(acc).store_aligned(sums);
-        for (index_t j = 0; j < W; ++j) {
-          const index_t c = b0 + i + j;
-          float out = sums[lane[j]] + p.D[c] * xs[c];
-          if (p.z) out *= gate[i + j];
-          p.y[c] = out;
-        }
-      }
+      i = step_blocks_in_registers<Arch, 1>(p, b0, nb, delta, gate);
+    } else if (p.d_state == 2 * W) {
+      i = step_blocks_in_registers<Arch, 2>(p, b0, nb, delta, gate);
     } else if (nv == p.d_state) {
       // W channels at a time: one transposing haddp sums their W partial vectors (a horizontal
       // add per channel was ~30% of the step); simd::haddp_lane says which lane holds which sum.
