@@ -91,3 +91,33 @@ TEST_CASE("gemv takes equally aligned rows in blocks: f32, f16, bf16", "[gemv]")
   check_row_blocks<f16>();
   check_row_blocks<bf16>();
 }
+
+TEST_CASE("gemv_many equals one gemv per matrix (rows split across matrices and threads)", "[gemv]") {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (index_t k : {7, 64, 257}) {
+      // three matrices of odd row counts sharing x: thread ranges straddle their boundaries
+      strided_matrix<float> x(1, k);
+      strided_matrix<f16> w0(33, k), w1(5, k, 3), w2(100, k);
+      strided_matrix<float> y0(1, 33), y1(1, 5), y2(1, 100);
+      kernels::gemv_many<f16, 3>(x.cview()[0], {w0.cview(), w1.cview(), w2.cview()},
+                                 {y0.view()[0], y1.view()[0], y2.view()[0]});
+      const strided_matrix<f16>* ws[] = {&w0, &w1, &w2};
+      const strided_matrix<float>* ys[] = {&y0, &y1, &y2};
+      for (int i = 0; i < 3; ++i) {
+        std::vector<double> ref, bound;
+        reference_gemm(x.cview(), ws[i]->cview(), ref, bound);
+        INFO("threads=" << threads << " k=" << k << " matrix=" << i);
+        REQUIRE(worst_error(ys[i]->cview(), ref, bound) < 2e-6);
+      }
+    }
+  }
+  set_num_threads(1);
+}
+
+TEST_CASE("gemv_many rejects a y of the wrong length", "[gemv]") {
+  strided_matrix<float> x(1, 16), y0(1, 8), y1(1, 9);
+  strided_matrix<float> w0(8, 16), w1(8, 16);
+  REQUIRE_THROWS_AS((kernels::gemv_many<float, 2>(x.cview()[0], {w0.cview(), w1.cview()}, {y0.view()[0], y1.view()[0]})),
+                    shape_error);
+}

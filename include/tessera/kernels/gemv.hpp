@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <type_traits>
 
@@ -324,6 +325,40 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
     float* yp = y.data();
     parallel_for(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
       detail::gemv_rows_range<1, Arch>(xs, wp, ldw, k, yp, 0, lo, hi);
+    });
+  }
+}
+
+/// y_i = w_i · x for N weights of one type that share x (q, k, v; gate, up), scalar reference.
+template <class W, std::size_t N>
+void gemv_many(tensor_view<const float, 1> x, const std::array<tensor_view<const W, 2>, N>& w,
+               const std::array<tensor_view<float, 1>, N>& y, simd::scalar) {
+  for (std::size_t i = 0; i < N; ++i) gemv(x, w[i], y[i], simd::scalar{});
+}
+
+/// y_i = w_i · x for N weights of one type that share x: the rows of all N matrices, end to end,
+/// split over threads in one parallel region, where N gemv calls would fork and join N times (a
+/// decode step of a Llama layer then has 4 regions instead of 7).
+template <class W, std::size_t N, class Arch = simd::default_arch>
+void gemv_many(tensor_view<const float, 1> x, const std::array<tensor_view<const W, 2>, N>& w,
+               const std::array<tensor_view<float, 1>, N>& y, Arch = {}) {
+  if constexpr (simd::is_scalar_v<Arch>) {
+    gemv_many(x, w, y, simd::scalar{});
+  } else {
+    std::array<index_t, N + 1> first{};  // first[i]: index of w[i]'s row 0 in the concatenation
+    for (std::size_t i = 0; i < N; ++i) {
+      detail::check_gemv_shapes(x, w[i], y[i]);
+      first[i + 1] = first[i] + w[i].extent(0);
+    }
+    const index_t k = x.extent(0);
+    const float* xs[1] = {x.data()};
+    parallel_for(0, first[N], detail::gemv_grain(k), [&](index_t lo, index_t hi) {
+      for (std::size_t i = 0; i < N; ++i) {
+        const index_t a = std::max(lo, first[i]) - first[i], b = std::min(hi, first[i + 1]) - first[i];
+        if (a >= b) continue;
+        const index_t n = w[i].extent(0);
+        detail::gemv_rows_range<1, Arch>(xs, w[i].data(), n > 1 ? w[i].stride(0) : k, k, y[i].data(), 0, a, b);
+      }
     });
   }
 }

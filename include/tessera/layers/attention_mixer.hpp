@@ -74,9 +74,7 @@ class attention_mixer {
     auto k = ws.alloc_view<float, 2>({l, kvh * hd});   // (l, n_kv_heads * head_dim)
     auto v = ws.alloc_view<float, 2>({l, kvh * hd});
     auto att = ws.alloc_view<float, 2>({l, h * hd});   // (l, n_heads * head_dim)
-    q_.forward(x, q, ws);
-    k_.forward(x, k, ws);
-    v_.forward(x, v, ws);
+    linear::forward_shared<3>(x, {&q_, &k_, &v_}, {q, k, v}, ws);
     auto q3 = q.reshape<3>({l, h, hd});
     auto k3 = k.reshape<3>({l, kvh, hd});
     auto v3 = v.reshape<3>({l, kvh, hd});

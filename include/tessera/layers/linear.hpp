@@ -9,6 +9,8 @@
 // otherwise). Models stay free of dtype templates; kernels stay typed.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <optional>
 #include <string>
 #include <variant>
@@ -95,6 +97,35 @@ class linear {
     std::optional<tensor_view<const float, 1>> b;
     if (bias_) b = bias_->cview();
     std::visit([&](auto& w) { ops::linear(x, w, b, out, ws); }, weight_.view());
+  }
+
+  /// outs[i] = layers[i]->forward(x) for layers that read the same x (q, k, v; gate, up). For one
+  /// row (decode) with weights all of one type, one kernels::gemv_many: one parallel region for all
+  /// N instead of one per layer. Otherwise each layer's forward.
+  template <std::size_t N>
+  static void forward_shared(tensor_view<const float, 2> x, const std::array<const linear*, N>& layers,
+                             const std::array<tensor_view<float, 2>, N>& outs, workspace& ws) {
+    const bool one_type = std::all_of(layers.begin(), layers.end(),
+                                      [&](const linear* l) { return l->weight_.type() == layers[0]->weight_.type(); });
+    if (x.extent(0) != 1 || !one_type) {
+      for (std::size_t i = 0; i < N; ++i) layers[i]->forward(x, outs[i], ws);
+      return;
+    }
+    std::visit(
+        [&](auto& first) {
+          using view = std::decay_t<decltype(first)>;
+          std::array<view, N> w;
+          std::array<tensor_view<float, 1>, N> y;
+          for (std::size_t i = 0; i < N; ++i) {
+            w[i] = std::get<view>(layers[i]->weight_.view());
+            expect_equal(outs[i].extent(0), x.extent(0), "linear::forward_shared: out rows vs x rows");
+            y[i] = outs[i][0];
+          }
+          kernels::gemv_many(x[0], w, y);
+        },
+        layers[0]->weight_.view());
+    for (std::size_t i = 0; i < N; ++i)
+      if (layers[i]->bias_) kernels::vec_add(outs[i].extent(1), outs[i].row(0), layers[i]->bias_->data(), outs[i].row(0));
   }
 
  private:

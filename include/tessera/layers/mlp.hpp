@@ -35,8 +35,7 @@ class gated_mlp {
     const index_t l = x.extent(0);
     auto gate = ws.alloc_view<float, 2>({l, d_ff()});  // (l, d_ff)
     auto up = ws.alloc_view<float, 2>({l, d_ff()});    // (l, d_ff)
-    gate_.forward(x, gate, ws);
-    up_.forward(x, up, ws);
+    linear::forward_shared<2>(x, {&gate_, &up_}, {gate, up}, ws);
     ops::gated_activation(act_, gate, up, gate);  // act(gate) ⊙ up
     down_.forward(gate, out, ws);
   }
