@@ -123,15 +123,20 @@ TESSERA_ALWAYS_INLINE void gemv_prefetch(const W* p, const char* limit) noexcept
 }
 
 /// How gemv walks rows of W for one activation vector. AVX-512: blocks of R = 4 rows × U = 4
-/// vectors (gemv_row_block). AVX2 (measured on Zen 3, docs/gemm.md): f32 in blocks of 8 rows × 1
-/// vector, 5-25% faster from memory than 4 × 2; f16 / bf16 one row at a time, 4 vectors (one cache
-/// line) per step (gemv_row_stream), 10-30% faster than any block on weights mmap-ed from a file.
+/// vectors (gemv_row_block). AVX2 (measured on Zen 3, docs/gemm.md): f32 rows of 2 KB or more in
+/// blocks of 8 rows × 1 vector, 5-25% faster from memory than 4 × 2; f16 / bf16 rows, and shorter
+/// f32 rows, one row at a time, a cache line per step (gemv_row_stream): 10-30% faster for f16 on
+/// weights mmap-ed from a file, 1.3-1.5x for f32 rows of 288 (a block's 8 streams of 18 lines each
+/// are too short for the hardware prefetcher; one row after another is one long stream).
 template <class Arch, class W>
 struct gemv_block_shape {
   static constexpr index_t lanes = xsimd::batch<float, Arch>::size;
-  static constexpr bool row_stream = lanes < 16 && sizeof(W) == 2;
   static constexpr index_t U = lanes >= 16 ? 4 : 1;
   static constexpr index_t R = lanes / U;
+  /// Whether rows of k elements go through gemv_row_stream instead of row blocks.
+  static constexpr bool row_stream(index_t k) noexcept {
+    return lanes < 16 && (sizeof(W) == 2 || k * static_cast<index_t>(sizeof(W)) < 2048);
+  }
 };
 
 /// y[j] = dot(w row j, x) for j in [lo, hi), one row at a time: 4 independent vectors per step and
@@ -223,10 +228,11 @@ void gemv_rows_range_impl(const float* const* xs, const W* w, index_t ldw, index
   constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
   index_t j = lo;
   if (lo >= hi) return;
-  if constexpr (M == 1 && lanes >= 8 && gemv_block_shape<Arch, W>::row_stream) {
-    gemv_row_stream<Arch, Prefetch>(xs[0], w, ldw, k, out, lo, hi, reinterpret_cast<const char*>(w + (hi - 1) * ldw + k));
-    return;
-  } else if constexpr (M == 1 && lanes >= 8) {
+  if constexpr (M == 1 && lanes >= 8) {
+    if (gemv_block_shape<Arch, W>::row_stream(k)) {
+      gemv_row_stream<Arch, Prefetch>(xs[0], w, ldw, k, out, lo, hi, reinterpret_cast<const char*>(w + (hi - 1) * ldw + k));
+      return;
+    }
     // blocks of rows when every row has the same alignment (the row stride is a multiple of it)
     constexpr index_t R = gemv_block_shape<Arch, W>::R;
     const auto addr = reinterpret_cast<std::uintptr_t>(w + lo * ldw);
