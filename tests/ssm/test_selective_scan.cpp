@@ -187,6 +187,46 @@ TEST_CASE("exp_neg against std::exp in double: relative error within 4e-7 over [
 }
 
 namespace {
+template <class Arch>
+void check_exp2_neg() {
+  if constexpr (simd::is_scalar_v<Arch>) {
+    SUCCEED("scalar build: no vector exp2");
+  } else {
+    using batch = xsimd::batch<float, Arch>;
+    constexpr index_t W = batch::size;
+    std::vector<float> ts;
+    for (int i = 0; i <= 200000; ++i) ts.push_back(-125.f * static_cast<float>(i) / 200000.f);
+    for (float t : {-124.99f, -60.5f, -0.5f, -1.5f, -1e-30f, -0.f, 0.f, 0.5f, 1.f, 30.f, -125.01f, -130.f, -1e4f})
+      ts.push_back(t);
+    while (ts.size() % W) ts.push_back(-1.f);
+    double worst = 0;
+    for (std::size_t i = 0; i < ts.size(); i += W) {
+      alignas(64) float out[W];
+      ssm::detail::exp2_neg<Arch>(batch::load_unaligned(ts.data() + i)).store_aligned(out);
+      for (index_t j = 0; j < W; ++j) {
+        const double t = ts[i + j];
+        if (t > 0) {
+          REQUIRE(out[j] == 1.f);
+        } else if (t < -125.0) {
+          REQUIRE(out[j] == 0.f);
+        } else {
+          const double want = std::exp2(t);
+          worst = std::max(worst, std::abs(out[j] - want) / want);
+        }
+      }
+    }
+    CAPTURE(worst);
+    CHECK(worst < 4e-7);
+  }
+}
+}  // namespace
+
+TEST_CASE("exp2_neg against std::exp2 in double: relative error within 4e-7 over [-125, 0], 0 below, 1 above",
+          "[ssm][exp]") {
+  check_exp2_neg<simd::default_arch>();
+}
+
+namespace {
 /// The vector softplus and silu (division-free) against the definitions in double, over the
 /// ranges Δ and z take and past torch's softplus threshold of 20.
 template <class Arch>

@@ -200,17 +200,18 @@ index_t step_blocks_in_registers(const scan_ptrs& p, index_t b0, index_t nb, con
   const float* TESSERA_RESTRICT As = p.A;
   float* TESSERA_RESTRICT hs = p.h;
   alignas(64) float prod[W * W];  // row j: h_c ⊙ C for channel j of the block (summed over v)
+  constexpr float log2e = 1.44269504088896341f;
   index_t i = 0;
   for (; i + W <= nb; i += W) {
 #pragma GCC unroll 16
     for (index_t j = 0; j < W; ++j) {
       const index_t c = b0 + i + j;
       const float dl = delta[i + j];
-      const batch vdl(dl), vdx(dl * xs[c]);
+      const batch vdl2(dl * log2e), vdx(dl * xs[c]);  // exp(Δ A) = 2^(Δ log2e · A)
       batch hc(0.f);
 #pragma GCC unroll 2
       for (int v = 0; v < V; ++v) {
-        const batch e = exp_neg<Arch>(vdl * batch::load_unaligned(As + c * p.ldA + v * W));
+        const batch e = exp2_neg<Arch>(vdl2 * batch::load_unaligned(As + c * p.ldA + v * W));
         const batch hn = xsimd::fma(e, batch::load_unaligned(hs + c * p.ldh + v * W), vdx * Bv[v]);
         hn.store_unaligned(hs + c * p.ldh + v * W);
         hc = xsimd::fma(hn, Cv[v], hc);
