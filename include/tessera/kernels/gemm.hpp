@@ -165,6 +165,21 @@ void gemm_pack_w(const W* w, index_t ldw, index_t j0, index_t nc, index_t p0, in
       }
     }
 #endif
+#if defined(__AVX2__)
+    if constexpr (std::is_base_of_v<xsimd::avx2, Arch> && xsimd::batch<float, Arch>::size == 8) {
+      for (; r0 + 8 <= rows; r0 += 8) {
+        index_t p = 0;
+        for (; p + 8 <= kc; p += 8) {
+          __m256 r[8];
+          for (int i = 0; i < 8; ++i) r[i] = load_widened<Arch>(w + (j0 + q0 + r0 + i) * ldw + p0 + p).data;
+          simd::transpose8x8(r);
+          for (int i = 0; i < 8; ++i) _mm256_store_ps(panel + (p + i) * NR + r0, r[i]);
+        }
+        for (; p < kc; ++p)
+          for (index_t i = 0; i < 8; ++i) panel[p * NR + r0 + i] = to_float(w[(j0 + q0 + r0 + i) * ldw + p0 + p]);
+      }
+    }
+#endif
     for (index_t r = r0; r < NR; ++r) {
       if (r < rows) {
         const W* src = w + (j0 + q0 + r) * ldw + p0;

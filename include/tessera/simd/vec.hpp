@@ -131,6 +131,29 @@ inline const index_t* haddp_lane() noexcept {
   return t.lane;
 }
 
+#if defined(__AVX2__)
+/// Transposes the 8 x 8 block held in r (row i in r[i]) in place, in registers.
+TESSERA_ALWAYS_INLINE void transpose8x8(__m256 r[8]) noexcept {
+  __m256 t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {  // rows 4g..4g+3: u[4g + q] = column q (+4 in the high lane)
+    const __m256 t0 = t[4 * g], t1 = t[4 * g + 1], t2 = t[4 * g + 2], t3 = t[4 * g + 3];
+    r[4 * g + 0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    r[4 * g + 1] = _mm256_shuffle_ps(t0, t2, 0xee);
+    r[4 * g + 2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    r[4 * g + 3] = _mm256_shuffle_ps(t1, t3, 0xee);
+  }
+  for (int q = 0; q < 4; ++q) {
+    t[q] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x20);
+    t[q + 4] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+#endif
+
 #if defined(__AVX512F__)
 /// Transposes the 16 x 16 block held in r (row i in r[i]) in place, in registers.
 TESSERA_ALWAYS_INLINE void transpose16x16(__m512 r[16]) noexcept {
