@@ -1,5 +1,6 @@
 #include "ssm_test_util.hpp"
 
+#include <initializer_list>
 #include <limits>
 
 #include <tessera/ssm/selective_scan.hpp>
@@ -146,32 +147,32 @@ TEST_CASE("selective_scan rejects wrong state shapes and a_from_log rejects non-
 }
 
 namespace {
-/// exp_neg is only used by the vector kernels; the scalar build has nothing to check.
-template <class Arch>
-void check_exp_neg() {
+/// A vector exp of non-positive arguments (exp_neg, exp2_neg) against `want` in double: relative
+/// error within 4e-7 over [lo, 0], exactly 0 below lo, exactly 1 above 0. They are only used by
+/// the vector kernels; the scalar build has nothing to check.
+template <class Arch, class F, class Ref>
+void check_vector_exp(F f, Ref want, float lo, std::initializer_list<float> extra) {
   if constexpr (simd::is_scalar_v<Arch>) {
     SUCCEED("scalar build: no vector exp");
   } else {
     using batch = xsimd::batch<float, Arch>;
     constexpr index_t W = batch::size;
     std::vector<float> xs;
-    for (int i = 0; i <= 200000; ++i) xs.push_back(-87.3f * static_cast<float>(i) / 200000.f);
-    for (float x : {-87.29f, -50.f, -1e-30f, -0.f, 0.f, -0.3465736f, 0.3465736f, 1.f, 30.f, -87.31f, -90.f, -1e4f})
-      xs.push_back(x);
+    for (int i = 0; i <= 200000; ++i) xs.push_back(lo * static_cast<float>(i) / 200000.f);
+    xs.insert(xs.end(), extra);
     while (xs.size() % W) xs.push_back(-1.f);
     double worst = 0;
     for (std::size_t i = 0; i < xs.size(); i += W) {
       alignas(64) float out[W];
-      ssm::detail::exp_neg<Arch>(batch::load_unaligned(xs.data() + i)).store_aligned(out);
+      f(batch::load_unaligned(xs.data() + i)).store_aligned(out);
       for (index_t j = 0; j < W; ++j) {
         const double x = xs[i + j];
         if (x > 0) {
           REQUIRE(out[j] == 1.f);
-        } else if (x < double(-87.3f)) {
+        } else if (x < double(lo)) {
           REQUIRE(out[j] == 0.f);
         } else {
-          const double want = std::exp(x);
-          worst = std::max(worst, std::abs(out[j] - want) / want);
+          worst = std::max(worst, std::abs(out[j] - want(x)) / want(x));
         }
       }
     }
@@ -183,47 +184,16 @@ void check_exp_neg() {
 
 TEST_CASE("exp_neg against std::exp in double: relative error within 4e-7 over [-87.3, 0], 0 below, 1 above",
           "[ssm][exp]") {
-  check_exp_neg<simd::default_arch>();
+  using A = simd::default_arch;
+  check_vector_exp<A>([](auto x) { return ssm::detail::exp_neg<A>(x); }, [](double x) { return std::exp(x); }, -87.3f,
+                      {-87.29f, -50.f, -1e-30f, -0.f, 0.f, -0.3465736f, 0.3465736f, 1.f, 30.f, -87.31f, -90.f, -1e4f});
 }
-
-namespace {
-template <class Arch>
-void check_exp2_neg() {
-  if constexpr (simd::is_scalar_v<Arch>) {
-    SUCCEED("scalar build: no vector exp2");
-  } else {
-    using batch = xsimd::batch<float, Arch>;
-    constexpr index_t W = batch::size;
-    std::vector<float> ts;
-    for (int i = 0; i <= 200000; ++i) ts.push_back(-125.f * static_cast<float>(i) / 200000.f);
-    for (float t : {-124.99f, -60.5f, -0.5f, -1.5f, -1e-30f, -0.f, 0.f, 0.5f, 1.f, 30.f, -125.01f, -130.f, -1e4f})
-      ts.push_back(t);
-    while (ts.size() % W) ts.push_back(-1.f);
-    double worst = 0;
-    for (std::size_t i = 0; i < ts.size(); i += W) {
-      alignas(64) float out[W];
-      ssm::detail::exp2_neg<Arch>(batch::load_unaligned(ts.data() + i)).store_aligned(out);
-      for (index_t j = 0; j < W; ++j) {
-        const double t = ts[i + j];
-        if (t > 0) {
-          REQUIRE(out[j] == 1.f);
-        } else if (t < -125.0) {
-          REQUIRE(out[j] == 0.f);
-        } else {
-          const double want = std::exp2(t);
-          worst = std::max(worst, std::abs(out[j] - want) / want);
-        }
-      }
-    }
-    CAPTURE(worst);
-    CHECK(worst < 4e-7);
-  }
-}
-}  // namespace
 
 TEST_CASE("exp2_neg against std::exp2 in double: relative error within 4e-7 over [-125, 0], 0 below, 1 above",
           "[ssm][exp]") {
-  check_exp2_neg<simd::default_arch>();
+  using A = simd::default_arch;
+  check_vector_exp<A>([](auto t) { return ssm::detail::exp2_neg<A>(t); }, [](double t) { return std::exp2(t); }, -125.f,
+                      {-124.99f, -60.5f, -0.5f, -1.5f, -1e-30f, -0.f, 0.f, 0.5f, 1.f, 30.f, -125.01f, -130.f, -1e4f});
 }
 
 namespace {
