@@ -3,6 +3,11 @@
 // compare it with bench_limits' BM_read_bandwidth for weights larger than L2 (1 MB per core here),
 // and with BM_gemv_read, run right after on the same bytes: a plain vector sum of the weight buffer
 // split over threads like gemv's rows, the best a memory-bound gemv can do.
+//
+// BM_gemv_token/<arch>/<dtype>/t<threads>: one decoded token's projections of the Llama-768 shape
+// (12 layers of q/k/v/o 768 x 768, gate/up 2048 x 768, down 768 x 2048, and the 32000 x 768 LM
+// head: 438 MB in f32, 219 MB in f16), in the decode's order and grouping (gemv_many for q/k/v and
+// gate/up): the weight stream of a decode step without the rest of the model.
 #include "bench_common.hpp"
 
 #include <tessera/kernels/gemv.hpp>
@@ -43,6 +48,38 @@ void run(benchmark::State& state, index_t n, index_t k, int threads, impl which)
 }
 
 template <class W>
+void run_token(benchmark::State& state, int threads) {
+  use_threads(threads);
+  struct layer { tensor<W, 1> q, k, v, o, gate, up, down; };
+  constexpr index_t d = 768, ff = 2048, vocab = 32000;
+  std::vector<layer> layers;
+  for (std::uint64_t l = 0; l < 12; ++l)
+    layers.push_back({random_data<W>(d * d, 10 * l), random_data<W>(d * d, 10 * l + 1), random_data<W>(d * d, 10 * l + 2),
+                      random_data<W>(d * d, 10 * l + 3), random_data<W>(ff * d, 10 * l + 4),
+                      random_data<W>(ff * d, 10 * l + 5), random_data<W>(d * ff, 10 * l + 6)});
+  const auto head = random_data<W>(std::size_t(vocab * d), 999);
+  const auto x = random_data<float>(std::size_t(ff), 1);
+  std::vector<float> y(static_cast<std::size_t>(vocab));
+  auto mat = [](const tensor<W, 1>& t, index_t n, index_t k) { return tensor_view<const W, 2>(t.data(), {n, k}); };
+  const tensor_view<const float, 1> xd(x.data(), {d}), xf(x.data(), {ff});
+  float* yp = y.data();
+  const tensor_view<float, 1> yd(yp, {d}), y2(yp + d, {d}), y3(yp + 2 * d, {d}), yf(yp, {ff}), yf2(yp + ff, {ff});
+  for (auto _ : state) {
+    for (const auto& L : layers) {
+      kernels::gemv_many<W, 3>(xd, {mat(L.q, d, d), mat(L.k, d, d), mat(L.v, d, d)}, {yd, y2, y3});
+      kernels::gemv(xd, mat(L.o, d, d), yd);
+      kernels::gemv_many<W, 2>(xd, {mat(L.gate, ff, d), mat(L.up, ff, d)}, {yf, yf2});
+      kernels::gemv(xf, mat(L.down, d, ff), yd);
+    }
+    kernels::gemv(xd, mat(head, vocab, d), tensor_view<float, 1>(yp, {vocab}));
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double weights = double(12 * (4 * d * d + 3 * ff * d) + vocab * d);
+  set_counters(state, 2.0 * weights, double(sizeof(W)) * weights);
+}
+
+template <class W>
 void register_dtype(const char* dtype, bool with_openblas) {
   const std::string arch = simd::arch_name<simd::default_arch>();
   const std::pair<index_t, index_t> shapes[] = {{768, 768}, {3072, 768}, {768, 3072}, {4096, 4096}, {16384, 4096}};
@@ -75,6 +112,16 @@ int main(int argc, char** argv) {
   tessera::bench::register_dtype<float>("f32", true);
   tessera::bench::register_dtype<tessera::f16>("f16", false);
   tessera::bench::register_dtype<tessera::bf16>("bf16", false);
+  const std::string arch = tessera::simd::arch_name<tessera::simd::default_arch>();
+  for (int threads : {1, 2}) {
+    const std::string tail = "/t" + std::to_string(threads);
+    benchmark::RegisterBenchmark(("BM_gemv_token/" + arch + "/f32" + tail).c_str(),
+                                 [=](benchmark::State& st) { tessera::bench::run_token<float>(st, threads); })
+        ->UseRealTime()->MinTime(0.5);
+    benchmark::RegisterBenchmark(("BM_gemv_token/" + arch + "/f16" + tail).c_str(),
+                                 [=](benchmark::State& st) { tessera::bench::run_token<tessera::f16>(st, threads); })
+        ->UseRealTime()->MinTime(0.5);
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }
