@@ -1,9 +1,12 @@
 // Mamba, Mamba-2 and Jamba from the transformers fixtures (tests/data/models, docs/fixtures.md):
 // full-sequence logits within 1e-4 relative, greedy ids identical, prefill + steps == prefill,
-// snapshot/restore exact, prompt-prefix cache.
+// snapshot/restore exact, prompt-prefix cache, no allocation while decoding.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <numeric>
 
 #include <tessera/families/jamba.hpp>
@@ -17,6 +20,19 @@ using namespace tessera;
 using tessera::test::argmax;
 using tessera::test::copy_logits;
 using tessera::test::rel_err;
+
+// ---- allocation counter: every operator new in this executable goes through here -------------
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+}  // namespace
+void* operator new(std::size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -97,6 +113,26 @@ TEST_CASE("every family: prefill(n) then steps == prefill(n + k), chunked prefil
     CHECK(rel_err(c->logits().data(), want.data(), want.size()) < 2e-5);
     CHECK(rel_err(all.cview()[static_cast<index_t>(n_total) - 1].data(), want.data(), want.size()) < 2e-5);
   }
+}
+
+TEST_CASE("every family: decoding a token allocates nothing (1 and 2 threads)", "[ssm_models]") {
+  const int threads_before = num_threads();
+  for (const char* name : {"mamba", "mamba2", "jamba"}) {
+    for (int threads : {1, 2}) {
+      INFO(name << ", " << threads << " threads");
+      set_num_threads(threads);
+      auto model = load_family(name);
+      auto s = model->new_session();
+      s->prefill(std::vector<std::int32_t>{1, 5, 7, 9});
+      s->step(3);  // warm-up (first touch of anything made lazily)
+      g_allocations = 0;
+      g_counting = true;
+      for (int i = 0; i < 10; ++i) s->step(argmax(s->logits()));
+      g_counting = false;
+      CHECK(g_allocations.load() == 0);
+    }
+  }
+  set_num_threads(threads_before);
 }
 
 TEST_CASE("every family: snapshot/restore is exact, prompt-prefix cache", "[ssm_models]") {

@@ -112,12 +112,11 @@ namespace detail {
 inline void check_s4d(const s4d_discretized& p, const tensor_view<const float, 2>& u,
                       const tensor_view<const float, 1>& D, const tensor_view<float, 3>& state,
                       const tensor_view<float, 2>& y, const char* op) {
-  const std::string o = op;
   const index_t l = u.extent(0), d_model = p.d_model(), n_half = p.n_half();
-  expect_shape(u, extents<2>{l, d_model}, o + ": u (l, d_model)");
-  expect_shape(D, extents<1>{d_model}, o + ": D (d_model)");
-  expect_shape(state, extents<3>{d_model, 2, n_half}, o + ": state (d_model, 2, n_half)");
-  expect_shape(y, extents<2>{l, d_model}, o + ": y (l, d_model)");
+  expect_shape(u, extents<2>{l, d_model}, op, "u (l, d_model)");
+  expect_shape(D, extents<1>{d_model}, op, "D (d_model)");
+  expect_shape(state, extents<3>{d_model, 2, n_half}, op, "state (d_model, 2, n_half)");
+  expect_shape(y, extents<2>{l, d_model}, op, "y (l, d_model)");
 }
 
 inline float s4d_act(float v, const s4d_params& p) noexcept {

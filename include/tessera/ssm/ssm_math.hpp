@@ -116,18 +116,31 @@ inline constexpr index_t lanes_v = static_cast<index_t>(simd::float_lanes<Arch>(
 /// n rounded up to a multiple of m.
 inline constexpr index_t round_up(index_t n, index_t m) noexcept { return (n + m - 1) / m * m; }
 
-/// Throws shape_error unless the view has the given extents; `what` names op and operand.
+/// Throws shape_error unless the view has the given extents; `what` names op and operand (a C
+/// string, so that the check allocates nothing when it passes: steps run it every token).
 template <class T, std::size_t Rank>
-inline void expect_shape(const tensor_view<T, Rank>& v, const extents<Rank>& want, const std::string& what) {
+inline void expect_shape(const tensor_view<T, Rank>& v, const extents<Rank>& want, const char* what) {
   if (v.extents() != want)
-    throw shape_error(what + ": expected extents " + to_string(want) + ", got " + to_string(v.extents()));
+    throw shape_error(std::string(what) + ": expected extents " + to_string(want) + ", got " + to_string(v.extents()));
 }
 
 /// Throws shape_error unless the innermost stride is 1 (rank 1: the only stride).
 template <class T, std::size_t Rank>
-inline void expect_dense_rows(const tensor_view<T, Rank>& v, const std::string& what) {
+inline void expect_dense_rows(const tensor_view<T, Rank>& v, const char* what) {
   if (!v.rows_contiguous())
-    throw shape_error(what + ": innermost dimension must have stride 1 (extents " + to_string(v.extents()) + ")");
+    throw shape_error(std::string(what) + ": innermost dimension must have stride 1 (extents " + to_string(v.extents()) + ")");
+}
+
+/// The same checks with the message's operation name apart ("ssd_step", "A (n_heads)"), for
+/// checks shared by several entry points.
+template <class T, std::size_t Rank>
+inline void expect_shape(const tensor_view<T, Rank>& v, const extents<Rank>& want, const char* op, const char* what) {
+  if (v.extents() != want) expect_shape(v, want, (std::string(op) + ": " + what).c_str());
+}
+
+template <class T, std::size_t Rank>
+inline void expect_dense_rows(const tensor_view<T, Rank>& v, const char* op, const char* what) {
+  if (!v.rows_contiguous()) expect_dense_rows(v, (std::string(op) + ": " + what).c_str());
 }
 
 /// Row stride of a rank-2 view (0 for a single row, which is never advanced).
