@@ -196,10 +196,14 @@ index_t step_blocks_in_registers(const scan_ptrs& p, index_t b0, index_t nb, con
     Bv[v] = batch::load_unaligned(p.B + v * W);
     Cv[v] = batch::load_unaligned(p.C + v * W);
   }
+  // Channel j's h ⊙ C goes to the row that haddp sums into lane j, so the W sums come out in
+  // channel order and the block's outputs are one vector: y = (Σ + D ⊙ x) ⊙ gate.
+  index_t row_of[W];
+  for (index_t r = 0; r < W; ++r) row_of[lane[r]] = r;
   const float* TESSERA_RESTRICT xs = p.x;
   const float* TESSERA_RESTRICT As = p.A;
   float* TESSERA_RESTRICT hs = p.h;
-  alignas(64) float prod[W * W];  // row j: h_c ⊙ C for channel j of the block (summed over v)
+  alignas(64) float prod[W * W];  // h_c ⊙ C for the block's channels (summed over v)
   constexpr float log2e = 1.44269504088896341f;
   index_t i = 0;
   for (; i + W <= nb; i += W) {
@@ -216,18 +220,14 @@ index_t step_blocks_in_registers(const scan_ptrs& p, index_t b0, index_t nb, con
         hn.store_unaligned(hs + c * p.ldh + v * W);
         hc = xsimd::fma(hn, Cv[v], hc);
       }
-      hc.store_aligned(prod + j * W);
+      hc.store_aligned(prod + row_of[j] * W);
     }
     batch acc[W];
     for (index_t j = 0; j < W; ++j) acc[j] = batch::load_aligned(prod + j * W);
-    alignas(64) float sums[W];
-    xsimd::haddp(acc).store_aligned(sums);
-    for (index_t j = 0; j < W; ++j) {
-      const index_t c = b0 + i + j;
-      float out = sums[lane[j]] + p.D[c] * xs[c];
-      if (p.z) out *= gate[i + j];
-      p.y[c] = out;
-    }
+    const index_t c0 = b0 + i;
+    batch out = xsimd::fma(batch::load_unaligned(p.D + c0), batch::load_unaligned(xs + c0), xsimd::haddp(acc));
+    if (p.z) out *= batch::load_aligned(gate + i);
+    out.store_unaligned(p.y + c0);
   }
   return i;
 }
