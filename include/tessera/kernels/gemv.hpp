@@ -308,6 +308,18 @@ inline index_t gemv_grain(index_t k) noexcept {
   return std::max<index_t>(16, (32768 / std::max<index_t>(k, 1) + 15) / 16 * 16);
 }
 
+/// Rows of w per chunk when threads take chunks as they come (parallel_for_dynamic): ~256 KB of
+/// weights, but at least 4 chunks per thread, a multiple of 16 rows and at least gemv_grain. On a
+/// shared machine one vCPU often runs slower than the other for a while; with a static split the
+/// faster thread then waits at the join, with chunks it takes more of them.
+template <class W>
+inline index_t gemv_chunk_rows(index_t n, index_t k) noexcept {
+  const index_t row_bytes = std::max<index_t>(k, 1) * static_cast<index_t>(sizeof(W));
+  const index_t by_bytes = (index_t{262144} + row_bytes - 1) / row_bytes;
+  const index_t by_count = n / (4 * static_cast<index_t>(num_threads()));
+  return std::max(gemv_grain(k), (std::min(by_bytes, by_count) + 15) / 16 * 16);
+}
+
 }  // namespace detail
 
 /// y = w · x, scalar reference.
@@ -336,7 +348,7 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
     const W* wp = w.data();
     const index_t ldw = n > 1 ? w.stride(0) : k;
     float* yp = y.data();
-    parallel_for(0, n, detail::gemv_grain(k), [&](index_t lo, index_t hi) {
+    parallel_for_dynamic(0, n, detail::gemv_chunk_rows<W>(n, k), [&](index_t lo, index_t hi) {
       detail::gemv_rows_range<1, Arch>(xs, wp, ldw, k, yp, 0, lo, hi);
     });
   }
@@ -365,7 +377,7 @@ void gemv_many(tensor_view<const float, 1> x, const std::array<tensor_view<const
     }
     const index_t k = x.extent(0);
     const float* xs[1] = {x.data()};
-    parallel_for(0, first[N], detail::gemv_grain(k), [&](index_t lo, index_t hi) {
+    parallel_for_dynamic(0, first[N], detail::gemv_chunk_rows<W>(first[N], k), [&](index_t lo, index_t hi) {
       for (std::size_t i = 0; i < N; ++i) {
         const index_t a = std::max(lo, first[i]) - first[i], b = std::min(hi, first[i + 1]) - first[i];
         if (a >= b) continue;
