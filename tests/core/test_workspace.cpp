@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
 
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/workspace.hpp>
@@ -31,4 +34,37 @@ TEST_CASE("parallel_for covers the range exactly once", "[parallel]") {
   });
   for (auto& h : hits) REQUIRE(h.load() == 1);
   REQUIRE_THROWS_AS(set_num_threads(0), range_error);
+}
+
+TEST_CASE("parallel_for_stealing covers the range exactly once, and a fast thread takes a slow one's work",
+          "[parallel]") {
+  const int before = num_threads();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (index_t n : {1, 2, 5, 24, 1001}) {
+      for (int max_threads : {1, 2, 64}) {
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+        std::atomic<bool> bad_thread{false};
+        parallel_for_stealing(3, 3 + n, 8, 2, max_threads, [&](index_t t, index_t lo, index_t hi) {
+          if (t < 0 || t >= std::min(threads, max_threads) || hi - lo > 8 || lo >= hi) bad_thread = true;
+          for (index_t i = lo; i < hi; ++i) hits[static_cast<std::size_t>(i - 3)]++;
+        });
+        INFO("threads " << threads << ", n " << n << ", max_threads " << max_threads);
+        REQUIRE_FALSE(bad_thread.load());
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+      }
+    }
+  }
+  // thread 0 stalls on its first piece: thread 1 must finish thread 0's share from the back
+  set_num_threads(2);
+  std::vector<std::atomic<int>> by(200);
+  parallel_for_stealing(0, 200, 10, 2, 2, [&](index_t t, index_t lo, index_t hi) {
+    if (t == 0 && lo == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (index_t i = lo; i < hi; ++i) by[static_cast<std::size_t>(i)] = static_cast<int>(t) + 1;
+  });
+  int stolen = 0;
+  for (std::size_t i = 10; i < 100; ++i) stolen += by[i].load() == 2;
+  for (auto& b : by) REQUIRE(b.load() != 0);
+  CHECK(stolen > 0);
+  set_num_threads(before);
 }

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 
 #include <tessera/config.hpp>
 #include <tessera/core/error.hpp>
@@ -97,6 +99,80 @@ void parallel_for_dynamic(index_t begin, index_t end, index_t grain, F&& f) {
   for (index_t i = 0; i < chunks; ++i) f(begin + i * grain, std::min(end, begin + (i + 1) * grain));
 #else
   f(begin, end);
+#endif
+}
+
+/// Calls f(thread, lo, hi) on pieces of [begin, end) on up to max_threads threads (one index at
+/// least each). Each thread owns a contiguous share, as in parallel_for, and takes it from the
+/// front in pieces of at most `piece`; a thread whose share is done then takes pieces of at most
+/// `steal` from the back of the other shares, so a thread that is descheduled for a while (a
+/// shared VM's vCPU) does not make the others wait at the join. When the threads run at the same
+/// speed nothing is stolen and the pieces are those of a static split. `thread` (0 .. threads-1)
+/// indexes per-thread scratch. Allocates nothing.
+inline constexpr int max_stealing_threads = 64;
+
+template <class F>
+void parallel_for_stealing(index_t begin, index_t end, index_t piece, index_t steal, int max_threads, F&& f) {
+  const index_t n = end - begin;
+  if (n <= 0) return;
+  piece = std::max<index_t>(piece, 1);
+  steal = std::max<index_t>(steal, 1);
+  const int threads = in_parallel() ? 1
+                                    : static_cast<int>(std::min<index_t>(
+                                          {index_t{num_threads()}, index_t{max_threads}, n, index_t{max_stealing_threads}}));
+  if (threads <= 1 || n >= (index_t{1} << 31)) {  // (offsets are packed in 32 bits)
+    for (index_t lo = begin; lo < end; lo += piece) f(index_t{0}, lo, std::min(end, lo + piece));
+    return;
+  }
+#if defined(_OPENMP)
+  // share t: [front, back) offsets from begin, packed in one word so that the owner (front) and
+  // thieves (back) claim pieces with one compare-and-swap each
+  struct alignas(64) share {
+    std::atomic<std::uint64_t> range;
+  };
+  share shares[max_stealing_threads];
+  const auto pack = [](index_t front, index_t back) {
+    return (static_cast<std::uint64_t>(back) << 32) | static_cast<std::uint64_t>(front);
+  };
+  for (int t = 0; t < threads; ++t)
+    shares[t].range.store(pack(n * t / threads, n * (t + 1) / threads), std::memory_order_relaxed);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    // own share, from the front
+    for (;;) {
+      std::uint64_t cur = shares[t].range.load(std::memory_order_relaxed);
+      index_t front, take;
+      do {
+        front = static_cast<index_t>(cur & 0xffffffffu);
+        const index_t back = static_cast<index_t>(cur >> 32);
+        take = std::min(piece, back - front);
+        if (take <= 0) break;
+      } while (!shares[t].range.compare_exchange_weak(cur, pack(front + take, static_cast<index_t>(cur >> 32)),
+                                                       std::memory_order_relaxed));
+      if (take <= 0) break;
+      f(static_cast<index_t>(t), begin + front, begin + front + take);
+    }
+    // the others' shares, from the back, the fullest first
+    for (;;) {
+      int victim = -1;
+      index_t most = 0;
+      for (int v = 0; v < threads; ++v) {
+        const std::uint64_t cur = shares[v].range.load(std::memory_order_relaxed);
+        const index_t left = static_cast<index_t>(cur >> 32) - static_cast<index_t>(cur & 0xffffffffu);
+        if (left > most) most = left, victim = v;
+      }
+      if (victim < 0) break;
+      std::uint64_t cur = shares[victim].range.load(std::memory_order_relaxed);
+      const index_t front = static_cast<index_t>(cur & 0xffffffffu), back = static_cast<index_t>(cur >> 32);
+      const index_t take = std::min(steal, back - front);
+      if (take <= 0) continue;
+      if (shares[victim].range.compare_exchange_weak(cur, pack(front, back - take), std::memory_order_relaxed))
+        f(static_cast<index_t>(t), begin + back - take, begin + back);
+    }
+  }
+#else
+  f(index_t{0}, begin, end);
 #endif
 }
 

@@ -22,9 +22,11 @@
 // reads it directly; the widening rides on the transposing copy that f32 weights need too. On
 // AVX-512 that copy is a 16 x 16 in-register transpose.
 //
-// Threads: the rows of w (columns of c) are split over tessera::parallel_for threads, each with
-// its own packing buffers from the workspace; gemm_workspace_bytes(k, threads) says how much. If
-// the workspace holds buffers for fewer threads than num_threads(), gemm uses as many as fit.
+// Threads: the rows of w (columns of c) are split over threads (parallel_for_stealing: a static
+// split, with a thread that finishes early taking panels from the back of a slower one's share),
+// each with its own packing buffers from the workspace; gemm_workspace_bytes(k, threads) says how
+// much. If the workspace holds buffers for fewer threads than num_threads(), gemm uses as many as
+// fit.
 // For m <= 4 (decode of a few sequences) the packing would cost more than it saves, and the
 // vectorized gemv kernel runs instead, reading w once for all rows of a.
 #pragma once
@@ -309,15 +311,14 @@ void gemm_dispatch(tensor_view<const float, 2> a, tensor_view<const W, 2> w, ten
     const W* wptr = w.data();
     float* cp = c.data();
     const index_t lda = row_stride(a), ldw = row_stride(w), ldc = row_stride(c);
-    parallel_for(0, threads, 1, [&](index_t t0, index_t t1) {
-      for (index_t t = t0; t < t1; ++t) {
-        const index_t n0 = panels * t / threads * NR;
-        const index_t n1 = std::min(n, panels * (t + 1) / threads * NR);
-        if (n0 < n1)
-          gemm_packed_range<Arch>(ap, lda, wptr, ldw, cp, ldc, m, k, n0, n1, wbuf + t * gemm_blocking::nc * kc,
-                                  abuf + t * gemm_blocking::mc * gemm_blocking::kc, accumulate);
-      }
-    });
+    // Each thread takes its share of the panels an NC block at a time; one that finishes first
+    // takes 2 panels at a time from the back of the other's share (a descheduled vCPU).
+    parallel_for_stealing(0, panels, gemm_blocking::nc / NR, 2, static_cast<int>(threads),
+                          [&](index_t t, index_t p0, index_t p1) {
+                            gemm_packed_range<Arch>(ap, lda, wptr, ldw, cp, ldc, m, k, p0 * NR, std::min(n, p1 * NR),
+                                                    wbuf + t * gemm_blocking::nc * kc,
+                                                    abuf + t * gemm_blocking::mc * gemm_blocking::kc, accumulate);
+                          });
   }
 }
 
