@@ -3,10 +3,7 @@
 // snapshot/restore exact, prompt-prefix cache, no allocation while decoding.
 #include <catch2/catch.hpp>
 
-#include <atomic>
-#include <cstdlib>
 #include <memory>
-#include <new>
 #include <numeric>
 
 #include <tessera/families/jamba.hpp>
@@ -14,25 +11,13 @@
 #include <tessera/families/mamba2.hpp>
 #include <tessera/families/registry.hpp>
 
+#include "alloc_counter.hpp"
 #include "ssm_models_test_util.hpp"
 
 using namespace tessera;
 using tessera::test::argmax;
 using tessera::test::copy_logits;
 using tessera::test::rel_err;
-
-// ---- allocation counter: every operator new in this executable goes through here -------------
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-}  // namespace
-void* operator new(std::size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -125,11 +110,9 @@ TEST_CASE("every family: decoding a token allocates nothing (1 and 2 threads)", 
       auto s = model->new_session();
       s->prefill(std::vector<std::int32_t>{1, 5, 7, 9});
       s->step(3);  // warm-up (first touch of anything made lazily)
-      g_allocations = 0;
-      g_counting = true;
+      test::start_counting_allocations();
       for (int i = 0; i < 10; ++i) s->step(argmax(s->logits()));
-      g_counting = false;
-      CHECK(g_allocations.load() == 0);
+      CHECK(test::stop_counting_allocations() == 0);
     }
   }
   set_num_threads(threads_before);

@@ -1,6 +1,7 @@
 // The schedule-driven hybrid template with random weights: Mamba-2-Hybrid-style stacks, linear-
 // attention hybrids (gated delta rule / retention with a softmax layer every k-th), Jamba-like
-// Mamba + attention + MoE; prefill/step equivalence, snapshots, bad schedules and configs.
+// Mamba + attention + MoE; prefill/step equivalence, snapshots, no allocation while decoding, bad
+// schedules and configs.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 
 #include <tessera/models/hybrid.hpp>
 
+#include "alloc_counter.hpp"
 #include "ssm_models_test_util.hpp"
 
 using namespace tessera;
@@ -57,7 +59,8 @@ std::vector<std::int32_t> random_ids(std::size_t n, index_t vocab) {
   return v;
 }
 
-/// prefill(n) + steps == prefill(all) == prefill_all; two-part prefill; snapshot/restore exact.
+/// prefill(n) + steps == prefill(all) == prefill_all; two-part prefill; snapshot/restore exact;
+/// a decode step allocates nothing.
 void check_equivalence(models::hybrid_model& m) {
   const auto ids = random_ids(29, m.config().vocab);  // > several Mamba-2 / linear-attention chunks
   auto whole = m.new_session();
@@ -77,6 +80,14 @@ void check_equivalence(models::hybrid_model& m) {
       // every step's logits equal the full forward's row
       CHECK(rel_err(s->logits().data(), logits.cview()[static_cast<index_t>(i)].data(), want.size()) < 3e-5);
     }
+  }
+  {
+    auto d = m.new_session();
+    d->prefill(std::span<const std::int32_t>(ids).first(5));
+    d->step(ids[5]);  // warm-up
+    test::start_counting_allocations();
+    for (std::size_t i = 6; i < 16; ++i) d->step(ids[i]);
+    CHECK(test::stop_counting_allocations() == 0);
   }
   auto c = m.new_session({.max_len = 0, .max_prefill = 7});
   c->prefill(ids);

@@ -119,38 +119,37 @@ struct la_problem {
 inline std::string la_name(const la_problem& p, const char* form) { return std::string(p.op) + "_" + form; }
 
 inline void la_check(const la_problem& p, const char* form) {
-  const std::string op = la_name(p, form);
   const auto [l, n_qk_heads, d_k] = p.q.extents();
   const index_t n_heads = p.v.extent(1), d_v = p.v.extent(2);
-  expect_extents(p.k.extents(), {l, n_qk_heads, d_k}, (op + ": k").c_str());
-  expect_equal(p.v.extent(0), l, (op + ": v length vs q length (l)").c_str());
+  expect_extents(p.k.extents(), {l, n_qk_heads, d_k}, check_name{p.op, form, "k"});
+  expect_equal(p.v.extent(0), l, check_name{p.op, form, "v length vs q length (l)"});
   if (n_qk_heads < 1 || n_heads % n_qk_heads != 0)
-    throw shape_error(op + ": n_heads of v (" + std::to_string(n_heads) + ") is not a multiple of the q/k heads (" +
+    throw shape_error(la_name(p, form) + ": n_heads of v (" + std::to_string(n_heads) + ") is not a multiple of the q/k heads (" +
                       std::to_string(n_qk_heads) + ")");
-  expect_extents(p.out.extents(), {l, n_heads, d_v}, (op + ": out").c_str());
-  expect_extents(p.state.extents(), {n_heads, d_k, d_v}, (op + ": state").c_str());
-  if (p.normalize) expect_extents(p.k_sum.extents(), {n_heads, d_k}, (op + ": k_sum").c_str());
+  expect_extents(p.out.extents(), {l, n_heads, d_v}, check_name{p.op, form, "out"});
+  expect_extents(p.state.extents(), {n_heads, d_k, d_v}, check_name{p.op, form, "state"});
+  if (p.normalize) expect_extents(p.k_sum.extents(), {n_heads, d_k}, check_name{p.op, form, "k_sum"});
   switch (p.gate) {
     case la_gate::none: break;
     case la_gate::head_const: {
-      expect_extents(p.gamma.extents(), {n_heads}, (op + ": gamma").c_str());
+      expect_extents(p.gamma.extents(), {n_heads}, check_name{p.op, form, "gamma"});
       for (index_t h = 0; h < n_heads; ++h)
         if (!(p.gamma(h) > 0.f && p.gamma(h) <= 1.f))
-          throw range_error(op + ": gamma[" + std::to_string(h) + "] = " + std::to_string(p.gamma(h)) +
+          throw range_error(la_name(p, form) + ": gamma[" + std::to_string(h) + "] = " + std::to_string(p.gamma(h)) +
                             " is outside (0, 1]");
       break;
     }
-    case la_gate::token_scalar: expect_extents(p.g_scalar.extents(), {l, n_heads}, (op + ": g").c_str()); break;
-    case la_gate::token_vector: expect_extents(p.g_vector.extents(), {l, n_heads, d_k}, (op + ": g").c_str()); break;
+    case la_gate::token_scalar: expect_extents(p.g_scalar.extents(), {l, n_heads}, check_name{p.op, form, "g"}); break;
+    case la_gate::token_vector: expect_extents(p.g_vector.extents(), {l, n_heads, d_k}, check_name{p.op, form, "g"}); break;
   }
-  if (p.delta) expect_extents(p.beta.extents(), {l, n_heads}, (op + ": beta").c_str());
-  if (p.delta && p.gate == la_gate::token_vector) throw config_error(op + ": the delta rule takes a scalar gate");
-  expect_rows_contiguous(p.q, (op + ": q").c_str());
-  expect_rows_contiguous(p.k, (op + ": k").c_str());
-  expect_rows_contiguous(p.v, (op + ": v").c_str());
-  expect_rows_contiguous(p.out, (op + ": out").c_str());
-  if (p.gate == la_gate::token_vector) expect_rows_contiguous(p.g_vector, (op + ": g").c_str());
-  if (!std::isfinite(p.scale)) throw range_error(op + ": scale is not finite");
+  if (p.delta) expect_extents(p.beta.extents(), {l, n_heads}, check_name{p.op, form, "beta"});
+  if (p.delta && p.gate == la_gate::token_vector) throw config_error(la_name(p, form) + ": the delta rule takes a scalar gate");
+  expect_rows_contiguous(p.q, check_name{p.op, form, "q"});
+  expect_rows_contiguous(p.k, check_name{p.op, form, "k"});
+  expect_rows_contiguous(p.v, check_name{p.op, form, "v"});
+  expect_rows_contiguous(p.out, check_name{p.op, form, "out"});
+  if (p.gate == la_gate::token_vector) expect_rows_contiguous(p.g_vector, check_name{p.op, form, "g"});
+  if (!std::isfinite(p.scale)) throw range_error(la_name(p, form) + ": scale is not finite");
 }
 
 // ---- small dense helpers: plain loops for simd::scalar, register tiles in xsimd otherwise --------

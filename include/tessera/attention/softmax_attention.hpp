@@ -186,17 +186,16 @@ inline void check_views(const tensor_view<const float, 3>& q, const tensor_view<
                         const tensor_view<const float, 3>& v, const tensor_view<float, 3>& out, const char* what) {
   const auto [l, n_heads, head_dim] = q.extents();
   const auto [l_kv, n_kv_heads, kv_dim] = k.extents();
-  const std::string op(what);
-  expect_extents(v.extents(), k.extents(), (op + ": v (l_kv, n_kv_heads, head_dim) vs k").c_str());
-  expect_extents(out.extents(), q.extents(), (op + ": out (l, n_heads, head_dim) vs q").c_str());
-  expect_equal(kv_dim, head_dim, (op + ": k head_dim vs q head_dim").c_str());
+  expect_extents(v.extents(), k.extents(), check_name{what, nullptr, "v (l_kv, n_kv_heads, head_dim) vs k"});
+  expect_extents(out.extents(), q.extents(), check_name{what, nullptr, "out (l, n_heads, head_dim) vs q"});
+  expect_equal(kv_dim, head_dim, check_name{what, nullptr, "k head_dim vs q head_dim"});
   if (n_kv_heads < 1 || n_heads % n_kv_heads != 0)
-    throw shape_error(op + ": n_heads = " + std::to_string(n_heads) + " is not a multiple of n_kv_heads = " +
+    throw shape_error(std::string(what) + ": n_heads = " + std::to_string(n_heads) + " is not a multiple of n_kv_heads = " +
                       std::to_string(n_kv_heads));
-  expect_rows_contiguous(q, (op + ": q").c_str());
-  expect_rows_contiguous(k, (op + ": k").c_str());
-  expect_rows_contiguous(v, (op + ": v").c_str());
-  expect_rows_contiguous(out, (op + ": out").c_str());
+  expect_rows_contiguous(q, check_name{what, nullptr, "q"});
+  expect_rows_contiguous(k, check_name{what, nullptr, "k"});
+  expect_rows_contiguous(v, check_name{what, nullptr, "v"});
+  expect_rows_contiguous(out, check_name{what, nullptr, "out"});
   (void)l;
   (void)l_kv;
 }
@@ -218,15 +217,15 @@ inline void resolve_common(attend_problem& pb, const attention_params& p, index_
     throw range_error(std::string(op) + ": softcap must be finite and >= 0, got " + std::to_string(p.softcap));
   pb.scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(head_dim));
   pb.softcap = p.softcap;
-  if (p.alibi_slopes) expect_equal(p.alibi_slopes->extent(0), n_heads, (std::string(op) + ": alibi_slopes length vs n_heads").c_str());
+  if (p.alibi_slopes) expect_equal(p.alibi_slopes->extent(0), n_heads, check_name{what, nullptr, "alibi_slopes length vs n_heads"});
   if (p.bias) {
     const auto [bh, bl, bk] = p.bias->extents();
     if (bh != 1 && bh != n_heads)
       throw shape_error(std::string(op) + ": bias heads = " + std::to_string(bh) + ", expected 1 or n_heads = " + std::to_string(n_heads));
-    expect_equal(bl, l, (std::string(op) + ": bias rows vs l").c_str());
-    expect_equal(bk, n_index, (std::string(op) + ": bias columns vs l_kv").c_str());
+    expect_equal(bl, l, check_name{what, nullptr, "bias rows vs l"});
+    expect_equal(bk, n_index, check_name{what, nullptr, "bias columns vs l_kv"});
   }
-  if (p.key_mask) expect_equal(p.key_mask->extent(0), n_index, (std::string(op) + ": key_mask length vs l_kv").c_str());
+  if (p.key_mask) expect_equal(p.key_mask->extent(0), n_index, check_name{what, nullptr, "key_mask length vs l_kv"});
   pb.alibi_slopes = p.alibi_slopes;
   pb.bias = p.bias;
   pb.key_mask = p.key_mask;
@@ -569,7 +568,6 @@ inline attend_problem make_problem(tensor_view<const float, 3> q, tensor_view<co
                                    tensor_view<const float, 3> v, tensor_view<float, 3> out,
                                    const attention_params& p, const char* what) {
   check_views(q, k, v, out, what);
-  const std::string op(what);
   attend_problem pb;
   pb.q = q;
   pb.out = out;
@@ -577,8 +575,8 @@ inline attend_problem make_problem(tensor_view<const float, 3> q, tensor_view<co
   pb.n_runs = 1;
   pb.q_pos0 = p.q_offset;
   pb.q_positions = p.q_positions;
-  if (p.q_positions) expect_equal(p.q_positions->extent(0), q.extent(0), (op + ": q_positions length vs l").c_str());
-  if (p.k_positions) expect_equal(p.k_positions->extent(0), k.extent(0), (op + ": k_positions length vs l_kv").c_str());
+  if (p.q_positions) expect_equal(p.q_positions->extent(0), q.extent(0), check_name{what, nullptr, "q_positions length vs l"});
+  if (p.k_positions) expect_equal(p.k_positions->extent(0), k.extent(0), check_name{what, nullptr, "k_positions length vs l_kv"});
   resolve_common(pb, p, k.extent(0), what);
   return pb;
 }

@@ -160,5 +160,33 @@ inline void expect_rows_contiguous(const tensor_view<T, Rank>& v, const char* wh
                       to_string(v.extents()) + ")");
 }
 
+/// An operand's name in an error message, in parts ("op", "op_form: what"), formatted only when a
+/// check fails: shape checks run on every decoded token and must not allocate when they pass.
+struct check_name {
+  const char* op;
+  const char* form = nullptr;  // appended as "_form"
+  const char* what = nullptr;  // appended as ": what"
+  std::string str() const {
+    std::string s(op);
+    if (form) (s += '_') += form;
+    if (what) (s += ": ") += what;
+    return s;
+  }
+};
+
+template <std::size_t Rank>
+inline void expect_extents(const extents<Rank>& got, const extents<Rank>& want, const check_name& name) {
+  if (got != want) expect_extents(got, want, name.str().c_str());
+}
+
+inline void expect_equal(index_t a, index_t b, const check_name& name) {
+  if (a != b) expect_equal(a, b, name.str().c_str());
+}
+
+template <class T, std::size_t Rank>
+inline void expect_rows_contiguous(const tensor_view<T, Rank>& v, const check_name& name) {
+  if (!v.rows_contiguous()) expect_rows_contiguous(v, name.str().c_str());
+}
+
 }  // namespace v0
 }  // namespace tessera
