@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cassert>
+#include <string>
 #include <type_traits>
 #include <utility>
 
