@@ -3,34 +3,19 @@
 // contract (prefill/step equivalence, snapshot/restore, no allocation while decoding, errors).
 #include <catch2/catch.hpp>
 
-#include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <new>
 #include <thread>
 
 #include <tessera/families/registry.hpp>
 #include <tessera/io/weights.hpp>
 
+#include "common/alloc_counter.hpp"
 #include "common/test_util.hpp"
 #include "io/io_test_util.hpp"
 
 using namespace tessera;
 namespace fs = std::filesystem;
-
-// ---- allocation counter: every operator new in this executable goes through here -------------
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-}  // namespace
-void* operator new(std::size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -240,11 +225,9 @@ TEST_CASE("decoding a token allocates nothing", "[models][session]") {
     auto s = model->new_session({.max_len = 64});
     s->prefill(std::vector<std::int32_t>{1, 5, 7, 9});
     s->step(3);  // warm-up (first-touch of lazily made buffers, if any)
-    g_allocations = 0;
-    g_counting = true;
+    test::start_counting_allocations();
     for (int i = 0; i < 10; ++i) s->step(argmax(s->logits()));
-    g_counting = false;
-    CHECK(g_allocations.load() == 0);
+    CHECK(test::stop_counting_allocations() == 0);
   }
 }
 

@@ -11,7 +11,7 @@
 #include <tessera/families/mamba2.hpp>
 #include <tessera/families/registry.hpp>
 
-#include "alloc_counter.hpp"
+#include "common/alloc_counter.hpp"
 #include "ssm_models_test_util.hpp"
 
 using namespace tessera;

@@ -10,7 +10,7 @@
 
 #include <tessera/models/hybrid.hpp>
 
-#include "alloc_counter.hpp"
+#include "common/alloc_counter.hpp"
 #include "ssm_models_test_util.hpp"
 
 using namespace tessera;

@@ -1,5 +1,5 @@
-// The global operator new of the test_ssm_models executable, counting while asked to.
-#include "alloc_counter.hpp"
+// The global operator new of a test executable that links this file, counting while asked to.
+#include "common/alloc_counter.hpp"
 
 #include <atomic>
 #include <cstdlib>

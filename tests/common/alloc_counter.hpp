@@ -1,5 +1,5 @@
-// Counts operator new calls in this test executable (alloc_counter.cpp replaces the global
-// operator new): for "decoding a token allocates nothing".
+// Counts operator new calls in a test executable that links alloc_counter.cpp (it replaces the
+// global operator new): for "decoding a token allocates nothing".
 #pragma once
 
 namespace tessera::test {
