@@ -6,12 +6,13 @@
 //
 // Decode is bound by memory bandwidth: every weight byte is read once per token, so the narrow
 // types are read as they are stored and widened in registers (f16: F16C vcvtph2ps; bf16: zero
-// extend and shift left by 16, which is exact). Each thread takes one contiguous range of rows
-// (parallel_for) and walks it in blocks of a few rows when the rows are equally aligned
-// (gemv_row_block: one haddp per block instead of a horizontal add per row) or one row at a time
-// (gemv_row_stream; gemv_block_shape says which, per SIMD level, type and row length), prefetching
-// gemv_prefetch_distance bytes ahead up to the end of its range where that helps
-// (gemv_prefetch_enabled). gemv_many runs several matrices that share x in one parallel region.
+// extend and shift left by 16, which is exact). Threads take contiguous chunks of ~256 KB of rows
+// as they come free (parallel_for_dynamic, gemv_chunk_rows) and walk each in blocks of a few rows
+// when the rows are equally aligned (gemv_row_block: one haddp per block instead of a horizontal
+// add per row) or one row at a time (gemv_row_stream; gemv_block_shape says which, per SIMD level,
+// type and row length), prefetching gemv_prefetch_distance bytes ahead up to the end of the chunk
+// where that helps (gemv_prefetch_enabled). gemv_many runs several matrices that share x in one
+// parallel region.
 //
 // gemv_rows_range(...) is the same kernel for a handful of activation rows at once (c = a · wᵀ
 // with m <= 4): gemm uses it for tiny m, where packing the weights would cost more than it saves.
