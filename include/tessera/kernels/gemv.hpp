@@ -120,7 +120,7 @@ bool gemv_prefetch_enabled() noexcept {
 }
 
 /// Prefetches the lines `gemv_prefetch_distance` bytes past the n elements at p, never past limit
-/// (the end of this thread's rows: the rows after it are another thread's).
+/// (the end of this chunk of rows: the rows after it may be another thread's).
 template <class W, index_t N>
 TESSERA_ALWAYS_INLINE void gemv_prefetch(const W* p, const char* limit) noexcept {
   constexpr index_t bytes = N * static_cast<index_t>(sizeof(W));
