@@ -113,10 +113,11 @@ inline void check_s4d(const s4d_discretized& p, const tensor_view<const float, 2
                       const tensor_view<const float, 1>& D, const tensor_view<float, 3>& state,
                       const tensor_view<float, 2>& y, const char* op) {
   const index_t l = u.extent(0), d_model = p.d_model(), n_half = p.n_half();
-  expect_shape(u, extents<2>{l, d_model}, op, "u (l, d_model)");
-  expect_shape(D, extents<1>{d_model}, op, "D (d_model)");
-  expect_shape(state, extents<3>{d_model, 2, n_half}, op, "state (d_model, 2, n_half)");
-  expect_shape(y, extents<2>{l, d_model}, op, "y (l, d_model)");
+  expect_extents(u.extents(), extents<2>{l, d_model}, check_name{op, nullptr, "u (l, d_model)"});
+  expect_extents(D.extents(), extents<1>{d_model}, check_name{op, nullptr, "D (d_model)"});
+  expect_extents(state.extents(), extents<3>{d_model, 2, n_half},
+                 check_name{op, nullptr, "state (d_model, 2, n_half)"});
+  expect_extents(y.extents(), extents<2>{l, d_model}, check_name{op, nullptr, "y (l, d_model)"});
 }
 
 inline float s4d_act(float v, const s4d_params& p) noexcept {

@@ -87,22 +87,26 @@ inline ssd_dims check_ssd(const tensor_view<const float, 2>& x, const tensor_vie
     throw shape_error(o + ": B columns " + std::to_string(B.extent(1)) + " are not a multiple of n_groups " +
                       std::to_string(p.n_groups));
   const index_t d_state = B.extent(1) / p.n_groups;
-  expect_shape(w.A, extents<1>{n_heads}, op, "A (n_heads)");
-  expect_shape(w.D, extents<1>{n_heads}, op, "D (n_heads)");
-  if (w.dt_bias) expect_shape(*w.dt_bias, extents<1>{n_heads}, op, "dt_bias (n_heads)");
-  expect_shape(dt, extents<2>{l, n_heads}, op, "dt (l, n_heads)");
-  expect_shape(B, extents<2>{l, p.n_groups * d_state}, op, "B (l, n_groups * d_state)");
-  expect_shape(C, extents<2>{l, p.n_groups * d_state}, op, "C (l, n_groups * d_state)");
-  expect_shape(ssm_state, extents<3>{n_heads, p.head_dim, d_state}, op, "ssm_state (n_heads, head_dim, d_state)");
-  expect_shape(y, extents<2>{l, d_inner}, op, "y (l, d_inner)");
-  expect_dense_rows(x, op, "x");
-  expect_dense_rows(dt, op, "dt");
-  expect_dense_rows(B, op, "B");
-  expect_dense_rows(C, op, "C");
-  expect_dense_rows(y, op, "y");
-  expect_dense_rows(w.A, op, "A");
-  expect_dense_rows(w.D, op, "D");
-  if (w.dt_bias) expect_dense_rows(*w.dt_bias, op, "dt_bias");
+  expect_extents(w.A.extents(), extents<1>{n_heads}, check_name{op, nullptr, "A (n_heads)"});
+  expect_extents(w.D.extents(), extents<1>{n_heads}, check_name{op, nullptr, "D (n_heads)"});
+  if (w.dt_bias)
+    expect_extents(w.dt_bias->extents(), extents<1>{n_heads}, check_name{op, nullptr, "dt_bias (n_heads)"});
+  expect_extents(dt.extents(), extents<2>{l, n_heads}, check_name{op, nullptr, "dt (l, n_heads)"});
+  expect_extents(B.extents(), extents<2>{l, p.n_groups * d_state},
+                 check_name{op, nullptr, "B (l, n_groups * d_state)"});
+  expect_extents(C.extents(), extents<2>{l, p.n_groups * d_state},
+                 check_name{op, nullptr, "C (l, n_groups * d_state)"});
+  expect_extents(ssm_state.extents(), extents<3>{n_heads, p.head_dim, d_state},
+                 check_name{op, nullptr, "ssm_state (n_heads, head_dim, d_state)"});
+  expect_extents(y.extents(), extents<2>{l, d_inner}, check_name{op, nullptr, "y (l, d_inner)"});
+  expect_rows_contiguous(x, check_name{op, nullptr, "x"});
+  expect_rows_contiguous(dt, check_name{op, nullptr, "dt"});
+  expect_rows_contiguous(B, check_name{op, nullptr, "B"});
+  expect_rows_contiguous(C, check_name{op, nullptr, "C"});
+  expect_rows_contiguous(y, check_name{op, nullptr, "y"});
+  expect_rows_contiguous(w.A, check_name{op, nullptr, "A"});
+  expect_rows_contiguous(w.D, check_name{op, nullptr, "D"});
+  if (w.dt_bias) expect_rows_contiguous(*w.dt_bias, check_name{op, nullptr, "dt_bias"});
   if (!ssm_state.is_contiguous()) throw shape_error(o + ": ssm_state must be contiguous");
   return {l, d_inner, n_heads, p.head_dim, p.n_groups, d_state, n_heads / p.n_groups};
 }

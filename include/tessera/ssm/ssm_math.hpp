@@ -181,18 +181,6 @@ inline void expect_dense_rows(const tensor_view<T, Rank>& v, const char* what) {
     throw shape_error(std::string(what) + ": innermost dimension must have stride 1 (extents " + to_string(v.extents()) + ")");
 }
 
-/// The same checks with the message's operation name apart ("ssd_step", "A (n_heads)"), for
-/// checks shared by several entry points.
-template <class T, std::size_t Rank>
-inline void expect_shape(const tensor_view<T, Rank>& v, const extents<Rank>& want, const char* op, const char* what) {
-  if (v.extents() != want) expect_shape(v, want, (std::string(op) + ": " + what).c_str());
-}
-
-template <class T, std::size_t Rank>
-inline void expect_dense_rows(const tensor_view<T, Rank>& v, const char* op, const char* what) {
-  if (!v.rows_contiguous()) expect_dense_rows(v, (std::string(op) + ": " + what).c_str());
-}
-
 /// Row stride of a rank-2 view (0 for a single row, which is never advanced).
 template <class T>
 inline index_t ld(const tensor_view<T, 2>& v) noexcept {
