@@ -116,7 +116,7 @@ struct la_problem {
   float eps = 1e-10f;
 };
 
-inline std::string la_name(const la_problem& p, const char* form) { return std::string(p.op) + "_" + form; }
+inline std::string la_name(const la_problem& p, const char* form) { return check_name{p.op, form}.str(); }
 
 inline void la_check(const la_problem& p, const char* form) {
   const auto [l, n_qk_heads, d_k] = p.q.extents();
