@@ -1,10 +1,8 @@
 // Tests of models/sampling.hpp: greedy, temperature, top-k, top-p, min-p, repetition penalty,
 // seeds, parameter checks, no allocation per token.
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <new>
 #include <set>
 #include <vector>
 
@@ -12,33 +10,8 @@
 
 #include <tessera/models/sampling.hpp>
 
+#include "common/alloc_counter.hpp"
 #include "common/test_util.hpp"
-
-// Counts heap allocations of this test binary (for "sample allocates nothing").
-namespace {
-std::atomic<long> g_allocations{0};
-}
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, std::align_val_t a) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const std::size_t al = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace tessera;
 
@@ -264,10 +237,10 @@ TEST_CASE("sampling a token allocates nothing", "[sampling]") {
     }
     if (variant == 3) p.repetition_penalty = 1.3f;
     sampler s(32000, p);
-    const long before = g_allocations.load();
+    test::start_counting_allocations();
     std::int32_t sum = 0;
     for (int i = 0; i < 20; ++i) sum += s.sample(view_of(logits), history);
-    CHECK(g_allocations.load() == before);
+    CHECK(test::stop_counting_allocations() == 0);
     CHECK(sum >= 0);
   }
 }

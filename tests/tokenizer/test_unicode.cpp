@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
+#include <tessera/tokenizer/decoders.hpp>
 #include <tessera/tokenizer/normalizers.hpp>
 #include <tessera/tokenizer/pre_tokenizers.hpp>
 #include <tessera/tokenizer/unicode.hpp>
@@ -69,4 +71,14 @@ TEST_CASE("Metaspace and BertNormalizer", "[pre_tokenizer][normalizer]") {
   std::string s = "Ah\tC\xC3\xA9SAR\x01 \xE4\xBD\xA0\xE5\xA5\xBD";
   bert_normalizer({}).normalize(s);
   REQUIRE(s == "ah cesar  \xE4\xBD\xA0  \xE5\xA5\xBD ");
+}
+
+// Regression (issue 18): the byte-fallback decoder parsed "<0xXX>" through a temporary string
+// that died before its digits were checked (stack-use-after-scope under ASan, reached from every
+// streamed generation that emits a byte token).
+TEST_CASE("ByteFallback decoder: <0xXX> tokens to bytes, invalid runs to U+FFFD, others untouched", "[decoder]") {
+  const byte_fallback_decoder d;
+  std::vector<std::string> t = {"<0x41>", "a", "<0xE2>", "<0x96>", "<0x81>", "<0xzz>", "<0xff>", "<0x4a>", "<0x4A"};
+  d.decode_chain(t);
+  REQUIRE(t == std::vector<std::string>{"A", "a", "\xE2\x96\x81", "<0xzz>", "\xEF\xBF\xBD\xEF\xBF\xBD", "<0x4A"});
 }

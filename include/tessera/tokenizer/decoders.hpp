@@ -125,6 +125,13 @@ class metaspace_wordpiece_decoder final : public decoder {
 
 /// <0xXX> tokens back to bytes; a run that is not valid UTF-8 becomes one U+FFFD per byte.
 class byte_fallback_decoder final : public decoder {
+  static int hex_digit(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+
  public:
   void decode_chain(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
@@ -145,9 +152,9 @@ class byte_fallback_decoder final : public decoder {
     for (auto& t : tokens) {
       int byte = -1;
       if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
-        char* end = nullptr;
-        const long v = std::strtol(t.substr(3, 2).c_str(), &end, 16);
-        if (end && *end == '\0') byte = static_cast<int>(v);
+        // two hex digits, parsed in place (no temporary whose buffer could be read after it dies)
+        const int hi = hex_digit(t[3]), lo = hex_digit(t[4]);
+        if (hi >= 0 && lo >= 0) byte = hi * 16 + lo;
       }
       if (byte >= 0) {
         run += static_cast<char>(byte);
