@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include <tessera/families/registry.hpp>
-#include <tessera/models/sampling.hpp>
+#include <tessera/models/generate.hpp>
 #include <tessera/tokenizer/tokenizer.hpp>
 
 int main(int argc, char** argv) try {
@@ -17,18 +17,17 @@ int main(int argc, char** argv) try {
   auto session = model->new_session({.max_len = 256});        // KV caches + workspace, sized once
   tessera::sampler sample(model->config().vocab, {.temperature = 0.f});  // greedy
 
-  std::vector<std::int32_t> ids = tok.encode(prompt);         // BOS added as the checkpoint says
-  session->prefill(ids);
+  const std::vector<std::int32_t> ids = tok.encode(prompt);   // BOS added as the checkpoint says
   tessera::tokenizer::stream_decoder out(tok, /*skip_special_tokens=*/true);
   for (std::int32_t id : ids) std::cout << out.push(id);  // the prompt, through the same decoder
-  for (int i = 0; i < 48; ++i) {
-    const std::int32_t next = sample.sample(session->logits(), ids);
-    const auto eos = tok.eos_ids();
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
-    ids.push_back(next);
-    std::cout << out.push(next) << std::flush;
-    session->step(next);
-  }
+  tessera::generate(*session, ids, sample,
+                    {.max_new_tokens = 48,
+                     .stop_ids = tok.eos_ids(),                                   // EOS: stop (prints nothing)
+                     .detokenize = [&](std::int32_t id) { return out.push(id); }},  // streaming text per id
+                    [](std::int32_t, std::string_view piece) {
+                      std::cout << piece << std::flush;
+                      return true;  // false would stop here
+                    });
   std::cout << out.flush() << "\n";
 } catch (const std::exception& e) {
   std::fprintf(stderr, "error: %s\n", e.what());

@@ -8,8 +8,11 @@
 #include <iostream>
 #include <numeric>
 #include <random>
+#include <span>
+#include <string_view>
 
 #include <tessera/families/registry.hpp>
+#include <tessera/models/generate.hpp>
 #include <tessera/tokenizer/tokenizer.hpp>
 
 // Locally typical sampling (Meister et al.): keep the tokens whose surprise is closest to the
@@ -50,11 +53,16 @@ int main(int argc, char** argv) try {
     tessera::tokenizer::stream_decoder out(tok, /*skip_special_tokens=*/true);
     std::cout << "[seed " << seed << "] ";
     for (std::int32_t id : prompt) std::cout << out.push(id);  // the prompt, through the same decoder
-    for (int i = 0; i < 32; ++i) {
-      const std::int32_t next = typical_sample(session->logits(), 0.9f, rng, p, order);
-      std::cout << out.push(next) << std::flush;
-      session->step(next);
-    }
+    // the session already holds the prompt: generate from its logits, with our own sampling rule
+    auto typical = [&](tessera::tensor_view<const float, 1> logits, std::span<const std::int32_t>) {
+      return typical_sample(logits, 0.9f, rng, p, order);
+    };
+    tessera::continue_generation(*session, prompt, typical,
+                                 {.max_new_tokens = 32, .detokenize = [&](std::int32_t id) { return out.push(id); }},
+                                 [](std::int32_t, std::string_view piece) {
+                                   std::cout << piece << std::flush;
+                                   return true;
+                                 });
     std::cout << out.flush() << "\n";
   }
 } catch (const std::exception& e) {

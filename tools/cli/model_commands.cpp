@@ -4,14 +4,17 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
 #include <cstring>
+#include <iostream>
+#include <limits>
 #include <random>
+#include <string_view>
 
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/families/registry.hpp>
 #include <tessera/io/safetensors.hpp>
+#include <tessera/models/generate.hpp>
 #include <tessera/models/language_model.hpp>
 #include <tessera/models/sampling.hpp>
 
@@ -38,8 +41,17 @@ loaded_model load_model(const std::filesystem::path& path, bool verbose) {
   return m;
 }
 
-/// Tokens a session may hold for a model: its max_position, or `fallback` when unknown.
-index_t model_context(const model_config& c, index_t fallback) { return c.max_position > 0 ? c.max_position : fallback; }
+/// a + b for counts >= 0, saturating at the largest index_t instead of overflowing.
+index_t saturating_add(index_t a, index_t b) {
+  return b > std::numeric_limits<index_t>::max() - a ? std::numeric_limits<index_t>::max() : a + b;
+}
+
+/// The context of a generate session when the model has no max_position (Mamba): the prompt plus
+/// -n, at most this many tokens (a trillion: more than a session will ever decode).
+constexpr index_t unbounded_context = index_t{1} << 40;
+
+/// bench materializes -p + -n random ids: at most this many when the model has no max_position.
+constexpr index_t unbounded_bench_context = index_t{1} << 24;
 
 }  // namespace
 
@@ -77,69 +89,51 @@ int run_generate(const generate_options& o) {
   const model_config& cfg = m.model->config();
   detail::check_token_ids(prompt, cfg.vocab);
   const auto n_prompt = static_cast<index_t>(prompt.size());
-  const index_t context = model_context(cfg, n_prompt + o.n_new);
+  // The session holds the prompt and the new tokens, within the model's context: -n past it is
+  // clamped (generation stops with "the context is full"), whatever its size.
+  const index_t want = saturating_add(n_prompt, o.n_new);
+  const index_t context = cfg.max_position > 0 ? cfg.max_position : std::min(want, unbounded_context);
   if (n_prompt > context)
     throw range_error("generate: the prompt has " + std::to_string(n_prompt) + " tokens, more than the model's context of " +
                       std::to_string(context));
-  const index_t max_len = std::max<index_t>(1, std::min(context, n_prompt + o.n_new));
+  const index_t max_len = std::max<index_t>(1, std::min(context, want));
   auto session = m.model->new_session({.max_len = max_len});
 
-  std::vector<std::int32_t> eos = cfg.eos_token_ids;
-  if (eos.empty() && tk) eos = tk->eos_ids();
-  const auto is_eos = [&](std::int32_t id) { return std::find(eos.begin(), eos.end(), id) != eos.end(); };
-
+  tessera::generate_options go{.max_new_tokens = o.n_new, .stop_ids = cfg.eos_token_ids, .ignore_stop_ids = o.ignore_eos};
+  if (go.stop_ids.empty() && tk) go.stop_ids = tk->eos_ids();
   if (!o.print_ids) {
     tk->stream_begin(/*skip_special_tokens=*/true);
     for (std::int32_t id : prompt) std::cout << tk->stream_push(id);
     std::cout << std::flush;
+    go.detokenize = [&](std::int32_t id) { return tk->stream_push(id); };
   }
 
   sampler pick(cfg.vocab, sp);
-  std::vector<std::int32_t> history = prompt;
-  history.reserve(prompt.size() + static_cast<std::size_t>(o.n_new));
-
-  const auto t_prefill = std::chrono::steady_clock::now();
-  session->prefill(prompt);
-  const double prefill_s = seconds_since(t_prefill);
-
-  const auto t_decode = std::chrono::steady_clock::now();
-  index_t generated = 0, steps = 0;
-  bool context_full = false;
   std::string ids_line;
-  while (generated < o.n_new) {
-    const std::int32_t id = pick.sample(session->logits(), history);
-    ++generated;
-    history.push_back(id);
+  const generate_result r = generate(*session, prompt, pick, go, [&](std::int32_t id, std::string_view piece) {
     if (o.print_ids) {
       if (!ids_line.empty()) ids_line += ' ';
       ids_line += std::to_string(id);
     } else {
-      std::cout << tk->stream_push(id) << std::flush;
+      std::cout << piece << std::flush;
     }
-    if (!o.ignore_eos && is_eos(id)) break;
-    if (generated == o.n_new) break;
-    if (session->position() >= session->max_len()) {
-      context_full = true;
-      break;
-    }
-    session->step(id);
-    ++steps;
-  }
-  const double decode_s = seconds_since(t_decode);
+    return true;
+  });
 
   if (o.print_ids) std::cout << ids_line << '\n';
   else std::cout << tk->stream_flush() << '\n';
   std::cout << std::flush;
-  if (context_full)
-    std::fprintf(stderr, "tessera: stopped after %lld tokens: the context of %lld tokens is full\n",
-                 static_cast<long long>(generated), static_cast<long long>(session->max_len()));
+  const auto generated = static_cast<long long>(r.tokens.size());
+  if (r.reason == generate_result::stop_reason::context_full)
+    std::fprintf(stderr, "tessera: stopped after %lld tokens: the context of %lld tokens is full\n", generated,
+                 static_cast<long long>(session->max_len()));
   if (o.common.verbose) {
     std::fprintf(stderr, "tessera: seed %llu\n", static_cast<unsigned long long>(sp.seed));
     std::fprintf(stderr, "tessera: prefill %lld tokens in %.1f ms (%.1f tokens/s)\n", static_cast<long long>(n_prompt),
-                 prefill_s * 1e3, static_cast<double>(n_prompt) / prefill_s);
-    std::fprintf(stderr, "tessera: decode %lld tokens in %.1f ms (%.1f tokens/s; %lld steps)\n",
-                 static_cast<long long>(generated), decode_s * 1e3,
-                 decode_s > 0 ? static_cast<double>(steps) / decode_s : 0.0, static_cast<long long>(steps));
+                 r.prefill_seconds * 1e3, static_cast<double>(n_prompt) / r.prefill_seconds);
+    std::fprintf(stderr, "tessera: decode %lld tokens in %.1f ms (%.1f tokens/s; %lld steps)\n", generated,
+                 r.decode_seconds * 1e3, r.decode_seconds > 0 ? static_cast<double>(r.steps) / r.decode_seconds : 0.0,
+                 static_cast<long long>(r.steps));
   }
   return 0;
 }
@@ -234,10 +228,14 @@ int run_bench(const bench_options& o) {
   const auto path = resolve_model(o.common.model);
   auto m = load_model(path, o.common.verbose);
   const model_config& cfg = m.model->config();
+  // Checked before adding (-p and -n may be as large as index_t holds) and before the id buffers
+  // are sized: a model without a context limit still gets at most unbounded_bench_context tokens.
+  const index_t context = cfg.max_position > 0 ? cfg.max_position : unbounded_bench_context;
+  if (o.n_prompt > context || o.n_gen > context - o.n_prompt)
+    throw range_error("bench: -p " + std::to_string(o.n_prompt) + " + -n " + std::to_string(o.n_gen) + " tokens exceed " +
+                      (cfg.max_position > 0 ? "the model's context of " + std::to_string(context)
+                                            : std::to_string(context) + ", the most bench runs on a model without a context limit"));
   const index_t need = o.n_prompt + o.n_gen;
-  if (cfg.max_position > 0 && need > cfg.max_position)
-    throw range_error("bench: -p + -n = " + std::to_string(need) + " tokens exceed the model's context of " +
-                      std::to_string(cfg.max_position));
   auto session = m.model->new_session({.max_len = need});
 
   std::mt19937 gen(1234);
