@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
-#include <tessera/models/hybrid.hpp>
+#include <tessera/families/hybrid.hpp>
+
+#include "random_checkpoint/random_hybrid.hpp"
 
 using namespace tessera;
 
@@ -25,7 +27,7 @@ static int argmax(tensor_view<const float, 1> v) {
   return static_cast<int>(b);
 }
 
-static void run(const models::hybrid_schedule& schedule) {
+static void run(const families::hybrid_schedule& schedule) {
   model_config cfg;
   cfg.family = "hybrid";
   cfg.vocab = 256, cfg.d_model = 64, cfg.n_layers = schedule.n_layers(), cfg.norm_eps = 1e-5f;
@@ -35,9 +37,9 @@ static void run(const models::hybrid_schedule& schedule) {
   cfg.n_heads = 4, cfg.n_kv_heads = 2, cfg.head_dim = 16;                               // attention
   cfg.d_ff = 128, cfg.n_experts = 4, cfg.n_experts_per_tok = 2;                         // MLP / MoE
   const auto file = std::filesystem::temp_directory_path() / "tessera_hybrid_decode.safetensors";
-  models::write_random_hybrid(cfg, schedule, {}, file, 42);
+  testing::write_random_hybrid(cfg, schedule, {}, file, 42);
   auto weights = std::make_shared<const io::weight_map>(io::weight_map::open(file));
-  auto model = models::load_hybrid(cfg, schedule, {}, weights);
+  auto model = families::load_hybrid(cfg, schedule, {}, weights);
   std::filesystem::remove(file);
   std::printf("schedule  mixers %s  ffns %s\n", schedule.mixers.c_str(), schedule.ffns.c_str());
 
@@ -65,12 +67,12 @@ int main(int argc, char** argv) {
   try {
     if (argc == 3) {
       const std::string m = argv[1], f = argv[2];
-      run(models::hybrid_schedule::parse(m, f, static_cast<index_t>(m.size())));
+      run(families::hybrid_schedule::parse(m, f, static_cast<index_t>(m.size())));
       return 0;
     }
-    run(models::hybrid_schedule::periodic(8, 4, 2, 2, 1, 'M'));   // Jamba-like
-    run(models::hybrid_schedule::every_kth(6, 'G', 'A', 3, 'F'));  // gated delta + softmax every 3rd
-    run(models::hybrid_schedule::parse("S-S-A-S-", "-F-F-F-F", 8)); // Mamba-2-Hybrid-like
+    run(families::hybrid_schedule::periodic(8, 4, 2, 2, 1, 'M'));   // Jamba-like
+    run(families::hybrid_schedule::every_kth(6, 'G', 'A', 3, 'F'));  // gated delta + softmax every 3rd
+    run(families::hybrid_schedule::parse("S-S-A-S-", "-F-F-F-F", 8)); // Mamba-2-Hybrid-like
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hybrid_decode: %s\n", e.what());
     return 1;

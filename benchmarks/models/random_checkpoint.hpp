@@ -49,6 +49,10 @@ inline std::filesystem::path random_llama(const llama_shape& s, dtype type) {
       tensor<bf16, 2> t({rows, cols});
       for (auto& x : t) x = bf16(nd(g));
       w.add(name, t);
+    } else if (type == dtype::f16) {
+      tensor<f16, 2> t({rows, cols});
+      for (auto& x : t) x = f16(nd(g));
+      w.add(name, t);
     } else {
       tensor<float, 2> t({rows, cols});
       for (auto& x : t) x = nd(g);

@@ -30,7 +30,7 @@
 
 #include <tessera/core/parallel.hpp>
 #include <tessera/families/registry.hpp>
-#include <tessera/io/config.hpp>
+
 
 #include "../models/random_checkpoint.hpp"
 #include "random_ssm.hpp"

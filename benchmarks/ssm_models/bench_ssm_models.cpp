@@ -11,7 +11,9 @@
 #include <vector>
 
 #include <tessera/core/parallel.hpp>
-#include <tessera/models/hybrid.hpp>
+#include <tessera/families/hybrid.hpp>
+
+#include "random_checkpoint/random_hybrid.hpp"
 #include <tessera/simd/arch.hpp>
 
 #include "random_ssm.hpp"
@@ -20,7 +22,7 @@ using namespace tessera;
 
 namespace {
 
-const models::hybrid_model& model(char kind) { return bench::random_mamba_130m(kind); }
+const families::hybrid_model& model(char kind) { return bench::random_mamba_130m(kind); }
 
 std::vector<std::int32_t> prompt(index_t n) {
   std::mt19937 g(1);

@@ -10,7 +10,9 @@
 #include <memory>
 #include <string>
 
-#include <tessera/models/hybrid.hpp>
+#include <tessera/families/hybrid.hpp>
+
+#include "random_checkpoint/random_hybrid.hpp"
 
 namespace tessera::bench {
 
@@ -29,19 +31,19 @@ inline model_config mamba_130m_shape(char kind) {
 }
 
 /// The model of `kind` ('M' or 'S'), loaded once per process.
-inline const models::hybrid_model& random_mamba_130m(char kind) {
-  static std::unique_ptr<models::hybrid_model> m[2];
+inline const families::hybrid_model& random_mamba_130m(char kind) {
+  static std::unique_ptr<families::hybrid_model> m[2];
   auto& slot = m[kind == 'M' ? 0 : 1];
   if (!slot) {
     const auto cfg = mamba_130m_shape(kind);
-    const auto sch = models::hybrid_schedule::parse(std::string(24, kind), std::string(24, '-'), 24);
-    models::hybrid_layout names;
+    const auto sch = families::hybrid_schedule::parse(std::string(24, kind), std::string(24, '-'), 24);
+    families::hybrid_layout names;
     names.mixer_norm = "backbone.layers.{}.norm", names.ssm = "backbone.layers.{}.mixer";
     names.embed = "backbone.embeddings.weight", names.final_norm = "backbone.norm_f";
     const auto file = std::filesystem::temp_directory_path() / (std::string("tessera_bench_") + kind + ".safetensors");
-    if (!std::filesystem::exists(file)) models::write_random_hybrid(cfg, sch, names, file, 3);
+    if (!std::filesystem::exists(file)) testing::write_random_hybrid(cfg, sch, names, file, 3);
     auto w = std::make_shared<const io::weight_map>(io::weight_map::open(file));
-    slot = models::load_hybrid(cfg, sch, names, w);
+    slot = families::load_hybrid(cfg, sch, names, w);
   }
   return *slot;
 }

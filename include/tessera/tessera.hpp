@@ -1,4 +1,5 @@
-// tessera/tessera.hpp: the umbrella header. Includes every module umbrella.
+// tessera/tessera.hpp: the umbrella header. Includes every module umbrella, the model tier and
+// every registered family: `#include <tessera/tessera.hpp>` gives all that the README uses.
 #pragma once
 
 #include <tessera/config.hpp>
@@ -10,3 +11,6 @@
 #include <tessera/io/io.hpp>
 #include <tessera/ssm/ssm.hpp>
 #include <tessera/tokenizer/tokenizer.hpp>
+#include <tessera/layers/layers.hpp>
+#include <tessera/models/models.hpp>
+#include <tessera/families/registry.hpp>

@@ -192,6 +192,25 @@ TEST_CASE("info, bench, tokenize and detokenize on the bundled model", "[cli]") 
   CHECK(trim(d2.out) == "Once upon a");
 }
 
+TEST_CASE("info: memory for a context (KV cache of sliding and full layers, SSM state)", "[cli]") {
+  const fs::path models = fs::path(TESSERA_TEST_DATA_DIR) / "models";
+  // qwen2_sliding: layer 0 full (100 tokens), layers 1-2 sliding (window 6): 2 · kv_dim (2·16) · 4 B a token
+  const auto q = tessera_cli({"info", "-m", (models / "qwen2_sliding").string(), "-c", "100"});
+  REQUIRE(q.rc == 0);
+  CHECK(q.out.find("family:        qwen2") != std::string::npos);
+  CHECK(q.out.find("format:        safetensors") != std::string::npos);
+  CHECK(q.out.find("model.layers.0.self_attn.q_proj.weight  F32 [64, 64]") != std::string::npos);
+  CHECK(q.out.find("KV cache " + std::to_string(2 * 32 * 4 * (100 + 6 + 6) / 1024) + ".00 KiB") != std::string::npos);
+  const auto g = tessera_cli({"info", "-c", "512"});  // the bundled stories260K: 5 layers, kv_dim 32
+  REQUIRE(g.rc == 0);
+  CHECK(g.out.find("format:        gguf v3") != std::string::npos);
+  CHECK(g.out.find("KV cache 640.00 KiB") != std::string::npos);  // 5 · 2 · 32 · 512 · 4 B
+  const auto j = tessera_cli({"info", "-m", (models / "jamba").string(), "-c", "10"});
+  REQUIRE(j.rc == 0);
+  CHECK(j.out.find("KV cache 3.75 KiB") != std::string::npos);    // 2 layers · 2 · 2·12 · 10 · 4 B
+  CHECK(j.out.find("SSM state 8.25 KiB") != std::string::npos);   // 2 · (96·8 + 96·3) · 4 B
+}
+
 // ---- parity with transformers on the fixtures -----------------------------------------------
 
 namespace {

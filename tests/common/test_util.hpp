@@ -57,4 +57,12 @@ double max_rel_err(const A* a, const B* b, index_t n) {
   return den == 0 ? num : num / den;
 }
 
+/// Index of the largest element, the lowest on ties (greedy decoding, torch.argmax).
+inline std::int32_t argmax(tensor_view<const float, 1> v) {
+  index_t best = 0;
+  for (index_t i = 1; i < v.extent(0); ++i)
+    if (v(i) > v(best)) best = i;
+  return static_cast<std::int32_t>(best);
+}
+
 }  // namespace tessera::test

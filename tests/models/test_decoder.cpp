@@ -15,6 +15,7 @@
 #include "io/io_test_util.hpp"
 
 using namespace tessera;
+using tessera::test::argmax;
 namespace fs = std::filesystem;
 
 namespace {
@@ -41,13 +42,6 @@ reference load_reference(const std::string& model_case) {
   r.logits = tensor<float, 2>::copy_of(m.f32<3>("logits")[0]);
   r.greedy_logits = tensor<float, 2>::copy_of(m.f32<3>("greedy_logits")[0]);
   return r;
-}
-
-std::int32_t argmax(tensor_view<const float, 1> x) {
-  index_t best = 0;
-  for (index_t j = 1; j < x.extent(0); ++j)
-    if (x(j) > x(best)) best = j;
-  return static_cast<std::int32_t>(best);
 }
 
 double rel_err(tensor_view<const float, 2> a, tensor_view<const float, 2> b) {
@@ -116,7 +110,7 @@ TEST_CASE("dynamic NTK rope: each full forward uses the frequencies of its own l
 
 TEST_CASE("a GGUF conversion of the llama fixture gives the same logits as the HF folder", "[models][gguf]") {
   const auto hf = io::weight_map::open(models_dir / "llama");
-  const auto cfg = io::load_config(models_dir / "llama");
+  const auto cfg = load_config(models_dir / "llama");
   test::gguf_builder g;
   g.kv_str("general.architecture", "llama");
   g.kv_u32("llama.context_length", static_cast<std::uint32_t>(cfg.max_position));

@@ -1,4 +1,4 @@
-// Helpers of the ssm_models tests: reference files, argmax, relative error.
+// Helpers of the ssm_models tests: reference files, relative error (argmax: common/test_util.hpp).
 #pragma once
 
 #include <algorithm>
@@ -14,6 +14,8 @@
 #include <tessera/core/tensor.hpp>
 #include <tessera/io/safetensors.hpp>
 #include <tessera/models/language_model.hpp>
+
+#include "common/test_util.hpp"
 
 namespace tessera::test {
 
@@ -58,13 +60,6 @@ inline double rel_err(const float* a, const float* b, std::size_t n) {
     den = std::max(den, std::abs(static_cast<double>(b[i])));
   }
   return den > 0 ? num / den : num;
-}
-
-inline std::int32_t argmax(tensor_view<const float, 1> v) {
-  index_t best = 0;
-  for (index_t i = 1; i < v.extent(0); ++i)
-    if (v(i) > v(best)) best = i;
-  return static_cast<std::int32_t>(best);
 }
 
 inline std::vector<float> copy_logits(const lm_session& s) {

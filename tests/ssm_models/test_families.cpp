@@ -21,9 +21,9 @@ using tessera::test::rel_err;
 
 namespace {
 
-std::unique_ptr<models::hybrid_model> load_family(const std::string& name) {
+std::unique_ptr<families::hybrid_model> load_family(const std::string& name) {
   const auto dir = test::model_dir(name);
-  const auto cfg = io::load_config(dir);
+  const auto cfg = load_config(dir);
   auto w = std::make_shared<const io::weight_map>(io::weight_map::open(dir));
   if (cfg.family == "mamba") return families::load_mamba(cfg, w);
   if (cfg.family == "mamba2") return families::load_mamba2(cfg, w);
@@ -63,8 +63,8 @@ TEST_CASE("mamba2: transformers parity at l = 8, 13, 21 (chunk 8)", "[ssm_models
 
 TEST_CASE("jamba: transformers parity (MoE, attention without RoPE, dt/B/C norms)", "[ssm_models][jamba]") {
   auto model = load_family("jamba");
-  CHECK(model->schedule().mixers == "MAMA");
-  CHECK(model->schedule().ffns == "EFEF");
+  CHECK(model->config().layer_schedule == "MAMA");
+  CHECK(model->config().ffn_schedule == "EFEF");
   check_parity("jamba");
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include <tessera/families/registry.hpp>
-#include <tessera/io/config.hpp>
+
 #include <tessera/io/weights.hpp>
 
 #include "io/io_test_util.hpp"
@@ -43,7 +43,7 @@ std::vector<float> hf_data(const io::weight_map& m, const std::string& name) {
 /// that fix wrote it unsqueezed (the /tmp/llama.cpp snapshot does), so both occur in the wild.
 std::vector<std::byte> convert_mamba(const std::filesystem::path& dir, bool squeeze_conv, bool dt_b_c_rms = false) {
   const auto hf = io::weight_map::open(dir);
-  const auto cfg = io::load_config(dir);
+  const auto cfg = load_config(dir);
   test::gguf_builder g;
   // set_gguf_parameters
   g.kv_str("general.architecture", "mamba");
@@ -107,7 +107,7 @@ TEST_CASE("a GGUF conversion of the mamba fixture gives the same weights, config
           "[ssm_models][mamba][gguf]") {
   const auto dir = test::model_dir("mamba");
   const auto hf = io::weight_map::open(dir);
-  const auto hf_cfg = io::load_config(dir);
+  const auto hf_cfg = load_config(dir);
   const auto ref = test::load_reference(dir / "reference.safetensors");
   const index_t l = static_cast<index_t>(ref.input_ids.size()), V = hf_cfg.vocab;
   tensor<float, 2> want({l, V});
@@ -120,7 +120,7 @@ TEST_CASE("a GGUF conversion of the mamba fixture gives the same weights, config
     test::write_file(file, convert_mamba(dir, squeeze_conv));
 
     // config from the mamba.* metadata
-    const auto cfg = io::load_config(file);
+    const auto cfg = load_config(file);
     CHECK(cfg.family == "mamba");
     CHECK(cfg.architecture == hf_cfg.architecture);
     CHECK(cfg.d_model == hf_cfg.d_model);
@@ -169,6 +169,6 @@ TEST_CASE("a FalconMamba GGUF (mamba.ssm.dt_b_c_rms) is refused with a config_er
   test::temp_dir tmp("gguf_falcon_mamba");
   const auto file = tmp / "falcon_mamba.gguf";
   test::write_file(file, convert_mamba(test::model_dir("mamba"), true, /*dt_b_c_rms=*/true));
-  CHECK_THROWS_AS(io::load_config(file), config_error);
+  CHECK_THROWS_AS(load_config(file), config_error);
   CHECK_THROWS_WITH(load_language_model(file), Catch::Contains("mamba.ssm.dt_b_c_rms"));
 }

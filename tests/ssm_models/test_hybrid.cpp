@@ -8,7 +8,9 @@
 #include <memory>
 #include <random>
 
-#include <tessera/models/hybrid.hpp>
+#include <tessera/families/hybrid.hpp>
+
+#include "random_checkpoint/random_hybrid.hpp"
 
 #include "common/alloc_counter.hpp"
 #include "ssm_models_test_util.hpp"
@@ -44,12 +46,12 @@ std::filesystem::path temp_file(const std::string& name) {
   return dir / name;
 }
 
-std::unique_ptr<models::hybrid_model> random_hybrid(const model_config& cfg, const models::hybrid_schedule& sch,
-                                                    const std::string& name, models::hybrid_layout names = {}) {
+std::unique_ptr<families::hybrid_model> random_hybrid(const model_config& cfg, const families::hybrid_schedule& sch,
+                                                    const std::string& name, families::hybrid_layout names = {}) {
   const auto file = temp_file(name + ".safetensors");
-  models::write_random_hybrid(cfg, sch, names, file, 1234);
+  testing::write_random_hybrid(cfg, sch, names, file, 1234);
   auto w = std::make_shared<const io::weight_map>(io::weight_map::open(file));
-  return models::load_hybrid(cfg, sch, names, w);
+  return families::load_hybrid(cfg, sch, names, w);
 }
 
 std::vector<std::int32_t> random_ids(std::size_t n, index_t vocab) {
@@ -61,7 +63,7 @@ std::vector<std::int32_t> random_ids(std::size_t n, index_t vocab) {
 
 /// prefill(n) + steps == prefill(all) == prefill_all; two-part prefill; snapshot/restore exact;
 /// a decode step allocates nothing.
-void check_equivalence(models::hybrid_model& m) {
+void check_equivalence(families::hybrid_model& m) {
   const auto ids = random_ids(29, m.config().vocab);  // > several Mamba-2 / linear-attention chunks
   auto whole = m.new_session();
   whole->prefill(ids);
@@ -116,21 +118,21 @@ void check_equivalence(models::hybrid_model& m) {
 
 TEST_CASE("hybrid: Mamba-2-Hybrid-style stack from a schedule (Mamba-2, attention, MLP layers)", "[ssm_models][hybrid]") {
   // 14 layers: 6 Mamba-2 (43%), 1 attention (7%), 7 MLP (50%), as in NVIDIA's Mamba-2-Hybrid
-  const auto sch = models::hybrid_schedule::parse("S-S-S-A-S-S-S-", "-F-F-F-F-F-F-F", 14);
+  const auto sch = families::hybrid_schedule::parse("S-S-S-A-S-S-S-", "-F-F-F-F-F-F-F", 14);
   auto m = random_hybrid(small_config(14), sch, "m2h");
-  CHECK(m->schedule().mixers == "S-S-S-A-S-S-S-");
+  CHECK(m->config().layer_schedule == "S-S-S-A-S-S-S-");
   check_equivalence(*m);
 }
 
 TEST_CASE("hybrid: linear-attention hybrids with a softmax layer every k-th", "[ssm_models][hybrid]") {
   SECTION("gated delta rule, softmax every 3rd (Qwen3-Next style)") {
-    const auto sch = models::hybrid_schedule::every_kth(6, 'G', 'A', 3, 'F');
+    const auto sch = families::hybrid_schedule::every_kth(6, 'G', 'A', 3, 'F');
     CHECK(sch.mixers == "GGAGGA");
     auto m = random_hybrid(small_config(6), sch, "gdn");
     check_equivalence(*m);
   }
   SECTION("retention, softmax every 4th, MoE feed-forward (MiniMax style)") {
-    const auto sch = models::hybrid_schedule::every_kth(4, 'R', 'A', 4, 'E');
+    const auto sch = families::hybrid_schedule::every_kth(4, 'R', 'A', 4, 'E');
     CHECK(sch.mixers == "RRRA");
     auto m = random_hybrid(small_config(4), sch, "ret");
     check_equivalence(*m);
@@ -140,22 +142,22 @@ TEST_CASE("hybrid: linear-attention hybrids with a softmax layer every k-th", "[
 TEST_CASE("hybrid: Jamba-like periodic schedule with Mamba-1 + inner norms, MoE, tied embeddings", "[ssm_models][hybrid]") {
   auto cfg = small_config(8);
   cfg.tie_word_embeddings = true;
-  const auto sch = models::hybrid_schedule::periodic(8, 4, 2, 2, 1, 'M');
+  const auto sch = families::hybrid_schedule::periodic(8, 4, 2, 2, 1, 'M');
   CHECK(sch.mixers == "MMAMMMAM");
   CHECK(sch.ffns == "FEFEFEFE");
-  models::hybrid_layout names;
+  families::hybrid_layout names;
   names.mamba_inner_norms = true;
   auto m = random_hybrid(cfg, sch, "jamba_like", names);
   check_equivalence(*m);
   // a pure Mamba-1 stack and a mixed Mamba-1 / Mamba-2 stack come from the same template
-  auto pure = random_hybrid(small_config(3), models::hybrid_schedule::parse("MMM", "---", 3), "pure");
+  auto pure = random_hybrid(small_config(3), families::hybrid_schedule::parse("MMM", "---", 3), "pure");
   check_equivalence(*pure);
-  auto mixed = random_hybrid(small_config(4), models::hybrid_schedule::parse("MSGA", "F-EF", 4), "mixed");
+  auto mixed = random_hybrid(small_config(4), families::hybrid_schedule::parse("MSGA", "F-EF", 4), "mixed");
   check_equivalence(*mixed);
 }
 
 TEST_CASE("hybrid: bad schedules, configs and inputs", "[ssm_models][hybrid]") {
-  using S = models::hybrid_schedule;
+  using S = families::hybrid_schedule;
   CHECK_THROWS_AS(S::parse("MMXM", "----", 4), config_error);   // unknown mixer letter
   CHECK_THROWS_AS(S::parse("MMAM", "--Q-", 4), config_error);   // unknown ffn letter
   CHECK_THROWS_AS(S::parse("MMAM", "----", 5), config_error);   // wrong length
@@ -172,16 +174,16 @@ TEST_CASE("hybrid: bad schedules, configs and inputs", "[ssm_models][hybrid]") {
   // MoE with top-k > experts
   auto cfg = small_config(2);
   const auto file = temp_file("bad_moe.safetensors");
-  models::write_random_hybrid(cfg, S::parse("M-", "EF", 2), {}, file);
+  testing::write_random_hybrid(cfg, S::parse("M-", "EF", 2), {}, file);
   auto w = std::make_shared<const io::weight_map>(io::weight_map::open(file));
   cfg.n_experts_per_tok = cfg.n_experts + 1;
-  CHECK_THROWS_AS(models::load_hybrid(cfg, S::parse("M-", "EF", 2), {}, w), config_error);
+  CHECK_THROWS_AS(families::load_hybrid(cfg, S::parse("M-", "EF", 2), {}, w), config_error);
   cfg.n_experts_per_tok = 2;
   // schedule and config disagree on the layer count
-  CHECK_THROWS_AS(models::load_hybrid(cfg, S::parse("M-F", "EF-", 3), {}, w), config_error);
+  CHECK_THROWS_AS(families::load_hybrid(cfg, S::parse("M-F", "EF-", 3), {}, w), config_error);
   // a schedule asking for weights the file does not have
-  CHECK_THROWS_AS(models::load_hybrid(cfg, S::parse("A-", "EF", 2), {}, w), format_error);
-  auto m = models::load_hybrid(cfg, S::parse("M-", "EF", 2), {}, w);
+  CHECK_THROWS_AS(families::load_hybrid(cfg, S::parse("A-", "EF", 2), {}, w), format_error);
+  auto m = families::load_hybrid(cfg, S::parse("M-", "EF", 2), {}, w);
   auto s = m->new_session();
   CHECK_THROWS_AS(s->step(cfg.vocab), range_error);
   // snapshot of another model

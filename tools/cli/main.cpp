@@ -1,5 +1,4 @@
-// tools/cli/main.cpp: `tessera`, the command-line tool (ARCHITECTURE.md, "The tessera
-// command-line tool"). Parses the command line with CLI11 and runs one command; every error ends
+// tools/cli/main.cpp: `tessera`, the command-line tool (docs/cli.md). Parses the command line with CLI11 and runs one command; every error ends
 // as one line on stderr and a non-zero exit status (1: the model, file or input was refused;
 // 2: the command line was wrong).
 #include "cli.hpp"

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <map>
+#include <optional>
+#include <span>
 #include <random>
 #include <string_view>
 
@@ -101,16 +104,26 @@ int run_generate(const generate_options& o) {
 
   tessera::generate_options go{.max_new_tokens = o.n_new, .stop_ids = cfg.eos_token_ids, .ignore_stop_ids = o.ignore_eos};
   if (go.stop_ids.empty() && tk) go.stop_ids = tk->eos_ids();
+  // An encoder-decoder reads the prompt with its encoder and writes from decoder_start_token_id;
+  // a decoder-only model continues the prompt (printed first).
+  const bool seq2seq = m.model->is_encoder_decoder();
+  std::vector<std::int32_t> start = prompt;
+  if (seq2seq) {
+    if (!cfg.decoder_start_token_id) throw config_error(path.string() + ": the config has no decoder_start_token_id");
+    session->encode(prompt);
+    start = {*cfg.decoder_start_token_id};
+  }
   if (!o.print_ids) {
     tk->stream_begin(/*skip_special_tokens=*/true);
-    for (std::int32_t id : prompt) std::cout << tk->stream_push(id);
+    if (!seq2seq)
+      for (std::int32_t id : prompt) std::cout << tk->stream_push(id);
     std::cout << std::flush;
     go.detokenize = [&](std::int32_t id) { return tk->stream_push(id); };
   }
 
   sampler pick(cfg.vocab, sp);
   std::string ids_line;
-  const generate_result r = generate(*session, prompt, pick, go, [&](std::int32_t id, std::string_view piece) {
+  const generate_result r = generate(*session, start, pick, go, [&](std::int32_t id, std::string_view piece) {
     if (o.print_ids) {
       if (!ids_line.empty()) ids_line += ' ';
       ids_line += std::to_string(id);
@@ -163,57 +176,158 @@ tensor<std::int64_t, 2> read_int_matrix(const io::safetensors_file& f, const io:
 }
 }  // namespace
 
+namespace {
+
+/// One row of a padded [b, l] batch: its real tokens are [begin, end) (left or right padding).
+struct real_span {
+  index_t begin = 0, end = 0;
+};
+
+/// The real positions of each row of attention_mask (all of l without one). A row must be one run
+/// of ones: left-padded (0…0 1…1) or right-padded (1…1 0…0).
+std::vector<real_span> real_positions(const std::optional<tensor<std::int64_t, 2>>& mask, index_t b, index_t l,
+                                      const std::string& file, const std::string& name) {
+  std::vector<real_span> out(static_cast<std::size_t>(b), real_span{0, l});
+  if (!mask) return out;
+  for (index_t r = 0; r < b; ++r) {
+    index_t begin = 0, end = l;
+    while (begin < l && (*mask)(r, begin) == 0) ++begin;
+    while (end > begin && (*mask)(r, end - 1) == 0) --end;
+    for (index_t c = 0; c < l; ++c) {
+      const std::int64_t v = (*mask)(r, c);
+      if (v != 0 && v != 1)
+        throw range_error(file + ": " + name + "[" + std::to_string(r) + ", " + std::to_string(c) + "] = " + std::to_string(v) +
+                          "; a mask holds 0 and 1");
+      if ((c >= begin && c < end) != (v == 1))
+        throw usage_error(file + ": " + name + " row " + std::to_string(r) +
+                          " is not one run of ones (left or right padding); tessera run takes padded rows only");
+    }
+    if (begin == end) throw range_error(file + ": " + name + " row " + std::to_string(r) + " has no real token");
+    out[static_cast<std::size_t>(r)] = {begin, end};
+  }
+  return out;
+}
+
+/// Row r's real ids, checked against the vocabulary.
+std::vector<std::int32_t> row_ids(const tensor<std::int64_t, 2>& ids, index_t r, real_span s, index_t vocab,
+                                  const std::string& file, const std::string& name) {
+  std::vector<std::int32_t> row;
+  for (index_t c = s.begin; c < s.end; ++c) {
+    const std::int64_t v = ids(r, c);
+    if (v < 0 || v >= vocab)
+      throw range_error(file + ": " + name + "[" + std::to_string(r) + ", " + std::to_string(c) + "] = " + std::to_string(v) +
+                        " is out of range: the vocabulary has " + std::to_string(vocab) + " tokens");
+    row.push_back(static_cast<std::int32_t>(v));
+  }
+  return row;
+}
+
+}  // namespace
+
 int run_run(const run_options& o) {
   apply_threads(o.common);
   const auto path = resolve_model(o.common.model);
+  const model_config cfg = load_config(path);
+  const family* fam = find_family(cfg);
+  const bool is_encoder = fam && fam->load_encoder && !fam->load;
   io::safetensors_file in(o.inputs);
-  const io::safetensors_tensor* ids_entry = in.find("input_ids");
-  if (!ids_entry) throw format_error(o.inputs + ": no tensor named 'input_ids'");
-  for (const auto& t : in.tensors())
-    if (t.name != "input_ids" && t.name != "attention_mask")
-      throw usage_error(o.inputs + ": input '" + t.name + "' is not supported for causal language models "
-                        "(tessera run takes input_ids and attention_mask)");
-  const auto ids = read_int_matrix(in, *ids_entry);
-  const auto [b, l] = ids.extents();
-  if (b == 0 || l == 0) throw range_error(o.inputs + ": input_ids is empty (shape [" + std::to_string(b) + ", " + std::to_string(l) + "])");
-  if (const auto* mask_entry = in.find("attention_mask")) {
-    const auto mask = read_int_matrix(in, *mask_entry);
-    if (mask.extents() != ids.extents())
-      throw shape_error(o.inputs + ": attention_mask shape " + to_string(mask.extents()) + " differs from input_ids " +
-                        to_string(ids.extents()));
-    for (index_t r = 0; r < b; ++r)
-      for (index_t c = 0; c < l; ++c)
-        if (mask(r, c) != 1)
-          throw usage_error(o.inputs + ": attention_mask row " + std::to_string(r) + " has " + std::to_string(mask(r, c)) +
-                            " at position " + std::to_string(c) + "; tessera run takes unpadded rows only (all ones)");
+  std::map<std::string, tensor<std::int64_t, 2>> inputs;
+  for (const auto& t : in.tensors()) {
+    static const std::vector<std::string> known = {"input_ids", "attention_mask", "token_type_ids", "decoder_input_ids",
+                                                   "decoder_attention_mask"};
+    if (std::find(known.begin(), known.end(), t.name) == known.end())
+      throw usage_error(o.inputs + ": input '" + t.name + "' is not supported (tessera run takes input_ids, attention_mask, "
+                        "token_type_ids, decoder_input_ids, decoder_attention_mask)");
+    inputs.emplace(t.name, read_int_matrix(in, t));
   }
-
-  auto m = load_model(path, o.common.verbose);
-  const model_config& cfg = m.model->config();
-  const std::string& arch = cfg.architecture;
-  const bool causal = arch.empty() || arch.ends_with("ForCausalLM") || arch.ends_with("ForConditionalGeneration") ||
-                      arch.ends_with("LMHeadModel");
-  if (!causal) throw config_error(path.string() + ": tessera run does not support architecture '" + arch + "' yet");
-
-  tensor<float, 3> logits({b, l, cfg.vocab});
-  std::vector<std::int32_t> row(static_cast<std::size_t>(l));
+  auto get = [&](const std::string& name) -> std::optional<tensor<std::int64_t, 2>> {
+    auto it = inputs.find(name);
+    if (it == inputs.end()) return std::nullopt;
+    return std::move(it->second);
+  };
+  const auto ids = get("input_ids");
+  if (!ids) throw format_error(o.inputs + ": no tensor named 'input_ids'");
+  const auto [b, l] = ids->extents();
+  if (b == 0 || l == 0) throw range_error(o.inputs + ": input_ids is empty (shape [" + std::to_string(b) + ", " + std::to_string(l) + "])");
+  const auto mask = get("attention_mask");
+  if (mask && mask->extents() != ids->extents())
+    throw shape_error(o.inputs + ": attention_mask shape " + to_string(mask->extents()) + " differs from input_ids " +
+                      to_string(ids->extents()));
+  const auto spans = real_positions(mask, b, l, o.inputs, "attention_mask");
+  const auto types = get("token_type_ids");
+  if (types && types->extents() != ids->extents())
+    throw shape_error(o.inputs + ": token_type_ids shape " + to_string(types->extents()) + " differs from input_ids " +
+                      to_string(ids->extents()));
+  const auto dec_ids = get("decoder_input_ids");
+  const auto dec_mask = get("decoder_attention_mask");
+  io::safetensors_writer out;
   const auto t0 = std::chrono::steady_clock::now();
-  for (index_t r = 0; r < b; ++r) {
-    for (index_t c = 0; c < l; ++c) {
-      const std::int64_t v = ids(r, c);
-      if (v < 0 || v >= cfg.vocab)
-        throw range_error(o.inputs + ": input_ids[" + std::to_string(r) + ", " + std::to_string(c) + "] = " +
-                          std::to_string(v) + " is out of range: the vocabulary has " + std::to_string(cfg.vocab) + " tokens");
-      row[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(v);
+
+  if (is_encoder) {  // BERT and friends: last_hidden_state, pooler_output
+    if (dec_ids) throw usage_error(o.inputs + ": decoder_input_ids given to an encoder-only model");
+    for (const auto& s : spans)
+      if (s.begin != 0)
+        throw usage_error(o.inputs + ": left padding changes an encoder's absolute positions in transformers; "
+                          "pad on the right");
+    const auto enc = load_encoder(path);
+    std::vector<std::vector<std::int32_t>> rows, row_types;
+    for (index_t r = 0; r < b; ++r) {
+      rows.push_back(row_ids(*ids, r, spans[static_cast<std::size_t>(r)], cfg.vocab, o.inputs, "input_ids"));
+      if (types) {
+        std::vector<std::int32_t> t;
+        for (index_t c = 0; c < spans[static_cast<std::size_t>(r)].end; ++c) t.push_back(static_cast<std::int32_t>((*types)(r, c)));
+        row_types.push_back(std::move(t));
+      }
     }
-    auto session = m.model->new_session({.max_len = l});
-    session->prefill_all(row, logits.view()[r]);
+    const std::vector<std::span<const std::int32_t>> id_spans(rows.begin(), rows.end()), type_spans(row_types.begin(), row_types.end());
+    const auto res = enc->encode(id_spans, type_spans);
+    const index_t d = cfg.d_model;
+    tensor<float, 3> hidden({b, l, d}, 0.f);  // padded positions: zeros
+    for (index_t r = 0; r < b; ++r)
+      for (index_t c = 0; c < spans[static_cast<std::size_t>(r)].end; ++c)
+        std::copy(res.last_hidden_state.cview().row(res.starts[static_cast<std::size_t>(r)] + c),
+                  res.last_hidden_state.cview().row(res.starts[static_cast<std::size_t>(r)] + c) + d, &hidden(r, c, 0));
+    out.add("last_hidden_state", hidden);
+    if (res.pooler_output) out.add("pooler_output", *res.pooler_output);
+  } else {
+    if (types) throw usage_error(o.inputs + ": token_type_ids given to a causal language model");
+    auto m = load_model(path, o.common.verbose);
+    const bool seq2seq = m.model->is_encoder_decoder();
+    if (seq2seq != dec_ids.has_value())
+      throw usage_error(o.inputs + (seq2seq ? ": an encoder-decoder model needs decoder_input_ids"
+                                            : ": decoder_input_ids given to a decoder-only model"));
+    if (cfg.family == "gpt2")  // learned absolute positions: transformers numbers a left-padded row from its pads
+      for (const auto& s : spans)
+        if (s.begin != 0)
+          throw usage_error(o.inputs + ": left padding shifts GPT-2's learned absolute positions in transformers; pad on the right");
+    // what the decoder runs: input_ids (decoder-only) or decoder_input_ids (encoder-decoder)
+    const auto& dids = seq2seq ? *dec_ids : *ids;
+    const auto [db, dl] = dids.extents();
+    if (db != b) throw shape_error(o.inputs + ": decoder_input_ids has " + std::to_string(db) + " rows, input_ids " + std::to_string(b));
+    if (dec_mask && dec_mask->extents() != dids.extents())
+      throw shape_error(o.inputs + ": decoder_attention_mask shape differs from decoder_input_ids");
+    const auto dspans = seq2seq ? real_positions(dec_mask, db, dl, o.inputs, "decoder_attention_mask") : spans;
+    tensor<float, 3> logits({b, dl, cfg.vocab}, 0.f);  // padded positions: zeros
+    std::optional<tensor<float, 3>> enc_hidden;
+    if (seq2seq) enc_hidden = tensor<float, 3>({b, l, cfg.d_model}, 0.f);
+    for (index_t r = 0; r < b; ++r) {
+      const auto ds = dspans[static_cast<std::size_t>(r)];
+      const auto row = row_ids(dids, r, ds, cfg.vocab, o.inputs, seq2seq ? "decoder_input_ids" : "input_ids");
+      auto session = m.model->new_session({.max_len = ds.end - ds.begin});
+      if (seq2seq) {
+        const auto s = spans[static_cast<std::size_t>(r)];
+        session->encode(row_ids(*ids, r, s, cfg.vocab, o.inputs, "input_ids"));
+        const auto h = session->encoder_hidden_state();
+        for (index_t c = 0; c < h.extent(0); ++c) std::copy(h.row(c), h.row(c) + cfg.d_model, &(*enc_hidden)(r, s.begin + c, 0));
+      }
+      session->prefill_all(row, logits.view()[r].slice(0, ds.begin, ds.end));
+    }
+    out.add("logits", logits);
+    if (enc_hidden) out.add("encoder_last_hidden_state", *enc_hidden);
   }
   if (o.common.verbose)
     std::fprintf(stderr, "tessera: forward of %lld x %lld tokens in %.1f ms\n", static_cast<long long>(b),
                  static_cast<long long>(l), seconds_since(t0) * 1e3);
-  io::safetensors_writer out;
-  out.add("logits", logits);
   out.write(o.outputs);
   return 0;
 }

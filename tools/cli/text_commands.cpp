@@ -1,12 +1,10 @@
-// tools/cli/text_commands.cpp: `tessera info`, `tessera tokenize`, `tessera detokenize`
-// (no model weights are run).
+// tools/cli/text_commands.cpp: `tessera tokenize`, `tessera detokenize` (no model weights are run).
 #include "cli.hpp"
 
 #include <fstream>
 #include <iostream>
 #include <iterator>
 
-#include <tessera/io/config.hpp>
 #include <tessera/tokenizer/tokenizer.hpp>
 
 namespace tessera::cli {
@@ -31,14 +29,6 @@ std::vector<std::int32_t> text_codec::eos_ids() const { return p_->tk.eos_ids();
 void text_codec::stream_begin(bool skip_special_tokens) { p_->stream.emplace(p_->tk, skip_special_tokens); }
 std::string text_codec::stream_push(std::int32_t id) { return p_->stream->push(id); }
 std::string text_codec::stream_flush() { return p_->stream->flush(); }
-
-int run_info(const info_options& o) {
-  apply_threads(o.common);
-  const auto path = resolve_model(o.common.model);
-  const auto summary = io::summarize(path, o.context);
-  std::cout << io::to_string(summary, o.tensors);
-  return 0;
-}
 
 namespace {
 void print_ids(const std::vector<std::int32_t>& ids) {

@@ -50,8 +50,10 @@ class kv_cache {
  public:
   kv_cache() = default;
 
+  /// `reserve`: tokens of storage allocated now (negative: all of it); the storage grows
+  /// geometrically with use up to slots().
   kv_cache(index_t capacity, index_t n_kv_heads, index_t head_dim, std::optional<index_t> window = {},
-           index_t rollback = 0)
+           index_t rollback = 0, index_t reserve = -1)
       : capacity_(capacity), n_kv_heads_(n_kv_heads), head_dim_(head_dim), window_(window) {
     if (n_kv_heads < 1) throw range_error("kv_cache: n_kv_heads must be >= 1, got " + std::to_string(n_kv_heads));
     if (head_dim < 1) throw range_error("kv_cache: head_dim must be >= 1, got " + std::to_string(head_dim));
@@ -63,9 +65,28 @@ class kv_cache {
       if (capacity < 0) throw range_error("kv_cache: capacity must be >= 0, got " + std::to_string(capacity));
       slots_ = capacity;
     }
-    k_ = tensor<float, 3>({n_kv_heads, slots_, head_dim});
-    v_ = tensor<float, 3>({n_kv_heads, slots_, head_dim});
+    allocate(reserve < 0 ? slots_ : std::min(reserve, slots_));
   }
+
+  /// A copy holds only the stored tokens (a session snapshot copies what is used, not the capacity).
+  kv_cache(const kv_cache& o)
+      : capacity_(o.capacity_), n_kv_heads_(o.n_kv_heads_), head_dim_(o.head_dim_), slots_(o.slots_),
+        window_(o.window_), size_(o.size_), lo_(o.lo_) {
+    allocate(std::min(o.size_, o.slots_));
+    copy_stored(o);
+  }
+  kv_cache& operator=(const kv_cache& o) {
+    if (this == &o) return *this;
+    const bool fits = n_kv_heads_ == o.n_kv_heads_ && head_dim_ == o.head_dim_ && slots_ == o.slots_ &&
+                      alloc_ >= std::min(o.size_, o.slots_);
+    capacity_ = o.capacity_, n_kv_heads_ = o.n_kv_heads_, head_dim_ = o.head_dim_, slots_ = o.slots_;
+    window_ = o.window_, size_ = o.size_, lo_ = o.lo_;
+    if (!fits) allocate(std::min(o.size_, o.slots_));
+    copy_stored(o);
+    return *this;
+  }
+  kv_cache(kv_cache&&) noexcept = default;
+  kv_cache& operator=(kv_cache&&) noexcept = default;
 
   index_t size() const noexcept { return size_; }
   index_t capacity() const noexcept { return capacity_; }
@@ -77,9 +98,12 @@ class kv_cache {
   index_t head_dim() const noexcept { return head_dim_; }
   /// The oldest position still stored.
   index_t first_position() const noexcept { return std::max(lo_, size_ - slots_); }
+  /// Bytes of storage held now (it grows with use up to slots() tokens).
   std::size_t memory_bytes() const noexcept {
-    return 2 * static_cast<std::size_t>(slots_ * n_kv_heads_ * head_dim_) * sizeof(float);
+    return 2 * static_cast<std::size_t>(alloc_ * n_kv_heads_ * head_dim_) * sizeof(float);
   }
+  /// Tokens of storage allocated now.
+  index_t allocated() const noexcept { return alloc_; }
 
   /// Throws range_error unless n more tokens fit (always true for a ring).
   void check_room(index_t n, const char* what) const {
@@ -96,14 +120,21 @@ class kv_cache {
     (void)kv_heads;
     (void)dim;
     check_room(n, "kv_cache::append");
+    grow_for(size_ + n);
     const index_t first = window_ ? std::max<index_t>(0, n - slots_) : 0;  // a ring keeps the last slots
     for (index_t t = first; t < n; ++t) {
-      const index_t slot = window_ ? (size_ + t) % slots_ : size_ + t;
+      const index_t slot = (size_ + t) % slots_;  // no wrap before the storage is whole (grow_for)
       copy_token(k[t], k_.view().transpose(0, 1)[slot]);
       copy_token(v[t], v_.view().transpose(0, 1)[slot]);
     }
     size_ += n;
     lo_ = std::max(lo_, size_ - slots_);
+  }
+
+  /// Whether truncate(n) can succeed (a ring keeps only window + rollback tokens).
+  bool can_truncate(index_t n) const noexcept {
+    if (n < 0 || n > size_) return false;
+    return !window_ || first_position() <= std::max<index_t>(0, n - *window_ + 1);
   }
 
   /// Rolls back to n tokens.
@@ -157,6 +188,39 @@ class kv_cache {
   }
 
  private:
+  // Storage for `tokens` slots (head-major), uninitialized beyond what copy_stored writes.
+  void allocate(index_t tokens) {
+    alloc_ = std::max<index_t>(tokens, 0);
+    k_ = tensor<float, 3>({n_kv_heads_, alloc_, head_dim_});
+    v_ = tensor<float, 3>({n_kv_heads_, alloc_, head_dim_});
+  }
+
+  // Room for positions up to `needed` - 1: doubles the storage (at least 64 tokens), up to slots_;
+  // a ring takes its whole storage before it wraps.
+  void grow_for(index_t needed) {
+    if (alloc_ >= slots_ || needed <= alloc_) return;
+    const index_t target = needed > slots_ ? slots_ : std::min(slots_, std::max({needed, 2 * alloc_, index_t{64}}));
+    tensor<float, 3> k({n_kv_heads_, target, head_dim_}), v({n_kv_heads_, target, head_dim_});
+    for (index_t g = 0; g < n_kv_heads_ && size_ > 0; ++g) {  // size_ <= alloc_ < slots_: no wrap yet
+      std::memcpy(&k(g, 0, 0), &k_(g, 0, 0), static_cast<std::size_t>(size_ * head_dim_) * sizeof(float));
+      std::memcpy(&v(g, 0, 0), &v_(g, 0, 0), static_cast<std::size_t>(size_ * head_dim_) * sizeof(float));
+    }
+    k_ = std::move(k), v_ = std::move(v);
+    alloc_ = target;
+  }
+
+  // The stored tokens of o into this storage (same slot numbering).
+  void copy_stored(const kv_cache& o) {
+    const index_t lo = o.first_position();
+    for (index_t pos = lo; pos < o.size_; ++pos) {
+      const index_t slot = pos % o.slots_;
+      for (index_t g = 0; g < n_kv_heads_; ++g) {
+        std::memcpy(&k_(g, slot, 0), &o.k_(g, slot, 0), static_cast<std::size_t>(head_dim_) * sizeof(float));
+        std::memcpy(&v_(g, slot, 0), &o.v_(g, slot, 0), static_cast<std::size_t>(head_dim_) * sizeof(float));
+      }
+    }
+  }
+
   void check_linear(const char* what) const {
     if (window_) throw range_error(std::string(what) + ": a window ring has no contiguous view; use segments()");
   }
@@ -172,6 +236,7 @@ class kv_cache {
   }
 
   index_t capacity_ = 0, n_kv_heads_ = 0, head_dim_ = 0, slots_ = 0;
+  index_t alloc_ = 0;   // slots allocated now (<= slots_)
   std::optional<index_t> window_;
   index_t size_ = 0;
   index_t lo_ = 0;  // the oldest position whose slot has not been reused since (rollback bound)

@@ -1,6 +1,6 @@
 // tessera/attention/softmax_attention.hpp: softmax attention in the online-softmax (flash) form.
 //
-// One sequence per call (the caller loops over the batch, or packs it: see ARCHITECTURE.md).
+// One sequence per call (layers run it sequence by sequence over a packed batch: docs/architecture.md).
 //
 //   q:   (l, n_heads, head_dim)        query rows; row i is at position q_offset + i
 //   k:   (l_kv, n_kv_heads, head_dim)  key row j is at position j

@@ -1,4 +1,4 @@
-// tessera/core/error.hpp: the one error hierarchy (ARCHITECTURE.md, "Errors").
+// tessera/core/error.hpp: the one error hierarchy (docs/architecture.md).
 //
 // Every message names the offending file, tensor, field or value.
 #pragma once

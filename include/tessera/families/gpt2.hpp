@@ -1,7 +1,10 @@
 // tessera/families/gpt2.hpp: GPT2LMHeadModel.
 //
-// LayerNorm → attention (fused c_attn, learned absolute positions, no RoPE) → residual →
-// LayerNorm → MLP (c_fc, gelu_new, c_proj) → residual; final ln_f; head tied to wte.
+//   h = wte(ids) + wpe(positions)                                 learned absolute positions
+//   for each layer:  h += attn(ln_1(h))                           fused c_attn, no RoPE
+//                    h += mlp(ln_2(h))                            c_proj(gelu_new(c_fc(x)))
+//   logits = lm_head(ln_f(h))                                     head tied to wte
+//
 // GPT-2's Conv1D stores weights (in, out): they are transposed once at load into the nn.Linear
 // (out, in) layout, keeping their dtype. scale_attn_weights, scale_attn_by_inverse_layer_idx,
 // layer_norm_epsilon, n_inner and activation_function are read from the config.
@@ -9,38 +12,41 @@
 #pragma once
 
 #include <cmath>
+#include <deque>
 #include <memory>
 #include <string>
+#include <variant>
 
-#include <tessera/io/weights.hpp>
-#include <tessera/layers/attention_mixer.hpp>
-#include <tessera/layers/mlp.hpp>
-#include <tessera/layers/norm.hpp>
-#include <tessera/models/decoder.hpp>
+#include <tessera/families/common.hpp>
+#include <tessera/families/family.hpp>
 #include <tessera/ops/activation.hpp>
 
 namespace tessera {
 inline namespace v0 {
 namespace families {
 
-using gpt2_block = decoder_block<layers::layer_norm_layer, layers::mlp>;
-using gpt2_model = decoder<gpt2_block>;
+using gpt2_layer = layers::stack<layers::prenorm<ln, layers::attention_layer>, layers::prenorm<ln, layers::mlp>>;
+using gpt2_model = models::causal_lm<gpt2_layer, ln>;
 
 namespace detail {
-/// (in, out) Conv1D weight → owned (out, in) matrix of the same dtype, rows [row0, row0 + rows).
-inline layers::weight_matrix conv1d_transposed(const io::weight_map& w, const std::string& name,
-                                              std::deque<owned_matrix>& owned) {
+/// Weights converted at load (transposed Conv1D), kept alive beside the mapped checkpoint.
+struct gpt2_owned {
+  std::shared_ptr<const io::weight_map> checkpoint;
+  std::deque<std::variant<tensor<float, 2>, tensor<f16, 2>, tensor<bf16, 2>>> matrices;
+};
+
+/// (in, out) Conv1D weight → owned (out, in) matrix of the same dtype.
+inline layers::weight_matrix conv1d_transposed(const io::weight_map& w, const std::string& name, gpt2_owned& owned) {
   const auto& info = w.info(name);
-  if (info.extents.size() != 2)
-    throw shape_error("weight '" + name + "' in " + info.file + ": expected 2 dimensions");
+  if (info.extents.size() != 2) throw shape_error("weight '" + name + "' in " + info.file + ": expected 2 dimensions");
   auto transpose = [&](auto src) -> layers::weight_matrix {
     using T = typename decltype(src)::value_type;
     const auto [in, out] = src.extents();
     tensor<T, 2> t({out, in});
     for (index_t i = 0; i < in; ++i)
       for (index_t o = 0; o < out; ++o) t(o, i) = src(i, o);
-    owned.emplace_back(std::move(t));
-    return layers::weight_matrix(std::get<tensor<T, 2>>(owned.back()).cview());
+    owned.matrices.emplace_back(std::move(t));
+    return layers::weight_matrix(std::get<tensor<T, 2>>(owned.matrices.back()).cview());
   };
   if (info.type == dtype::f16) return transpose(w.view<f16, 2>(name));
   if (info.type == dtype::bf16) return transpose(w.view<bf16, 2>(name));
@@ -55,46 +61,91 @@ inline layers::weight_matrix row_slice(const layers::weight_matrix& m, index_t r
 inline std::unique_ptr<language_model> load_gpt2(const model_config& c, std::shared_ptr<const io::weight_map> weights) {
   const io::weight_map& w = *weights;
   const std::string root = w.contains("transformer.wte.weight") ? "transformer." : "";
-  decoder_weights<gpt2_block> d;
-  d.config = c;
-  d.checkpoint = weights;
-  d.embed = layers::weight_matrix::load(w, root + "wte.weight");
-  d.pos_embed = layers::weight_matrix::load(w, root + "wpe.weight");
+  auto owned = std::make_shared<detail::gpt2_owned>();
+  owned->checkpoint = weights;
+  models::causal_lm_parts<gpt2_layer, ln> m;
+  m.config = c;
+  m.embed.tokens = layers::weight_matrix::load(w, root + "wte.weight");
+  m.embed.positions = layers::weight_matrix::load(w, root + "wpe.weight");
   const auto act = ops::parse_activation(c.hidden_act);
   const index_t dm = c.d_model;
+  auto linear_of = [&](const std::string& name) {  // transposed Conv1D weight + its bias
+    return layers::linear::from(detail::conv1d_transposed(w, name + ".weight", *owned),
+                                tensor<float, 1>::copy_of(w.f32<1>(name + ".bias")));
+  };
   for (index_t i = 0; i < c.n_layers; ++i) {
     const std::string p = root + "h." + std::to_string(i);
-    float scale = c.scale_attn_weights ? 1.f / std::sqrt(static_cast<float>(c.head_dim)) : 1.f;
-    if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(i + 1);
-    const layers::attention_shape shape{.n_heads = c.n_heads, .n_kv_heads = c.n_heads, .head_dim = c.head_dim,
-                                        .scale = scale, .rope = false};
+    auto opts = attention_options_of(c, i, /*rope=*/false);
+    opts.scale = c.scale_attn_weights ? 1.f / std::sqrt(static_cast<float>(c.head_dim)) : 1.f;
+    if (c.scale_attn_by_inverse_layer_idx) opts.scale /= static_cast<float>(i + 1);
     // c_attn: (d_model, 3 d_model) → q, k, v row blocks of the transposed (3 d_model, d_model)
-    const auto qkv = detail::conv1d_transposed(w, p + ".attn.c_attn.weight", d.owned);
+    const auto qkv = detail::conv1d_transposed(w, p + ".attn.c_attn.weight", *owned);
     expect_equal(qkv.rows(), 3 * dm, (p + ".attn.c_attn.weight: output features vs 3 * n_embd").c_str());
     const auto qkv_bias = w.f32<1>(p + ".attn.c_attn.bias");
-    auto bias_part = [&](index_t k) { return tensor<float, 1>::copy_of(qkv_bias.slice(0, k * dm, (k + 1) * dm)); };
-    gpt2_block b;
-    b.attn_norm = layers::layer_norm_layer::load(w, p + ".ln_1", c.norm_eps);
-    b.attn = layers::attention_mixer(
-        layers::linear::from(detail::row_slice(qkv, 0, dm), bias_part(0)),
-        layers::linear::from(detail::row_slice(qkv, dm, 2 * dm), bias_part(1)),
-        layers::linear::from(detail::row_slice(qkv, 2 * dm, 3 * dm), bias_part(2)),
-        layers::linear::from(detail::conv1d_transposed(w, p + ".attn.c_proj.weight", d.owned),
-                             tensor<float, 1>::copy_of(w.f32<1>(p + ".attn.c_proj.bias"))),
-        shape);
-    b.mlp_norm = layers::layer_norm_layer::load(w, p + ".ln_2", c.norm_eps);
-    b.mlp = layers::mlp(layers::linear::from(detail::conv1d_transposed(w, p + ".mlp.c_fc.weight", d.owned),
-                                             tensor<float, 1>::copy_of(w.f32<1>(p + ".mlp.c_fc.bias"))),
-                        layers::linear::from(detail::conv1d_transposed(w, p + ".mlp.c_proj.weight", d.owned),
-                                             tensor<float, 1>::copy_of(w.f32<1>(p + ".mlp.c_proj.bias"))),
-                        act);
-    d.blocks.push_back(std::move(b));
+    auto part = [&](index_t k) {
+      return layers::linear::from(detail::row_slice(qkv, k * dm, (k + 1) * dm),
+                                  tensor<float, 1>::copy_of(qkv_bias.slice(0, k * dm, (k + 1) * dm)));
+    };
+    gpt2_layer layer;
+    auto& [attn, mlp] = layer.blocks;
+    attn.norm = ln::load(w, p + ".ln_1", c.norm_eps);
+    attn.sub = layers::attention_layer(part(0), part(1), part(2), linear_of(p + ".attn.c_proj"), opts);
+    mlp.norm = ln::load(w, p + ".ln_2", c.norm_eps);
+    mlp.sub = layers::mlp(linear_of(p + ".mlp.c_fc"), linear_of(p + ".mlp.c_proj"), act);
+    m.layers.push_back(std::move(layer));
   }
-  d.final_norm = layers::layer_norm_layer::load(w, root + "ln_f", c.norm_eps);
-  d.lm_head = w.contains("lm_head.weight") && !c.tie_word_embeddings ? layers::linear::load(w, "lm_head")
-                                                                      : layers::linear::from(d.embed);
-  return std::make_unique<gpt2_model>(std::move(d));
+  m.head.final_norm = ln::load(w, root + "ln_f", c.norm_eps);
+  m.head.lm_head = lm_head_of(w, c, m.embed.tokens);
+  m.keep_alive = std::shared_ptr<const void>(owned, owned.get());
+  return std::make_unique<gpt2_model>(std::move(m));
 }
+
+/// config.json of GPT2Config (transformers 5 defaults).
+inline void read_gpt2_config(const io::json_fields& f, model_config& c) {
+  c.vocab = f.get_int("vocab_size", 50257);
+  c.max_position = f.get_int("n_positions", 1024);
+  c.d_model = f.get_int("n_embd", 768);
+  c.n_layers = f.get_int("n_layer", 12);
+  c.n_heads = f.get_int("n_head", 12);
+  if (c.n_heads <= 0) throw config_error(f.file() + ": field 'n_head' must be positive");
+  c.n_kv_heads = c.n_heads;
+  c.head_dim = c.d_model / c.n_heads;
+  c.d_ff = f.get_int("n_inner", 4 * c.d_model);
+  c.hidden_act = f.get_string("activation_function", "gelu_new");
+  c.norm_eps = f.get_float("layer_norm_epsilon", 1e-5);
+  c.scale_attn_weights = f.get_bool("scale_attn_weights", true);
+  c.scale_attn_by_inverse_layer_idx = f.get_bool("scale_attn_by_inverse_layer_idx", false);
+  c.reorder_and_upcast_attn = f.get_bool("reorder_and_upcast_attn", false);
+  c.tie_word_embeddings = f.get_bool("tie_word_embeddings", true);
+  c.attention_bias = c.attention_out_bias = c.mlp_bias = true;
+  c.bos_token_id = static_cast<std::int32_t>(f.get_int("bos_token_id", 50256));
+  c.eos_token_ids = f.json().contains("eos_token_id") ? f.int_list("eos_token_id") : std::vector<std::int32_t>{50256};
+  if (auto p = f.opt_int("pad_token_id")) c.pad_token_id = static_cast<std::int32_t>(*p);
+}
+
+
+/// GGUF metadata of llama.cpp's gpt2 architecture.
+inline void read_gpt2_gguf(const io::gguf_file& g, model_config& c) {
+  const gguf_keys k{g, "gpt2."};
+  c.architecture = "GPT2LMHeadModel";
+  c.n_heads = k.req("attention.head_count");
+  c.n_kv_heads = k.opt("attention.head_count_kv").value_or(c.n_heads);
+  c.d_ff = k.opt("feed_forward_length").value_or(4 * c.d_model);
+  c.head_dim = k.opt("attention.key_length").value_or(c.n_heads > 0 ? c.d_model / c.n_heads : 0);
+  c.norm_eps = static_cast<float>(k.optf("attention.layer_norm_epsilon").value_or(1e-5));
+  c.hidden_act = "gelu_new";
+  c.attention_bias = c.attention_out_bias = c.mlp_bias = true;
+}
+
+inline const bool gpt2_registered = register_family({
+    .name = "gpt2",
+    .model_types = {"gpt2"},
+    .architectures = {"GPT2LMHeadModel", "GPT2Model"},
+    .gguf_architectures = {"gpt2"},
+    .read_hf = read_gpt2_config,
+    .read_gguf = read_gpt2_gguf,
+    .load = load_gpt2,
+});
 
 }  // namespace families
 }  // namespace v0

@@ -1,8 +1,9 @@
 // tessera/families/mamba2.hpp: Mamba2ForCausalLM (transformers' Mamba-2) from a Hugging Face folder
 // (or a GGUF file, through io::weight_map's name mapping).
 //
-//   backbone.embeddings.weight, backbone.layers.{i}.norm, backbone.layers.{i}.mixer.*
-//   (layers/mamba2_mixer.hpp), backbone.norm_f, lm_head (untied by default).
+//   h = embed(ids)
+//   for each layer:  h += mixer(norm(h))            layers/mamba2_mixer.hpp (a hybrid of 'S' layers)
+//   logits = lm_head(norm_f(h))                     untied by default
 //
 // Config fields read: hidden_size, expand, num_heads, head_dim, state_size, n_groups, conv_kernel,
 // chunk_size, time_step_limit (may hold {"__float__": "Infinity"}), use_conv_bias, use_bias,
@@ -21,17 +22,26 @@ namespace tessera {
 inline namespace v0 {
 namespace families {
 
-inline std::unique_ptr<models::hybrid_model> load_mamba2(const model_config& cfg, std::shared_ptr<const io::weight_map> w) {
+inline std::unique_ptr<hybrid_model> load_mamba2(const model_config& cfg, std::shared_ptr<const io::weight_map> w) {
   if (cfg.family != "mamba2") throw config_error(cfg.source + ": load_mamba2 got a '" + cfg.family + "' config");
-  const auto schedule = models::hybrid_schedule::parse(std::string(static_cast<std::size_t>(cfg.n_layers), 'S'),
-                                                       std::string(static_cast<std::size_t>(cfg.n_layers), '-'), cfg.n_layers);
-  const auto names = mamba_layout(*w);  // before w is moved
-  return models::load_hybrid(cfg, schedule, names, std::move(w));
+  return load_mamba_stack(cfg, std::move(w), 'S');
 }
 
-inline std::unique_ptr<models::hybrid_model> load_mamba2(const std::filesystem::path& path) {
-  return load_mamba2(io::load_config(path), std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+inline std::unique_ptr<hybrid_model> load_mamba2(const std::filesystem::path& path) {
+  return load_mamba2(load_config(path), std::make_shared<const io::weight_map>(io::weight_map::open(path)));
 }
+
+inline const bool mamba2_registered = register_family({
+    .name = "mamba2",
+    .model_types = {"mamba2"},
+    .architectures = {"Mamba2ForCausalLM", "Mamba2Model"},
+    .gguf_architectures = {"mamba2"},
+    .read_hf = [](const io::json_fields& f, model_config& c) { read_mamba_config(f, c, true); },
+    .read_gguf = read_mamba_gguf,
+    .load = [](const model_config& c, std::shared_ptr<const io::weight_map> w) -> std::unique_ptr<language_model> {
+      return load_mamba2(c, std::move(w));
+    },
+});
 
 }  // namespace families
 }  // namespace v0

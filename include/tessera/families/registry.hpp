@@ -1,34 +1,62 @@
-// tessera/families/registry.hpp: load_language_model(path), the one entry point that picks the
-// family from config.json's model_type (or GGUF's general.architecture).
+// tessera/families/registry.hpp: every family, and load_language_model(path), the one entry point
+// that picks the family from config.json's model_type (or GGUF's general.architecture).
+//
+// Each family registers itself when its header is included (families/family.hpp); this header
+// includes them all. A family of your own registers the same way (examples/custom_family.cpp).
 #pragma once
 
 #include <filesystem>
 #include <memory>
 
-#include <tessera/families/gpt2.hpp>
-#include <tessera/families/jamba.hpp>
+// Registration order is the order of the lists in messages ("supported: llama, mistral, ...").
+// clang-format off
+#include <tessera/families/family.hpp>
 #include <tessera/families/llama.hpp>
+#include <tessera/families/gpt2.hpp>
 #include <tessera/families/mamba.hpp>
 #include <tessera/families/mamba2.hpp>
-#include <tessera/io/config.hpp>
+#include <tessera/families/jamba.hpp>
+#include <tessera/families/gemma2.hpp>
+#include <tessera/families/bert.hpp>
+#include <tessera/families/bart.hpp>
+// clang-format on
 #include <tessera/io/weights.hpp>
 #include <tessera/models/language_model.hpp>
 
 namespace tessera {
 inline namespace v0 {
 
+/// Loads a model of a registered family from its config and weights.
+inline std::unique_ptr<language_model> load_language_model(const model_config& cfg,
+                                                           std::shared_ptr<const io::weight_map> weights) {
+  const family* f = find_family(cfg);
+  if (!f || !f->load)
+    throw config_error(cfg.source + ": model family '" + cfg.family + "' is not a causal LM in tessera" +
+                       (f && f->load_encoder ? " (it is an encoder: load_encoder)" : "") + " (supported: " +
+                       io::detail::join(supported_model_types()) + ")");
+  return f->load(cfg, std::move(weights));
+}
+
+/// Loads an encoder (BERT and friends) of a registered family from its config and weights.
+inline std::unique_ptr<text_encoder> load_encoder(const model_config& cfg, std::shared_ptr<const io::weight_map> weights) {
+  const family* f = find_family(cfg);
+  if (!f || !f->load_encoder)
+    throw config_error(cfg.source + ": model family '" + cfg.family + "' is not an encoder in tessera" +
+                       (f && f->load ? " (it is a causal LM: load_language_model)" : "") + " (supported: " +
+                       io::detail::join(supported_model_types()) + ")");
+  return f->load_encoder(cfg, std::move(weights));
+}
+
+/// Loads an encoder from a Hugging Face folder.
+inline std::unique_ptr<text_encoder> load_encoder(const std::filesystem::path& path) {
+  const model_config cfg = load_config(path);
+  return load_encoder(cfg, std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+}
+
 /// Loads a causal LM from a Hugging Face folder (config.json + *.safetensors) or a .gguf file.
 inline std::unique_ptr<language_model> load_language_model(const std::filesystem::path& path) {
-  const model_config cfg = io::load_config(path);
-  auto weights = std::make_shared<const io::weight_map>(io::weight_map::open(path));
-  const std::string& f = cfg.family;
-  if (f == "llama" || f == "mistral" || f == "qwen2") return families::load_llama(cfg, std::move(weights));
-  if (f == "gpt2") return families::load_gpt2(cfg, std::move(weights));
-  if (f == "mamba") return families::load_mamba(cfg, std::move(weights));
-  if (f == "mamba2") return families::load_mamba2(cfg, std::move(weights));
-  if (f == "jamba") return families::load_jamba(cfg, std::move(weights));
-  throw config_error(cfg.source + ": model family '" + f +
-                     "' has no causal LM in tessera yet (supported: llama, mistral, qwen2, gpt2, mamba, mamba2, jamba)");
+  const model_config cfg = load_config(path);
+  return load_language_model(cfg, std::make_shared<const io::weight_map>(io::weight_map::open(path)));
 }
 
 }  // namespace v0

@@ -118,7 +118,7 @@ class mapped_file {
     buf.resize(got);
     // Copy into 64-byte aligned storage so that aligned views work as with a mapping.
     size_ = got;
-    aligned_ = detail::aligned_buffer<std::byte>(static_cast<index_t>(got));
+    aligned_ = tessera::detail::aligned_buffer<std::byte>(static_cast<index_t>(got));
     if (got) std::memcpy(aligned_.get(), buf.data(), got);
     data_ = aligned_.get();
     mode_ = mode::read;
@@ -145,7 +145,7 @@ class mapped_file {
   mode mode_ = mode::memory;
   std::string name_;
   std::vector<std::byte> owned_;
-  std::unique_ptr<std::byte[], detail::aligned_deleter> aligned_;
+  std::unique_ptr<std::byte[], tessera::detail::aligned_deleter> aligned_;
 };
 
 /// Opens `path` into a shared mapping (what readers keep).

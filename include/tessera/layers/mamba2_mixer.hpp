@@ -25,9 +25,9 @@
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/io/weights.hpp>
+#include <tessera/layers/batch.hpp>
 #include <tessera/layers/linear.hpp>
 #include <tessera/layers/mamba_mixer.hpp>
-#include <tessera/models/language_model.hpp>
 #include <tessera/ops/activation.hpp>
 #include <tessera/ssm/conv1d.hpp>
 #include <tessera/ssm/gated_rms_norm.hpp>
@@ -92,7 +92,7 @@ class mamba2_mixer {
 
   const mamba2_mixer_config& config() const noexcept { return cfg_; }
 
-  state_type make_state(const session_limits&) const {
+  state_type make_state(const state_spec&) const {
     return ssm::make_mamba2_state(cfg_.n_heads, cfg_.head_dim, cfg_.d_state, cfg_.n_groups, cfg_.d_conv);
   }
 
@@ -106,24 +106,17 @@ class mamba2_mixer {
     return b + 256;
   }
 
-  // x: (l, d_model) → out: (l, d_model)
-  void prefill(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_type& state, workspace& ws) const {
-    forward(x, out, state, ws, x.extent(0) == 1);
-  }
-
-  // x: (1, d_model) → out: (1, d_model)
-  void step(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_type& state, workspace& ws) const {
-    if (x.extent(0) != 1) throw shape_error("mamba2_mixer::step: x must hold one row, got " + std::to_string(x.extent(0)));
-    forward(x, out, state, ws, true);
-  }
-
   std::size_t weight_bytes() const noexcept { return in_proj_.weight().bytes() + out_proj_.weight().bytes(); }
 
- private:
-  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_type& state, workspace& ws,
-               bool recurrent) const {
+  // x: (rows, d_model) → out: (rows, d_model). The projections and the gated norm run over all
+  // rows; the conv and the SSD sequence by sequence (the recurrence for a one-row sequence, the
+  // chunked form otherwise).
+  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_refs<state_type> states,
+               const batch_context& ctx, workspace& ws) const {
     const index_t l = x.extent(0);
     const index_t di = cfg_.d_inner(), cd = cfg_.conv_dim(), h = cfg_.n_heads, gn = cfg_.n_groups * cfg_.d_state;
+    expect_equal(l, ctx.rows(), "mamba2_mixer: x rows vs the batch's rows");
+    expect_equal(static_cast<index_t>(states.size()), ctx.n_seq(), "mamba2_mixer: states vs the batch's sequences");
     workspace::frame frame(ws);
     auto zxbcdt = ws.alloc_view<float, 2>({l, di + cd + h});  // (l, d_inner + conv_dim + n_heads)
     auto xbc = ws.alloc_view<float, 2>({l, cd});              // (l, conv_dim) after conv + act
@@ -133,21 +126,34 @@ class mamba2_mixer {
     const tensor_view<const float, 2> z = zxbcdt.slice(1, 0, di);
     const tensor_view<const float, 2> xbc_raw = zxbcdt.slice(1, di, di + cd);
     const tensor_view<const float, 2> dt = zxbcdt.slice(1, di + cd, di + cd + h);
-    // causal conv1d over xBC + activation
+    // causal conv1d over xBC + activation, per sequence
     std::optional<tensor_view<const float, 1>> cb;
     if (conv_b_) cb = conv_b_->cview();
     const bool fused = cfg_.act == ops::activation::silu;
-    ssm::causal_conv1d(xbc_raw, conv_w_.cview(), cb, state.conv.view(), xbc, {.silu = fused});
+    for (index_t s = 0; s < ctx.n_seq(); ++s) {
+      const auto [r0, r1] = ctx.rows_of(s);
+      if (r0 < r1)
+        ssm::causal_conv1d(xbc_raw.slice(0, r0, r1), conv_w_.cview(), cb, states[static_cast<std::size_t>(s)]->conv.view(),
+                           xbc.slice(0, r0, r1), {.silu = fused});
+    }
     if (!fused) ops::apply_activation(cfg_.act, xbc);
     const tensor_view<const float, 2> xs = xbc.slice(1, 0, di);
     const tensor_view<const float, 2> B = xbc.slice(1, di, di + gn);
     const tensor_view<const float, 2> C = xbc.slice(1, di + gn, di + 2 * gn);
-    // SSD
+    // SSD, per sequence
     const ssm::ssd_weights sw{A_.cview(), D_.cview(), dt_bias_.cview()};
     const ssm::ssd_params sp{.head_dim = cfg_.head_dim, .n_groups = cfg_.n_groups, .chunk = cfg_.chunk,
                              .dt_min = cfg_.dt_min, .dt_max = cfg_.dt_max, .dt_softplus = true};
-    if (recurrent) ssm::ssd_scan(xs, dt, B, C, sw, state.ssm.view(), y, sp);
-    else ssm::ssd_prefill(xs, dt, B, C, sw, state.ssm.view(), y, sp, ws);
+    for (index_t s = 0; s < ctx.n_seq(); ++s) {
+      const auto [r0, r1] = ctx.rows_of(s);
+      auto& ssm_state = states[static_cast<std::size_t>(s)]->ssm;
+      if (r1 - r0 == 1)
+        ssm::ssd_scan(xs.slice(0, r0, r1), dt.slice(0, r0, r1), B.slice(0, r0, r1), C.slice(0, r0, r1), sw,
+                      ssm_state.view(), y.slice(0, r0, r1), sp);
+      else if (r0 < r1)
+        ssm::ssd_prefill(xs.slice(0, r0, r1), dt.slice(0, r0, r1), B.slice(0, r0, r1), C.slice(0, r0, r1), sw,
+                         ssm_state.view(), y.slice(0, r0, r1), sp, ws);
+    }
     // gated RMSNorm (whole row), in place
     ssm::gated_rms_norm(tensor_view<const float, 2>(y), z, norm_w_.cview(), y,
                         {.eps = cfg_.norm_eps, .group_size = 0, .norm_before_gate = false});
@@ -155,6 +161,7 @@ class mamba2_mixer {
     out_proj_.forward(y, out, ws);
   }
 
+ private:
   mamba2_mixer_config cfg_;
   linear in_proj_, out_proj_;
   tensor<float, 2> conv_w_;                 // (d_conv, conv_dim)

@@ -25,9 +25,9 @@
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/io/weights.hpp>
+#include <tessera/layers/batch.hpp>
 #include <tessera/layers/linear.hpp>
 #include <tessera/layers/norm.hpp>
-#include <tessera/models/language_model.hpp>
 #include <tessera/ops/activation.hpp>
 #include <tessera/ssm/conv1d.hpp>
 #include <tessera/ssm/selective_scan.hpp>
@@ -123,11 +123,11 @@ class mamba_mixer {
   const mamba_mixer_config& config() const noexcept { return cfg_; }
 
   /// Zero state: the only place it is sized.
-  state_type make_state(const session_limits&) const {
+  state_type make_state(const state_spec&) const {
     return ssm::make_mamba1_state(cfg_.d_inner, cfg_.d_state, cfg_.d_conv);
   }
 
-  /// Workspace bytes prefill/step need for up to `rows` tokens per call.
+  /// Workspace bytes a forward of up to `rows` rows needs.
   std::size_t workspace_bytes(index_t rows) const noexcept {
     const index_t di = cfg_.d_inner, n = cfg_.d_state, r = cfg_.dt_rank;
     std::size_t b = workspace::bytes_for<float>(rows * 2 * di) + 3 * workspace::bytes_for<float>(rows * di) +
@@ -138,26 +138,19 @@ class mamba_mixer {
     return b + 256;
   }
 
-  // x: (l, d_model) → out: (l, d_model); state advanced by l tokens.
-  void prefill(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_type& state, workspace& ws) const {
-    forward(x, out, state, ws);
-  }
-
-  // x: (1, d_model) → out: (1, d_model)
-  void step(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_type& state, workspace& ws) const {
-    if (x.extent(0) != 1) throw shape_error("mamba_mixer::step: x must hold one row, got " + std::to_string(x.extent(0)));
-    forward(x, out, state, ws);
-  }
-
   std::size_t weight_bytes() const noexcept {
     return in_proj_.weight().bytes() + x_proj_.weight().bytes() + dt_proj_.weight().bytes() +
            out_proj_.weight().bytes() + sizeof(float) * static_cast<std::size_t>(A_.size() + conv_w_.size());
   }
 
- private:
-  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_type& state, workspace& ws) const {
+  // x: (rows, d_model) → out: (rows, d_model); each sequence's state advances by its rows.
+  // The projections run over all rows at once; the conv and the scan sequence by sequence.
+  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_refs<state_type> states,
+               const batch_context& ctx, workspace& ws) const {
     const index_t l = x.extent(0);
     const index_t di = cfg_.d_inner, n = cfg_.d_state, r = cfg_.dt_rank;
+    expect_equal(l, ctx.rows(), "mamba_mixer: x rows vs the batch's rows");
+    expect_equal(static_cast<index_t>(states.size()), ctx.n_seq(), "mamba_mixer: states vs the batch's sequences");
     workspace::frame frame(ws);
     auto xz = ws.alloc_view<float, 2>({l, 2 * di});       // (l, 2 d_inner): [xs | z]
     auto xc = ws.alloc_view<float, 2>({l, di});           // (l, d_inner): conv + act
@@ -168,11 +161,16 @@ class mamba_mixer {
     in_proj_.forward(x, xz, ws);
     const tensor_view<const float, 2> xs = xz.slice(1, 0, di);
     const tensor_view<const float, 2> z = xz.slice(1, di, 2 * di);
-    // causal conv1d + activation
+    // causal conv1d + activation, per sequence
     std::optional<tensor_view<const float, 1>> cb;
     if (conv_b_) cb = conv_b_->cview();
     const bool fused = cfg_.act == ops::activation::silu;
-    ssm::causal_conv1d(xs, conv_w_.cview(), cb, state.conv.view(), xc, {.silu = fused});
+    for (index_t s = 0; s < ctx.n_seq(); ++s) {
+      const auto [r0, r1] = ctx.rows_of(s);
+      if (r0 < r1)
+        ssm::causal_conv1d(xs.slice(0, r0, r1), conv_w_.cview(), cb, states[static_cast<std::size_t>(s)]->conv.view(),
+                           xc.slice(0, r0, r1), {.silu = fused});
+    }
     if (!fused) ops::apply_activation(cfg_.act, xc);
     // x_proj → dt_low, B, C
     x_proj_.forward(xc, dbc, ws);
@@ -196,15 +194,22 @@ class mamba_mixer {
       dt_low = d2;
     }
     dt_proj_.forward(dt_low, dt, ws);
-    // selective scan: y = (C·h + D xc) · SiLU(z)
+    // selective scan per sequence: y = (C·h + D xc) · SiLU(z)
     std::optional<tensor_view<const float, 1>> dtb;
     if (dt_bias_) dtb = dt_bias_->cview();
-    ssm::selective_scan(tensor_view<const float, 2>(xc), tensor_view<const float, 2>(dt), B, C, z,
-                        ssm::selective_scan_weights{A_.cview(), D_.cview(), dtb}, state.ssm.view(), y, {});
+    for (index_t s = 0; s < ctx.n_seq(); ++s) {
+      const auto [r0, r1] = ctx.rows_of(s);
+      if (r0 < r1)
+        ssm::selective_scan(tensor_view<const float, 2>(xc.slice(0, r0, r1)), tensor_view<const float, 2>(dt.slice(0, r0, r1)),
+                            B.slice(0, r0, r1), C.slice(0, r0, r1), z.slice(0, r0, r1),
+                            ssm::selective_scan_weights{A_.cview(), D_.cview(), dtb},
+                            states[static_cast<std::size_t>(s)]->ssm.view(), y.slice(0, r0, r1), {});
+    }
     // out_proj
     out_proj_.forward(y, out, ws);
   }
 
+ private:
   mamba_mixer_config cfg_;
   linear in_proj_, x_proj_, dt_proj_, out_proj_;
   tensor<float, 2> conv_w_;                 // (d_conv, d_inner)

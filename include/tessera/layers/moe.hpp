@@ -1,9 +1,7 @@
-// tessera/layers/moe.hpp: gated feed-forward blocks: a dense GLU MLP and a sparse mixture of
-// experts with a top-k softmax router (transformers JambaMLP / JambaSparseMoeBlock, Mixtral's
-// block without renormalization of the top-k weights).
+// tessera/layers/moe.hpp: a sparse mixture of experts with a top-k softmax router (transformers
+// JambaSparseMoeBlock, Mixtral's block without renormalization of the top-k weights); each expert
+// is a gated_mlp (layers/mlp.hpp). Stateless (layers/batch.hpp contract).
 //
-//   glu_ffn:     out = down(act(gate(x)) · up(x))
-//                gate, up: (d_ff, d_model); down: (d_model, d_ff)
 //   sparse_moe:  p = softmax(router(x)) over n_experts; the top_k experts of each token
 //                (largest p, torch.topk order) each add p_e · expert_e(x) to out; the k weights
 //                are not renormalized (Jamba). router: (n_experts, d_model).
@@ -23,72 +21,14 @@
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/io/weights.hpp>
+#include <tessera/layers/batch.hpp>
 #include <tessera/layers/linear.hpp>
+#include <tessera/layers/mlp.hpp>
 #include <tessera/ops/activation.hpp>
 
 namespace tessera {
 inline namespace v0 {
 namespace layers {
-
-class glu_ffn {
- public:
-  glu_ffn() = default;
-
-  /// `<prefix>.gate_proj`, `.up_proj`, `.down_proj` (biases when present).
-  static glu_ffn load(const io::weight_map& w, const std::string& prefix, ops::activation act) {
-    glu_ffn f;
-    f.gate_ = linear::load(w, prefix + ".gate_proj");
-    f.up_ = linear::load(w, prefix + ".up_proj");
-    f.down_ = linear::load(w, prefix + ".down_proj");
-    f.act_ = act;
-    f.check(prefix);
-    return f;
-  }
-
-  static glu_ffn from(linear gate, linear up, linear down, ops::activation act, const std::string& what) {
-    glu_ffn f;
-    f.gate_ = std::move(gate), f.up_ = std::move(up), f.down_ = std::move(down), f.act_ = act;
-    f.check(what);
-    return f;
-  }
-
-  index_t d_model() const noexcept { return gate_.in_features(); }
-  index_t d_ff() const noexcept { return gate_.out_features(); }
-
-  std::size_t workspace_bytes(index_t rows) const noexcept {
-    return 2 * workspace::bytes_for<float>(rows * d_ff()) +
-           std::max({gate_.workspace_bytes(), up_.workspace_bytes(), down_.workspace_bytes()}) + 128;
-  }
-
-  // x: (m, d_model) → out: (m, d_model)
-  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, workspace& ws) const {
-    const index_t m = x.extent(0);
-    workspace::frame frame(ws);
-    auto g = ws.alloc_view<float, 2>({m, d_ff()});  // (m, d_ff)
-    auto u = ws.alloc_view<float, 2>({m, d_ff()});  // (m, d_ff)
-    gate_.forward(x, g, ws);
-    up_.forward(x, u, ws);
-    ops::gated_activation(act_, tensor_view<const float, 2>(g), tensor_view<const float, 2>(u), g);
-    down_.forward(g, out, ws);
-  }
-
-  std::size_t weight_bytes() const noexcept {
-    return gate_.weight().bytes() + up_.weight().bytes() + down_.weight().bytes();
-  }
-
- private:
-  void check(const std::string& what) const {
-    if (up_.out_features() != gate_.out_features() || up_.in_features() != gate_.in_features() ||
-        down_.in_features() != gate_.out_features() || down_.out_features() != gate_.in_features())
-      throw shape_error(what + ": gate " + std::to_string(gate_.out_features()) + "x" +
-                        std::to_string(gate_.in_features()) + ", up " + std::to_string(up_.out_features()) + "x" +
-                        std::to_string(up_.in_features()) + ", down " + std::to_string(down_.out_features()) + "x" +
-                        std::to_string(down_.in_features()) + " do not fit together");
-  }
-
-  linear gate_, up_, down_;
-  ops::activation act_ = ops::activation::silu;
-};
 
 struct moe_config {
   index_t n_experts = 0;   // num_experts
@@ -98,6 +38,8 @@ struct moe_config {
 
 class sparse_moe {
  public:
+  using state_type = no_state;
+
   sparse_moe() = default;
 
   /// `<prefix>.router` and the experts under `<prefix>.experts` (one by one or packed).
@@ -116,10 +58,10 @@ class sparse_moe {
     for (index_t e = 0; e < cfg.n_experts; ++e) {
       const std::string ep = prefix + ".experts." + std::to_string(e);
       if (w.contains(packed)) {
-        s.experts_.push_back(glu_ffn::from(packed_slice(w, packed, e, 0), packed_slice(w, packed, e, 1),
+        s.experts_.push_back(gated_mlp(packed_slice(w, packed, e, 0), packed_slice(w, packed, e, 1),
                                            packed_slice(w, prefix + ".experts.down_proj", e, -1), cfg.act, ep));
       } else {
-        s.experts_.push_back(glu_ffn::load(w, ep, cfg.act));
+        s.experts_.push_back(gated_mlp::load(w, ep, cfg.act));
       }
       if (s.experts_.back().d_model() != s.router_.in_features())
         throw shape_error(ep + ": d_model " + std::to_string(s.experts_.back().d_model()) + " differs from the router's " +
@@ -129,7 +71,7 @@ class sparse_moe {
   }
 
   /// From already built parts (tests, random-weight models).
-  static sparse_moe from(linear router, std::vector<glu_ffn> experts, const moe_config& cfg) {
+  static sparse_moe from(linear router, std::vector<gated_mlp> experts, const moe_config& cfg) {
     if (cfg.top_k < 1 || cfg.top_k > static_cast<index_t>(experts.size()))
       throw config_error("sparse_moe: top_k " + std::to_string(cfg.top_k) + " must be in [1, num_experts = " +
                          std::to_string(experts.size()) + "]");
@@ -144,6 +86,7 @@ class sparse_moe {
   index_t n_experts() const noexcept { return cfg_.n_experts; }
   index_t top_k() const noexcept { return cfg_.top_k; }
   index_t d_model() const noexcept { return router_.in_features(); }
+  state_type make_state(const state_spec&) const noexcept { return {}; }
 
   std::size_t workspace_bytes(index_t rows) const noexcept {
     std::size_t e = router_.workspace_bytes();
@@ -205,6 +148,11 @@ class sparse_moe {
     }
   }
 
+  void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out, state_refs<state_type>, const batch_context&,
+               workspace& ws) const {
+    forward(x, out, ws);
+  }
+
   std::size_t weight_bytes() const noexcept {
     std::size_t b = router_.weight().bytes();
     for (const auto& x : experts_) b += x.weight_bytes();
@@ -232,7 +180,7 @@ class sparse_moe {
 
   moe_config cfg_;
   linear router_;
-  std::vector<glu_ffn> experts_;
+  std::vector<gated_mlp> experts_;
 };
 
 }  // namespace layers

@@ -1,6 +1,7 @@
 // tessera/layers/norm.hpp: normalization layers (weights widened to f32 once at load).
 //
 //   rms_norm_layer:   y = x / sqrt(mean(x²) + eps) · weight              (Llama, Mistral, Qwen2, Mamba)
+//                     Gemma: · (1 + weight), the 1 added at load
 //   layer_norm_layer: y = (x - mean) / sqrt(var + eps) · weight + bias   (GPT-2, BERT)
 //   x, y: (l, d_model); weight, bias: (d_model)
 #pragma once
@@ -19,9 +20,12 @@ namespace layers {
 class rms_norm_layer {
  public:
   rms_norm_layer() = default;
-  static rms_norm_layer load(const io::weight_map& w, const std::string& prefix, float eps) {
+  /// `<prefix>.weight`; `offset` is added to it once (Gemma's RMSNorm multiplies by 1 + weight).
+  static rms_norm_layer load(const io::weight_map& w, const std::string& prefix, float eps, float offset = 0.f) {
     rms_norm_layer n;
     n.weight_ = tensor<float, 1>::copy_of(w.f32<1>(prefix + ".weight"));
+    if (offset != 0.f)
+      for (auto& x : n.weight_) x += offset;
     n.eps_ = eps;
     return n;
   }

@@ -1,6 +1,6 @@
 // tessera/layers/rotary.hpp: RoPE frequencies for every scaling type transformers knows.
 //
-// rope_frequencies turns a model_config's rope_config into inv_freq (rotary_dim / 2) and the
+// rope_frequencies turns a rope_config (theta, partial rotary factor, scaling) into inv_freq (rotary_dim / 2) and the
 // attention scaling that multiplies cos and sin, exactly as transformers' modeling_rope_utils
 // computes them (float32 arithmetic where it uses float32):
 //   default: θ_i = 1 / theta^(2i / dim)
@@ -20,12 +20,39 @@
 #include <numbers>
 #include <vector>
 
+#include <optional>
+#include <string>
+
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
-#include <tessera/models/model_config.hpp>
 
 namespace tessera {
 inline namespace v0 {
+
+/// RoPE frequency scaling (transformers' rope_parameters / rope_scaling "rope_type").
+enum class rope_scaling_type { none, linear, dynamic, yarn, llama3, longrope };
+
+struct rope_config {
+  float theta = 10000.f;                 // rope_theta (rope_parameters.rope_theta in transformers 5)
+  float partial_rotary_factor = 1.f;     // partial_rotary_factor: fraction of head_dim rotated
+  rope_scaling_type type = rope_scaling_type::none;
+  float factor = 1.f;                    // factor
+  index_t original_max_position = 0;     // original_max_position_embeddings
+  // llama3
+  float low_freq_factor = 1.f;
+  float high_freq_factor = 4.f;
+  // yarn
+  float beta_fast = 32.f;
+  float beta_slow = 1.f;
+  std::optional<float> mscale;           // yarn: mscale
+  std::optional<float> mscale_all_dim;   // yarn: mscale_all_dim
+  std::optional<float> attention_factor; // yarn / longrope: attention_factor
+  bool truncate = true;                  // yarn: truncate
+  // longrope
+  std::vector<float> long_factor, short_factor;
+  bool neox = true;                      // pairing: rotate-half (HF) or interleaved pairs (GPT-J)
+};
+
 namespace layers {
 
 /// The frequencies in use by one session (inv_freq is sized once; update() rewrites it in place).
@@ -41,20 +68,22 @@ class rope_frequencies {
  public:
   rope_frequencies() = default;
 
-  rope_frequencies(const model_config& c) : rope_(c.rope), max_position_(c.max_position) {  // NOLINT
-    const bool scaled = rope_.type != rope_scaling_type::none;
-    // transformers' default rope ignores partial_rotary_factor for Llama-family models; the scaled
-    // kinds apply it (and would fail on a mismatch), so only they use it.
-    dim_ = scaled ? static_cast<index_t>(static_cast<float>(c.head_dim) * rope_.partial_rotary_factor) : c.head_dim;
-    if (dim_ <= 0 || dim_ % 2 != 0 || dim_ > c.head_dim)
-      throw config_error(c.source + ": rotary dimension " + std::to_string(dim_) + " (head_dim " +
-                         std::to_string(c.head_dim) + ") must be even and at most head_dim");
-    if (!(rope_.theta > 0.f)) throw config_error(c.source + ": rope_theta must be positive");
+  /// rotary_dim = head_dim · partial_rotary_factor (even, <= head_dim); max_position is the
+  /// trained context (dynamic NTK, yarn and longrope read it); `source` names the config in errors.
+  rope_frequencies(const rope_config& rope, index_t head_dim, index_t max_position, const std::string& source = "rope")
+      : rope_(rope), max_position_(max_position) {
+    dim_ = static_cast<index_t>(static_cast<float>(head_dim) * rope_.partial_rotary_factor);
+    if (dim_ <= 0 || dim_ % 2 != 0 || dim_ > head_dim)
+      throw config_error(source + ": rotary dimension " + std::to_string(dim_) + " (head_dim " +
+                         std::to_string(head_dim) + ") must be even and at most head_dim");
+    if (!(rope_.theta > 0.f)) throw config_error(source + ": rope_theta must be positive");
     if ((rope_.type == rope_scaling_type::dynamic || rope_.type == rope_scaling_type::linear ||
          rope_.type == rope_scaling_type::yarn || rope_.type == rope_scaling_type::llama3) && !(rope_.factor > 0.f))
-      throw config_error(c.source + ": rope scaling factor must be positive");
+      throw config_error(source + ": rope scaling factor must be positive");
     original_max_ = rope_.original_max_position > 0 ? rope_.original_max_position : max_position_;
   }
+
+  const rope_config& config() const noexcept { return rope_; }
 
   index_t rotary_dim() const noexcept { return dim_; }
 

@@ -1,7 +1,7 @@
 // tessera/models/language_model.hpp: the runtime interface every causal LM family implements.
 //
-// Families are templates (decoder<Block>, hybrid<...>); the CLI and applications that pick a
-// checkpoint at run time hold them through this small virtual interface. One virtual call per
+// Families compose a causal_lm<Layer> (models/causal_lm.hpp); the CLI and applications that pick
+// a checkpoint at run time hold it through this small virtual interface. One virtual call per
 // forward pass, nothing per token inside the layers.
 //
 //   auto model = load_language_model("path/to/folder-or.gguf");    // families/registry.hpp
@@ -9,26 +9,39 @@
 //   s->prefill(prompt_ids);           // logits() now holds the last prompt token's logits
 //   while (...) { int id = sample(s->logits()); s->step(id); }
 //   auto snap = s->snapshot(); ... s->restore(snap);                 // exact state, any family
+//   s->truncate(n);                   // roll back to n tokens (attention caches)
+//   model->step_batch(sessions, ids); // one decode step for several sessions: weights read once
 #pragma once
 
 #include <any>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <span>
 #include <string>
 
 #include <tessera/core/error.hpp>
+#include <tessera/core/tensor.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/models/model_config.hpp>
 
 namespace tessera {
 inline namespace v0 {
 
-/// Sizes a session once: the only place caches are sized (ARCHITECTURE.md).
+/// Sizes a session once: the only place caches are sized (docs/architecture.md, "Sessions").
 struct session_limits {
-  index_t max_len = 0;       // tokens the session can hold; 0: the model's max_position (or 4096 when unknown)
-  index_t max_prefill = 512; // tokens per internal prefill chunk (workspace size); longer prompts are chunked
+  index_t max_len = 0;       // tokens the session can hold; 0: the trained context capped at
+                             // default_context (unbounded for models without attention)
+  index_t max_prefill = 512; // rows per internal forward (workspace size); longer prompts are chunked
+  index_t reserve = 0;       // tokens of KV cache allocated at creation (0: min(max_len, 512));
+                             // caches grow with use (doubling) up to max_len
+  index_t rollback = 0;      // tokens truncate() may roll back past a sliding window (ring slack)
+  int threads = 0;           // threads of this session's forwards (0: the process default)
 };
+
+/// The default context of a session when the caller does not ask for more.
+inline constexpr index_t default_context = 4096;
 
 /// A copy of a session's whole state (caches, positions, logits), restorable into a session of
 /// the same model. Opaque: the family decides what it holds.
@@ -62,12 +75,31 @@ class lm_session {
   /// Tokens the session can hold.
   virtual index_t max_len() const noexcept = 0;
 
+  /// Hidden state of the last token after the final norm: (d_model) (transformers'
+  /// last_hidden_state at the last position).
+  virtual tensor_view<const float, 1> last_hidden_state() const = 0;
+
   virtual session_snapshot snapshot() const = 0;
   /// range_error/shape_error if the snapshot comes from another model.
   virtual void restore(const session_snapshot&) = 0;
 
-  /// Forget everything (position 0).
+  /// Rolls back to the first n tokens (n <= position()). range_error past the current length, or
+  /// when a layer keeps a recurrent state (Mamba, linear attention): restore a snapshot instead.
+  virtual void truncate(index_t n) = 0;
+
+  /// Forget everything (position 0). An encoder-decoder session keeps its encoded source.
   virtual void reset() = 0;
+
+  /// Encoder-decoder models: runs the encoder once over `source` and starts a new decoding (the
+  /// decoder's caches are emptied; its cross-attention K/V are projected from this memory at the
+  /// next forward). config_error for decoder-only models.
+  virtual void encode(std::span<const std::int32_t> source) = 0;
+
+  /// The encoder's output for the current source: (l_src, d_model); empty before encode().
+  virtual tensor_view<const float, 2> encoder_hidden_state() const = 0;
+
+  /// Bytes this session holds now: caches (growing with use), states, buffers, workspace.
+  virtual std::size_t memory_bytes() const = 0;
 };
 
 class language_model {
@@ -75,6 +107,39 @@ class language_model {
   virtual ~language_model() = default;
   virtual const model_config& config() const noexcept = 0;
   virtual std::unique_ptr<lm_session> new_session(const session_limits& limits = {}) const = 0;
+
+  /// Whether sessions need encode(source) before decoding (BART, T5, Marian).
+  virtual bool is_encoder_decoder() const noexcept = 0;
+
+  /// Packed prefill of several sessions of this model (prompts of any lengths, no padding): one
+  /// forward reads every weight once for all of them. prompts[i] goes to sessions[i]; afterwards
+  /// each session's logits() hold its last token's logits. Checked before anything runs:
+  /// range_error (ids, context) or shape_error, and no session changes.
+  virtual void prefill_batch(std::span<lm_session* const> sessions,
+                             std::span<const std::span<const std::int32_t>> prompts) const = 0;
+
+  /// One decode step for several sessions at once: tokens[i] is appended to sessions[i] (a GEMM
+  /// where N GEMVs were). Same checks as prefill_batch.
+  virtual void step_batch(std::span<lm_session* const> sessions, std::span<const std::int32_t> tokens) const = 0;
+};
+
+/// What an encoder computes for a packed batch.
+struct encoder_output {
+  tensor<float, 2> last_hidden_state;     // (rows, d_model): sequence s at rows [starts[s], starts[s+1])
+  std::vector<index_t> starts;            // (n_seq + 1)
+  std::optional<tensor<float, 2>> pooler_output;  // (n_seq, d_model) when the model has a pooler
+};
+
+/// The run-time interface of every encoder (what load_encoder returns).
+class text_encoder {
+ public:
+  virtual ~text_encoder() = default;
+  virtual const model_config& config() const noexcept = 0;
+  /// ids[s]: sequence s's token ids; token_types: empty, or one span per sequence of the same
+  /// lengths. range_error for ids out of range or sequences longer than the positions;
+  /// shape_error for mismatched lengths. threads: 0 = the process default.
+  virtual encoder_output encode(std::span<const std::span<const std::int32_t>> ids,
+                                std::span<const std::span<const std::int32_t>> token_types = {}, int threads = 0) const = 0;
 };
 
 namespace detail {

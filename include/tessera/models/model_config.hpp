@@ -1,7 +1,8 @@
 // tessera/models/model_config.hpp: one struct describing every supported checkpoint.
 //
-// io/config.hpp fills it from a Hugging Face config.json (+ generation_config.json) or from GGUF
-// metadata, applying transformers' defaults for absent fields; families/ read it to build models.
+// Each family (families/<name>.hpp, through families/family.hpp's load_config) fills it from a
+// Hugging Face config.json (+ generation_config.json) or from GGUF metadata, applying
+// transformers' defaults for absent fields, and builds its model from it.
 // Field names follow the glossary in README.md; the comment names the HF field(s) they come from.
 #pragma once
 
@@ -11,33 +12,10 @@
 #include <vector>
 
 #include <tessera/config.hpp>
+#include <tessera/layers/rotary.hpp>
 
 namespace tessera {
 inline namespace v0 {
-
-/// RoPE frequency scaling (transformers' rope_parameters / rope_scaling "rope_type").
-enum class rope_scaling_type { none, linear, dynamic, yarn, llama3, longrope };
-
-struct rope_config {
-  float theta = 10000.f;                 // rope_theta (rope_parameters.rope_theta in transformers 5)
-  float partial_rotary_factor = 1.f;     // partial_rotary_factor: fraction of head_dim rotated
-  rope_scaling_type type = rope_scaling_type::none;
-  float factor = 1.f;                    // factor
-  index_t original_max_position = 0;     // original_max_position_embeddings
-  // llama3
-  float low_freq_factor = 1.f;
-  float high_freq_factor = 4.f;
-  // yarn
-  float beta_fast = 32.f;
-  float beta_slow = 1.f;
-  std::optional<float> mscale;           // yarn: mscale
-  std::optional<float> mscale_all_dim;   // yarn: mscale_all_dim
-  std::optional<float> attention_factor; // yarn / longrope: attention_factor
-  bool truncate = true;                  // yarn: truncate
-  // longrope
-  std::vector<float> long_factor, short_factor;
-  bool neox = true;                      // pairing: rotate-half (HF) or interleaved pairs (GPT-J / GGUF llama)
-};
 
 struct model_config {
   std::string family;             // "llama", "mistral", "qwen2", "gpt2", "mamba", "mamba2", "jamba", ...
@@ -53,6 +31,12 @@ struct model_config {
   index_t head_dim = 0;           // head_dim (defaults to d_model / n_heads)
   index_t d_ff = 0;               // intermediate_size / n_inner (GPT-2 default 4 * d_model)
   index_t max_position = 0;       // max_position_embeddings / n_positions
+  index_t type_vocab = 0;         // type_vocab_size (BERT token types)
+  // encoder-decoder (BART, T5, Marian): n_layers / n_heads / d_ff above are the decoder's
+  index_t encoder_layers = 0;     // encoder_layers
+  index_t encoder_heads = 0;      // encoder_attention_heads
+  index_t encoder_d_ff = 0;       // encoder_ffn_dim
+  bool scale_embedding = false;   // scale_embedding: token embeddings · sqrt(d_model)
   float norm_eps = 1e-6f;         // rms_norm_eps / layer_norm_epsilon / layer_norm_eps
   std::string hidden_act = "silu";// hidden_act / activation_function
   bool tie_word_embeddings = false;
@@ -62,7 +46,9 @@ struct model_config {
   std::optional<index_t> sliding_window;  // sliding_window (Mistral; Qwen2 with use_sliding_window)
   index_t max_window_layers = 0;          // Qwen2: layers >= this use the sliding window
   std::vector<std::string> layer_types;   // layer_types ("full_attention"/"sliding_attention"), if given
-  float attention_multiplier = 0.f;       // 0: 1/sqrt(head_dim)
+  float attention_multiplier = 0.f;       // 0: 1/sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-1/2)
+  float attn_logit_softcap = 0.f;         // attn_logit_softcapping (Gemma 2); 0: off
+  float final_logit_softcap = 0.f;        // final_logit_softcapping (Gemma 2); 0: off
   bool scale_attn_weights = true;         // GPT-2
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2
   bool reorder_and_upcast_attn = false;   // GPT-2 (numerics only)
@@ -90,10 +76,12 @@ struct model_config {
   index_t expert_layer_period = 0, expert_layer_offset = 0;
   index_t n_experts = 0;          // num_experts
   index_t n_experts_per_tok = 0;  // num_experts_per_tok
-  std::string layer_schedule;     // per-layer letters when the family has one ("MMAM...")
+  std::string layer_schedule;     // per-layer mixer letters when the family has one ("MMAM...")
+  std::string ffn_schedule;       // per-layer feed-forward letters of a hybrid ("FEFE...")
 
   // tokens and generation
   std::optional<std::int32_t> bos_token_id, pad_token_id;
+  std::optional<std::int32_t> decoder_start_token_id;  // encoder-decoder models
   std::vector<std::int32_t> eos_token_ids;  // config.json eos_token_id and generation_config.json
 
   index_t kv_dim() const noexcept { return n_kv_heads * head_dim; }

@@ -1,19 +1,20 @@
-// config: the HF fixtures (tests/data/models), GGUF metadata, defaults, broken configs, info.
+// families/family.hpp: load_config through the registered families: the HF fixtures
+// (tests/data/models), GGUF metadata, transformers defaults, broken configs.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <fstream>
 
-#include <tessera/io/config.hpp>
+#include <tessera/families/registry.hpp>
 
-#include "io_test_util.hpp"
+#include "io/io_test_util.hpp"
 
 using namespace tessera;
 
 namespace {
-const std::filesystem::path models = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models";
+const std::filesystem::path models_dir = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models";
 
-model_config parse(const std::string& text) { return io::parse_config(nlohmann::json::parse(text), "cfg.json"); }
+model_config parse(const std::string& text) { return parse_config(nlohmann::json::parse(text), "cfg.json"); }
 
 template <class F>
 void expect_config_error(F&& f, const std::string& needle) {
@@ -28,7 +29,7 @@ void expect_config_error(F&& f, const std::string& needle) {
 }  // namespace
 
 TEST_CASE("config: HF fixtures", "[io][config]") {
-  const auto llama = io::load_config(models / "llama");
+  const auto llama = load_config(models_dir / "llama");
   CHECK(llama.family == "llama");
   CHECK(llama.architecture == "LlamaForCausalLM");
   CHECK(llama.vocab == 160);
@@ -46,21 +47,21 @@ TEST_CASE("config: HF fixtures", "[io][config]") {
   CHECK(llama.bos_token_id == 1);
   CHECK(llama.layer_schedule == "AAA");
 
-  const auto mistral = io::load_config(models / "mistral");
+  const auto mistral = load_config(models_dir / "mistral");
   CHECK(mistral.sliding_window == 8);
   CHECK(mistral.head_dim == 16);
 
-  const auto qwen = io::load_config(models / "qwen2");
+  const auto qwen = load_config(models_dir / "qwen2");
   CHECK(qwen.attention_bias);
   CHECK(!qwen.attention_out_bias);
   CHECK(!qwen.sliding_window.has_value());
   CHECK(qwen.tie_word_embeddings);
-  const auto qsw = io::load_config(models / "qwen2_sliding");
+  const auto qsw = load_config(models_dir / "qwen2_sliding");
   CHECK(qsw.sliding_window == 6);
   CHECK(qsw.max_window_layers == 1);
   CHECK(qsw.layer_types == std::vector<std::string>{"full_attention", "sliding_attention", "sliding_attention"});
 
-  const auto gpt2 = io::load_config(models / "gpt2");
+  const auto gpt2 = load_config(models_dir / "gpt2");
   CHECK(gpt2.d_model == 64);
   CHECK(gpt2.d_ff == 256);  // n_inner null → 4 * n_embd
   CHECK(gpt2.hidden_act == "gelu_new");
@@ -69,7 +70,7 @@ TEST_CASE("config: HF fixtures", "[io][config]") {
   CHECK(gpt2.tie_word_embeddings);
   CHECK(gpt2.eos_token_ids == std::vector<std::int32_t>{159});
 
-  const auto mamba = io::load_config(models / "mamba");
+  const auto mamba = load_config(models_dir / "mamba");
   CHECK(mamba.d_inner == 96);
   CHECK(mamba.d_state == 8);
   CHECK(mamba.dt_rank == 3);
@@ -78,7 +79,7 @@ TEST_CASE("config: HF fixtures", "[io][config]") {
   CHECK(!mamba.proj_bias);
   CHECK(mamba.layer_schedule == "MM");
 
-  const auto m2 = io::load_config(models / "mamba2");
+  const auto m2 = load_config(models_dir / "mamba2");
   CHECK(m2.ssm_n_heads == 8);
   CHECK(m2.ssm_head_dim == 16);
   CHECK(m2.n_groups == 2);
@@ -87,7 +88,7 @@ TEST_CASE("config: HF fixtures", "[io][config]") {
   CHECK(std::isinf(m2.time_step_limit_hi));
   CHECK(m2.time_step_limit_lo == 0.f);
 
-  const auto jamba = io::load_config(models / "jamba");
+  const auto jamba = load_config(models_dir / "jamba");
   CHECK(jamba.layer_schedule == "MAMA");
   CHECK(jamba.n_experts == 4);
   CHECK(jamba.n_experts_per_tok == 2);
@@ -97,31 +98,31 @@ TEST_CASE("config: HF fixtures", "[io][config]") {
   CHECK(jamba.d_inner == 96);
   CHECK(jamba.d_state == 8);
 
-  const auto yarn = io::load_config(models / "llama_rope_yarn");
+  const auto yarn = load_config(models_dir / "llama_rope_yarn");
   CHECK(yarn.rope.type == rope_scaling_type::yarn);
   CHECK(yarn.rope.factor == 4.f);
   CHECK(yarn.rope.original_max_position == 64);
-  const auto l3 = io::load_config(models / "llama_rope_llama3");
+  const auto l3 = load_config(models_dir / "llama_rope_llama3");
   CHECK(l3.rope.type == rope_scaling_type::llama3);
   CHECK(l3.rope.factor == 8.f);
   CHECK(l3.rope.low_freq_factor == 1.f);
   CHECK(l3.rope.high_freq_factor == 4.f);
-  CHECK(io::load_config(models / "llama_rope_linear").rope.type == rope_scaling_type::linear);
-  CHECK(io::load_config(models / "llama_rope_dynamic").rope.type == rope_scaling_type::dynamic);
+  CHECK(load_config(models_dir / "llama_rope_linear").rope.type == rope_scaling_type::linear);
+  CHECK(load_config(models_dir / "llama_rope_dynamic").rope.type == rope_scaling_type::dynamic);
 }
 
 TEST_CASE("config: fixtures' weights load, sharded equals single", "[io][config][weights]") {
   for (const char* name : {"llama", "mistral", "qwen2", "gpt2", "mamba", "mamba2", "jamba", "llama_bf16", "mamba_bf16"}) {
     INFO(name);
-    const auto m = io::weight_map::open(models / name);
+    const auto m = io::weight_map::open(models_dir / name);
     CHECK(m.size() > 0);
     for (const auto& n : m.names()) {
       const auto& i = m.info(n);
       CHECK(i.numel > 0);
     }
   }
-  const auto a = io::weight_map::open(models / "llama");
-  const auto b = io::weight_map::open(models / "llama_sharded");
+  const auto a = io::weight_map::open(models_dir / "llama");
+  const auto b = io::weight_map::open(models_dir / "llama_sharded");
   REQUIRE(a.names() == b.names());
   CHECK(b.files().size() == 4);
   for (const auto& n : a.names()) {
@@ -132,7 +133,7 @@ TEST_CASE("config: fixtures' weights load, sharded equals single", "[io][config]
     if (ia.extents.size() == 2) CHECK(std::memcmp(a.f32<2>(n).data(), b.f32<2>(n).data(), bytes) == 0);
     else if (ia.extents.size() == 1) CHECK(std::memcmp(a.f32<1>(n).data(), b.f32<1>(n).data(), bytes) == 0);
   }
-  const auto llama = io::load_config(models / "llama");
+  const auto llama = load_config(models_dir / "llama");
   CHECK(a.info("model.layers.0.self_attn.k_proj.weight").extents == std::vector<index_t>{llama.kv_dim(), llama.d_model});
   CHECK(a.info("model.embed_tokens.weight").extents == std::vector<index_t>{llama.vocab, llama.d_model});
 }
@@ -164,13 +165,13 @@ TEST_CASE("config: transformers defaults for absent fields", "[io][config]") {
   CHECK(g.d_ff == 128);
   CHECK(g.norm_eps == 1e-5f);
   const auto gen_json = nlohmann::json::parse(R"({"eos_token_id": [2, 7]})");
-  const auto gen = io::parse_config(nlohmann::json::parse(R"({"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2, "vocab_size": 10, "num_hidden_layers": 1, "eos_token_id": 2})"),
+  const auto gen = parse_config(nlohmann::json::parse(R"({"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2, "vocab_size": 10, "num_hidden_layers": 1, "eos_token_id": 2})"),
                                     "c.json", &gen_json, "g.json");
   CHECK(gen.eos_token_ids == std::vector<std::int32_t>{2, 7});
 }
 
 TEST_CASE("config: broken configs name the field and file", "[io][config]") {
-  expect_config_error([] { parse(R"({"model_type": "bert"})"); }, "model_type \"bert\" is not supported (supported: llama, mistral");
+  expect_config_error([] { parse(R"({"model_type": "no_such_family"})"); }, "model_type \"no_such_family\" is not supported (supported: llama, mistral");
   expect_config_error([] { parse(R"({"hidden_size": 8})"); }, "'model_type' is missing");
   expect_config_error([] { parse(R"({"model_type": "llama", "architectures": ["LlamaForSequenceClassification"]})"); },
                       "architecture \"LlamaForSequenceClassification\" is not supported (supported: LlamaForCausalLM");
@@ -188,12 +189,12 @@ TEST_CASE("config: broken configs name the field and file", "[io][config]") {
   {
     std::ofstream(dir / "config.json") << R"({"model_type": "llama",)";
   }
-  expect_config_error([&] { io::load_config(dir.path); }, "config.json: not valid JSON");
-  CHECK_THROWS_AS(io::load_config(dir / "nothing"), io_error);
+  expect_config_error([&] { load_config(dir.path); }, "config.json: not valid JSON");
+  CHECK_THROWS_AS(load_config(dir / "nothing"), io_error);
 }
 
 TEST_CASE("config: GGUF metadata", "[io][config]") {
-  const auto c = io::load_config(test::bundled_model);
+  const auto c = load_config(test::bundled_model);
   CHECK(c.family == "llama");
   CHECK(c.architecture == "LlamaForCausalLM");
   CHECK(c.d_model == 64);
@@ -223,7 +224,7 @@ TEST_CASE("config: GGUF metadata", "[io][config]") {
   g.tensor_f32("token_embd.weight", {32, 11}, std::vector<float>(32 * 11, 0.5f));
   test::temp_dir dir("cfg_gguf");
   test::write_file(dir / "q.gguf", g.bytes());
-  const auto q = io::load_config(dir / "q.gguf");
+  const auto q = load_config(dir / "q.gguf");
   CHECK(q.vocab == 11);
   CHECK(q.tie_word_embeddings);
   CHECK(q.rope.theta == 1e6f);
@@ -232,28 +233,9 @@ TEST_CASE("config: GGUF metadata", "[io][config]") {
   test::gguf_builder bad;
   bad.kv_str("general.architecture", "falcon");
   test::write_file(dir / "f.gguf", bad.bytes());
-  expect_config_error([&] { io::load_config(dir / "f.gguf"); }, "\"falcon\" is not supported (supported: llama");
+  expect_config_error([&] { load_config(dir / "f.gguf"); }, "\"falcon\" is not supported (supported: llama");
   test::gguf_builder missing;
   missing.kv_str("general.architecture", "llama");
   test::write_file(dir / "m.gguf", missing.bytes());
-  expect_config_error([&] { io::load_config(dir / "m.gguf"); }, "'llama.embedding_length' is missing");
-}
-
-TEST_CASE("config: summarize (tessera info)", "[io][config]") {
-  const auto s = io::summarize(models / "qwen2_sliding", 100);
-  CHECK(s.format == "safetensors");
-  CHECK(s.context == 100);
-  // layer 0 full (100 tokens), layers 1-2 sliding (window 6): 2 * kv_dim(2*16) * 4 bytes per token
-  CHECK(s.kv_cache_bytes == 2ull * 32 * 4 * (100 + 6 + 6));
-  CHECK(s.n_params > 0);
-  CHECK(s.dtype_counts.at("F32") == static_cast<index_t>(s.tensors.size()));
-  const auto text = io::to_string(s);
-  CHECK(text.find("family:        qwen2") != std::string::npos);
-  CHECK(text.find("model.layers.0.self_attn.q_proj.weight  F32 [64, 64]") != std::string::npos);
-  const auto g = io::summarize(test::bundled_model, 512);
-  CHECK(g.format == "gguf v3");
-  CHECK(g.kv_cache_bytes == 5ull * 2 * 32 * 512 * 4);
-  const auto j = io::summarize(models / "jamba", 10);
-  CHECK(j.ssm_state_bytes == 2ull * (96 * 8 + 96 * 3) * 4);
-  CHECK(j.kv_cache_bytes == 2ull * 2 * 2 * 12 * 10 * 4);
+  expect_config_error([&] { load_config(dir / "m.gguf"); }, "'llama.embedding_length' is missing");
 }
