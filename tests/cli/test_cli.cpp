@@ -272,6 +272,70 @@ double logits_error(const io::safetensors_file& ref, const fs::path& out_path, i
 
 }  // namespace
 
+TEST_CASE("run: a padded batch (left and right padding) gives each row's logits at its real positions", "[cli]") {
+  // rows: the reference prompt; its first l-3 tokens left-padded by 3; its first l-4 right-padded
+  // by 4. A prefix's logits are the reference's first rows (causal), so each is checked against it.
+  for (const char* name : {"llama", "qwen2_sliding", "mamba2"}) {
+    INFO(name);
+    const fs::path dir = fs::path(data_dir) / "models" / name;
+    io::safetensors_file ref(dir / (std::string(name) == "mamba2" ? "reference_l21.safetensors" : "reference.safetensors"));
+    const auto* t = ref.find("input_ids");
+    REQUIRE(t != nullptr);
+    const index_t l = t->extents[1];
+    std::vector<std::int64_t> row(static_cast<std::size_t>(l));
+    std::memcpy(row.data(), ref.tensor_data(*t), static_cast<std::size_t>(l) * 8);
+    tensor<std::int64_t, 2> ids({3, l}, 0), mask({3, l}, 0);
+    for (index_t c = 0; c < l; ++c) ids(0, c) = row[static_cast<std::size_t>(c)], mask(0, c) = 1;
+    for (index_t c = 3; c < l; ++c) ids(1, c) = row[static_cast<std::size_t>(c - 3)], mask(1, c) = 1;
+    for (index_t c = 0; c < l - 4; ++c) ids(2, c) = row[static_cast<std::size_t>(c)], mask(2, c) = 1;
+    io::safetensors_writer w;
+    w.add("input_ids", ids);
+    w.add("attention_mask", mask);
+    const fs::path in = scratch_dir() / (std::string(name) + "_padded_inputs.safetensors");
+    const fs::path out = scratch_dir() / (std::string(name) + "_padded_outputs.safetensors");
+    w.write(in);
+    const auto r = tessera_cli({"run", "-m", dir.string(), "--inputs", in.string(), "--outputs", out.string()});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    io::safetensors_file got(out);
+    const auto* o = got.find("logits");
+    const auto* rl = ref.find("logits");
+    REQUIRE(o != nullptr);
+    REQUIRE(o->extents == std::vector<index_t>{3, l, rl->extents[2]});
+    const index_t vocab = rl->extents[2];
+    const auto* want = reinterpret_cast<const float*>(ref.tensor_data(*rl));  // (1, l, vocab)
+    const auto* have = reinterpret_cast<const float*>(got.tensor_data(*o));  // (3, l, vocab)
+    auto err = [&](index_t r_out, index_t c_out, index_t c_ref) {
+      double e = 0, m = 0;
+      for (index_t j = 0; j < vocab; ++j) {
+        e = std::max(e, std::abs(static_cast<double>(have[(r_out * l + c_out) * vocab + j]) - want[c_ref * vocab + j]));
+        m = std::max(m, std::abs(static_cast<double>(want[c_ref * vocab + j])));
+      }
+      return e / m;
+    };
+    for (index_t c = 0; c < l; ++c) CHECK(err(0, c, c) <= 1e-4);
+    for (index_t c = 3; c < l; ++c) CHECK(err(1, c, c - 3) <= 1e-4);
+    for (index_t c = 0; c < l - 4; ++c) CHECK(err(2, c, c) <= 1e-4);
+    CHECK(have[(1 * l + 0) * vocab] == 0.f);  // padded positions: zeros
+    CHECK(have[(2 * l + l - 1) * vocab] == 0.f);
+  }
+  // a mask that is not one run of ones, and a GPT-2 left-padded row, are refused
+  const fs::path dir = fs::path(data_dir) / "models" / "gpt2";
+  tensor<std::int64_t, 2> ids({1, 4}, 1), holes({1, 4}, 1), left({1, 4}, 1);
+  holes(0, 1) = 0;
+  left(0, 0) = 0;
+  for (const auto& [m, what] : {std::pair{&holes, "one run of ones"}, std::pair{&left, "pad on the right"}}) {
+    io::safetensors_writer w;
+    w.add("input_ids", ids);
+    w.add("attention_mask", *m);
+    const fs::path in = scratch_dir() / "bad_mask_inputs.safetensors";
+    w.write(in);
+    check_clean_failure(tessera_cli({"run", "-m", dir.string(), "--inputs", in.string(), "--outputs",
+                                     (scratch_dir() / "bad_mask_out.safetensors").string()}),
+                        what);
+  }
+}
+
 TEST_CASE("run: logits within 1e-4 of transformers, generate: the same greedy ids (decoders, Mamba, Mamba-2, Jamba)", "[cli]") {
   const std::pair<const char*, const char*> cases[] = {
       {"llama", "reference.safetensors"}, {"mistral", "reference.safetensors"}, {"qwen2", "reference.safetensors"},
