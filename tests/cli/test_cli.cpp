@@ -564,12 +564,12 @@ TEST_CASE("run: bad inputs files are refused cleanly", "[cli]") {
     w.add("input_ids", ids);
   });
   check_clean_failure(tessera_cli({"run", "-m", llama, "--inputs", big_id, "--outputs", out.string()}), "1000");
-  const auto padded = write("padded.safetensors", [](io::safetensors_writer& w) {
+  const auto padded = write("bad_mask.safetensors", [](io::safetensors_writer& w) {  // padding is fine, a 2 is not
     tensor<std::int64_t, 2> ids({1, 3}), m({1, 3});
     for (auto& x : ids) x = 7;
     m(0, 0) = 1;
     m(0, 1) = 1;
-    m(0, 2) = 0;
+    m(0, 2) = 2;
     w.add("input_ids", ids);
     w.add("attention_mask", m);
   });
