@@ -239,3 +239,19 @@ TEST_CASE("config: GGUF metadata", "[io][config]") {
   test::write_file(dir / "m.gguf", missing.bytes());
   expect_config_error([&] { load_config(dir / "m.gguf"); }, "'llama.embedding_length' is missing");
 }
+
+TEST_CASE("config: absurd sizes are refused naming the field, before anything is sized", "[io][config][errors]") {
+  // issue 18's reproducers: values near 2^62 (signed overflow in products before), 1e9 / 2^40 layers
+  expect_config_error([] { parse(R"({"model_type": "gpt2", "n_embd": 4611686018427387904})"); }, "'n_embd'");
+  expect_config_error([] { parse(R"({"model_type": "mamba", "hidden_size": 4611686018427387904})"); }, "'hidden_size'");
+  expect_config_error([] { parse(R"({"model_type": "mamba2", "expand": 4611686018427387904})"); }, "'expand'");
+  expect_config_error([] { parse(R"({"model_type": "jamba", "num_attention_heads": 4611686018427387904})"); },
+                      "'num_attention_heads'");
+  expect_config_error([] { parse(R"({"model_type": "llama", "num_hidden_layers": 1000000000})"); }, "'num_hidden_layers' = 1000000000 is absurd");
+  expect_config_error([] { parse(R"({"model_type": "llama", "num_hidden_layers": 1099511627776})"); }, "'num_hidden_layers'");
+  expect_config_error([] { parse(R"({"model_type": "llama", "hidden_size": 1099511627776})"); }, "'hidden_size'");
+  expect_config_error([] { parse(R"({"model_type": "llama", "max_position_embeddings": -5})"); }, "'max_position_embeddings'");
+  expect_config_error([] { parse(R"({"model_type": "llama", "eos_token_id": [2, 99999999999]})"); }, "'eos_token_id'");
+  expect_config_error([] { parse(R"({"model_type": "llama", "vocab_size": 1.5e300})"); }, "'vocab_size'");
+  expect_config_error([] { parse(R"({"model_type": "llama", "vocab_size": 18446744073709551615})"); }, "'vocab_size'");
+}

@@ -173,16 +173,34 @@ inline void read_rope(const io::json_fields& f, model_config& c, double default_
     throw config_error(p.file() + ": required field 'factor' is missing for rope_type " + type);
 }
 
+/// The sizes every model needs are positive and below limits no real checkpoint reaches (so that
+/// an absurd config is a config_error naming the field, before anything is sized from it).
 inline void check_positive(const model_config& c, const std::string& file) {
-  auto need = [&](index_t v, const char* name) {
+  auto need = [&](index_t v, const char* name, index_t most) {
     if (v <= 0) throw config_error(file + ": field '" + name + "' must be positive, got " + std::to_string(v));
+    if (v > most)
+      throw config_error(file + ": field '" + name + "' = " + std::to_string(v) + " is absurd (at most " +
+                         std::to_string(most) + ")");
   };
-  need(c.vocab, "vocab_size");
-  need(c.d_model, "hidden_size");
-  need(c.n_layers, "num_hidden_layers");
+  auto at_most = [&](index_t v, const char* name, index_t most) {
+    if (v > most)
+      throw config_error(file + ": field '" + name + "' = " + std::to_string(v) + " is absurd (at most " +
+                         std::to_string(most) + ")");
+    if (v < 0) throw config_error(file + ": field '" + name + "' must not be negative, got " + std::to_string(v));
+  };
+  need(c.vocab, "vocab_size", index_t{1} << 26);
+  need(c.d_model, "hidden_size", index_t{1} << 18);
+  need(c.n_layers, "num_hidden_layers", index_t{1} << 14);
+  at_most(c.d_ff, "intermediate_size", index_t{1} << 22);
+  at_most(c.d_inner, "intermediate_size (d_inner)", index_t{1} << 22);
+  at_most(c.d_state, "state_size", index_t{1} << 16);
+  at_most(c.max_position, "max_position_embeddings", index_t{1} << 30);
+  at_most(c.n_experts, "num_experts", index_t{1} << 14);
+  at_most(c.encoder_layers, "encoder_layers", index_t{1} << 14);
   if (c.n_heads > 0) {
-    need(c.n_kv_heads, "num_key_value_heads");
-    need(c.head_dim, "head_dim");
+    need(c.n_heads, "num_attention_heads", index_t{1} << 14);
+    need(c.n_kv_heads, "num_key_value_heads", index_t{1} << 14);
+    need(c.head_dim, "head_dim", index_t{1} << 14);
     if (c.n_heads % c.n_kv_heads != 0)
       throw config_error(file + ": num_attention_heads " + std::to_string(c.n_heads) +
                          " is not a multiple of num_key_value_heads " + std::to_string(c.n_kv_heads));
@@ -266,18 +284,24 @@ struct gguf_keys {
 
   index_t req(const std::string& key) const {
     try {
-      return static_cast<index_t>(g.get_int(prefix + key));
+      return bounded(key, g.get_int(prefix + key));
     } catch (const format_error& e) {
       throw config_error(e.what());
     }
   }
   std::optional<index_t> opt(const std::string& key) const {
     try {
-      if (auto v = g.try_int(prefix + key)) return static_cast<index_t>(*v);
+      if (auto v = g.try_int(prefix + key)) return bounded(key, *v);
       return std::nullopt;
     } catch (const format_error& e) {
       throw config_error(e.what());
     }
+  }
+  /// Sizes of a model fit 31 bits: larger values are absurd (and would overflow products).
+  index_t bounded(const std::string& key, std::int64_t v) const {
+    if (v > (std::int64_t{1} << 31) || v < -(std::int64_t{1} << 31))
+      throw config_error(g.path() + ": GGUF key '" + prefix + key + "' = " + std::to_string(v) + " is out of range");
+    return static_cast<index_t>(v);
   }
   std::optional<double> optf(const std::string& key) const {
     try {

@@ -66,12 +66,25 @@ class json_fields {
     return std::nullopt;
   }
 
+  /// Integers of a config are sizes and token ids: anything beyond ±2^31 is refused here, so that
+  /// products of two fields (hidden_size · expand, ...) cannot overflow.
   std::optional<std::int64_t> opt_int(const std::string& key) const {
     const auto* v = find(key);
     if (!v) return std::nullopt;
-    if (v->is_number_integer()) return v->get<std::int64_t>();
-    if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>()) return static_cast<std::int64_t>(v->get<double>());
-    wrong(key, *v, "an integer");
+    std::int64_t x = 0;
+    if (v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      out_of_range(key, *v);
+    if (v->is_number_integer()) x = v->get<std::int64_t>();
+    else if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() && std::abs(v->get<double>()) < 0x1p62)
+      x = static_cast<std::int64_t>(v->get<double>());
+    else if (v->is_number_float()) wrong(key, *v, "an integer");
+    else wrong(key, *v, "an integer");
+    if (x > int_limit || x < -int_limit) out_of_range(key, *v);
+    return x;
+  }
+  static constexpr std::int64_t int_limit = std::int64_t{1} << 31;
+  [[noreturn]] void out_of_range(const std::string& key, const nlohmann::json& v) const {
+    throw config_error(file_ + ": field '" + key + "' = " + v.dump() + " is out of range (a size or id of at most 2^31)");
   }
   std::optional<double> opt_float(const std::string& key) const {
     const auto* v = find(key);
@@ -106,13 +119,17 @@ class json_fields {
     const auto* v = find(key);
     if (!v) return {};
     std::vector<std::int32_t> out;
-    if (v->is_number_integer()) {
-      out.push_back(v->get<std::int32_t>());
-    } else if (v->is_array()) {
-      for (const auto& x : *v) {
-        if (!x.is_number_integer()) wrong(key, *v, "an integer or a list of integers");
-        out.push_back(x.get<std::int32_t>());
-      }
+    auto one = [&](const nlohmann::json& x) {
+      if (!x.is_number_integer()) wrong(key, *v, "an integer or a list of integers");
+      if (x.is_number_unsigned() ? x.get<std::uint64_t>() > 0x7fffffffu
+                                 : (x.get<std::int64_t>() > 0x7fffffff || x.get<std::int64_t>() < -0x7fffffffll - 1))
+        out_of_range(key, x);
+      out.push_back(static_cast<std::int32_t>(x.get<std::int64_t>()));
+    };
+    if (v->is_array()) {
+      for (const auto& x : *v) one(x);
+    } else if (v->is_number_integer()) {
+      one(*v);
     } else {
       wrong(key, *v, "an integer or a list of integers");
     }
