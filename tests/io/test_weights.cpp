@@ -244,6 +244,8 @@ TEST_CASE("weight_map: GGUF gpt2 transposes and mamba A", "[io][weights]") {
     CHECK(m.contains("backbone.embeddings.weight"));
   }
   CHECK(io::gguf_to_hf_name("qwen2", "blk.12.ffn_down.weight") == "model.layers.12.mlp.down_proj.weight");
+  CHECK(io::gguf_to_hf_name("qwen3", "blk.3.attn_k_norm.weight") == "model.layers.3.self_attn.k_norm.weight");
+  CHECK(io::gguf_to_hf_name("qwen3", "blk.0.attn_q.weight") == "model.layers.0.self_attn.q_proj.weight");
   CHECK(io::gguf_to_hf_name("llama", "output.weight") == "lm_head.weight");
   CHECK(io::gguf_to_hf_name("llama", "output_norm.weight") == "model.norm.weight");
   CHECK(io::gguf_to_hf_name("mamba2", "blk.3.ssm_dt.bias") == "backbone.layers.3.mixer.dt_bias");

@@ -140,7 +140,7 @@ inline const bool llama_registered = register_family({
     .model_types = {"llama", "mistral", "qwen2", "qwen3"},
     .architectures = {"LlamaForCausalLM", "LlamaModel", "MistralForCausalLM", "MistralModel", "Qwen2ForCausalLM",
                       "Qwen2Model", "Qwen3ForCausalLM", "Qwen3Model"},
-    .gguf_architectures = {"llama", "mistral", "qwen2"},
+    .gguf_architectures = {"llama", "mistral", "qwen2", "qwen3"},
     .read_hf = read_llama_config,
     .read_gguf = read_llama_gguf,
     .load = load_llama,

@@ -3,7 +3,7 @@
 // A weight_map opens a Hugging Face folder (model.safetensors, or shards listed in
 // model.safetensors.index.json) or one .gguf file, and hands out tensors by their Hugging Face
 // name, in the Hugging Face layout, whatever the file:
-//   - GGUF names are mapped to HF names with one table per architecture (llama, mistral, qwen2,
+//   - GGUF names are mapped to HF names with one table per architecture (llama, mistral, qwen2, qwen3,
 //     gpt2, mamba, mamba2): `blk.0.attn_q.weight` → `model.layers.0.self_attn.q_proj.weight`.
 //     GGUF tensors with no table entry keep their GGUF name.
 //   - ggml dims are innermost-first: a GGUF tensor with ne = [k, n] is our (n, k).
@@ -100,6 +100,13 @@ inline constexpr gguf_name_rule llama_layer[] = {
     {"attn_output", "model.layers.{}.self_attn.o_proj"}, {"ffn_norm", "model.layers.{}.post_attention_layernorm"},
     {"ffn_gate", "model.layers.{}.mlp.gate_proj"},     {"ffn_up", "model.layers.{}.mlp.up_proj"},
     {"ffn_down", "model.layers.{}.mlp.down_proj"}};
+inline constexpr gguf_name_rule qwen3_layer[] = {  // llama's + per-head q/k RMSNorms (not permuted)
+    {"attn_norm", "model.layers.{}.input_layernorm"},  {"attn_q", "model.layers.{}.self_attn.q_proj"},
+    {"attn_k", "model.layers.{}.self_attn.k_proj"},    {"attn_v", "model.layers.{}.self_attn.v_proj"},
+    {"attn_output", "model.layers.{}.self_attn.o_proj"}, {"ffn_norm", "model.layers.{}.post_attention_layernorm"},
+    {"ffn_gate", "model.layers.{}.mlp.gate_proj"},     {"ffn_up", "model.layers.{}.mlp.up_proj"},
+    {"ffn_down", "model.layers.{}.mlp.down_proj"},     {"attn_q_norm", "model.layers.{}.self_attn.q_norm"},
+    {"attn_k_norm", "model.layers.{}.self_attn.k_norm"}};
 inline constexpr gguf_name_rule gpt2_global[] = {{"token_embd", "transformer.wte"},
                                                  {"position_embd", "transformer.wpe"},
                                                  {"output_norm", "transformer.ln_f"},
@@ -125,7 +132,7 @@ inline constexpr gguf_name_rule mamba2_layer[] = {
 
 /// The GGUF architectures whose tensor names weight_map maps to Hugging Face names.
 inline const std::vector<std::string>& gguf_mapped_architectures() {
-  static const std::vector<std::string> v = {"llama", "mistral", "qwen2", "gpt2", "mamba", "mamba2"};
+  static const std::vector<std::string> v = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "mamba", "mamba2"};
   return v;
 }
 
@@ -137,6 +144,9 @@ inline std::string gguf_to_hf_name(std::string_view arch, std::string_view gguf_
   if (arch == "llama" || arch == "mistral" || arch == "qwen2") {
     global = llama_global;
     layer = llama_layer;
+  } else if (arch == "qwen3") {
+    global = llama_global;
+    layer = qwen3_layer;
   } else if (arch == "gpt2") {
     global = gpt2_global;
     layer = gpt2_layer;
