@@ -29,6 +29,13 @@ class rms_norm_layer {
     n.eps_ = eps;
     return n;
   }
+  /// From a weight already in memory.
+  static rms_norm_layer from(tensor<float, 1> weight, float eps) {
+    rms_norm_layer n;
+    n.weight_ = std::move(weight);
+    n.eps_ = eps;
+    return n;
+  }
   index_t dim() const noexcept { return weight_.extent(0); }
   void forward(tensor_view<const float, 2> x, tensor_view<float, 2> out) const {
     ops::rms_norm(x, weight_.cview(), out, eps_);
