@@ -89,6 +89,12 @@ TEST_CASE("decoder families match transformers logits and greedy ids", "[models]
   check_parity("llama_sharded", models_dir / "llama_sharded");
 }
 
+TEST_CASE("Qwen3 (q/k RMSNorm per head before RoPE, explicit head_dim) matches transformers", "[models][parity]") {
+  check_parity("qwen3", models_dir / "qwen3");
+  const auto c = load_config(models_dir / "qwen3");
+  CHECK(c.head_dim != c.d_model / c.n_heads);  // the fixture's head_dim is explicit
+}
+
 TEST_CASE("dynamic NTK rope: each full forward uses the frequencies of its own length", "[models][parity]") {
   // transformers recomputes the dynamic frequencies from the longest sequence seen; a fresh
   // session over the whole sequence reproduces its full forwards, and greedy_ids come from a loop
@@ -108,22 +114,28 @@ TEST_CASE("dynamic NTK rope: each full forward uses the frequencies of its own l
   CHECK(std::vector<std::int32_t>(seq.begin() + static_cast<std::ptrdiff_t>(ref.input_ids.size()), seq.end()) == ref.greedy_ids);
 }
 
-TEST_CASE("a GGUF conversion of the llama fixture gives the same logits as the HF folder", "[models][gguf]") {
-  const auto hf = io::weight_map::open(models_dir / "llama");
-  const auto cfg = load_config(models_dir / "llama");
+namespace {
+/// Writes `model_case`'s HF fixture as a GGUF of architecture `arch` the way convert_hf_to_gguf.py
+/// does (rename, q/k rows permuted into interleaved pairs for llama, dims reversed) and returns
+/// its logits next to the folder's.
+void check_gguf_conversion(const std::string& model_case, const std::string& arch, bool permute_qk,
+                           const std::vector<std::string>& layer_tensors) {
+  INFO(model_case << " as GGUF " << arch);
+  const auto hf = io::weight_map::open(models_dir / model_case);
+  const auto cfg = load_config(models_dir / model_case);
   test::gguf_builder g;
-  g.kv_str("general.architecture", "llama");
-  g.kv_u32("llama.context_length", static_cast<std::uint32_t>(cfg.max_position));
-  g.kv_u32("llama.embedding_length", static_cast<std::uint32_t>(cfg.d_model));
-  g.kv_u32("llama.block_count", static_cast<std::uint32_t>(cfg.n_layers));
-  g.kv_u32("llama.feed_forward_length", static_cast<std::uint32_t>(cfg.d_ff));
-  g.kv_u32("llama.attention.head_count", static_cast<std::uint32_t>(cfg.n_heads));
-  g.kv_u32("llama.attention.head_count_kv", static_cast<std::uint32_t>(cfg.n_kv_heads));
-  g.kv_u32("llama.attention.key_length", static_cast<std::uint32_t>(cfg.head_dim));
-  g.kv_u32("llama.vocab_size", static_cast<std::uint32_t>(cfg.vocab));
-  g.kv_f32("llama.rope.freq_base", cfg.rope.theta);
-  g.kv_f32("llama.attention.layer_norm_rms_epsilon", cfg.norm_eps);
-  // convert_hf_to_gguf.py: rename, permute q/k rows into interleaved pairs, reverse the dims
+  const std::string p = arch + ".";
+  g.kv_str("general.architecture", arch);
+  g.kv_u32(p + "context_length", static_cast<std::uint32_t>(cfg.max_position));
+  g.kv_u32(p + "embedding_length", static_cast<std::uint32_t>(cfg.d_model));
+  g.kv_u32(p + "block_count", static_cast<std::uint32_t>(cfg.n_layers));
+  g.kv_u32(p + "feed_forward_length", static_cast<std::uint32_t>(cfg.d_ff));
+  g.kv_u32(p + "attention.head_count", static_cast<std::uint32_t>(cfg.n_heads));
+  g.kv_u32(p + "attention.head_count_kv", static_cast<std::uint32_t>(cfg.n_kv_heads));
+  g.kv_u32(p + "attention.key_length", static_cast<std::uint32_t>(cfg.head_dim));
+  g.kv_u32(p + "vocab_size", static_cast<std::uint32_t>(cfg.vocab));
+  g.kv_f32(p + "rope.freq_base", cfg.rope.theta);
+  g.kv_f32(p + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
   auto permute = [](std::vector<float> w, index_t rows, index_t cols, index_t n_head) {
     const index_t half = rows / n_head / 2;
     std::vector<float> out(w.size());
@@ -136,28 +148,37 @@ TEST_CASE("a GGUF conversion of the llama fixture gives the same logits as the H
   };
   std::vector<std::string> candidates = {"token_embd.weight", "output_norm.weight", "output.weight"};
   for (index_t l = 0; l < cfg.n_layers; ++l)
-    for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
-      candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
+    for (const auto& t : layer_tensors) candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
   for (const auto& name : hf.names()) {
-    const std::string gname = test::gguf_name_for("llama", name, candidates);
+    const std::string gname = test::gguf_name_for(arch, name, candidates);
     REQUIRE(!gname.empty());
     const auto& info = hf.info(name);
     std::vector<float> data(static_cast<std::size_t>(info.numel));
     if (info.extents.size() == 2) std::memcpy(data.data(), hf.f32<2>(name).data(), data.size() * 4);
     else std::memcpy(data.data(), hf.f32<1>(name).data(), data.size() * 4);
-    if (gname.find("attn_q") != std::string::npos) data = permute(data, info.extents[0], info.extents[1], cfg.n_heads);
-    if (gname.find("attn_k") != std::string::npos) data = permute(data, info.extents[0], info.extents[1], cfg.n_kv_heads);
+    const bool q = gname.ends_with("attn_q.weight"), k = gname.ends_with("attn_k.weight");
+    if (permute_qk && (q || k)) data = permute(data, info.extents[0], info.extents[1], q ? cfg.n_heads : cfg.n_kv_heads);
     g.tensor_f32(gname, std::vector<std::int64_t>(info.extents.rbegin(), info.extents.rend()), data);
   }
-  test::temp_dir dir("models_gguf");
-  test::write_file(dir / "llama.gguf", g.bytes());
-  const auto ref = load_reference("llama");
+  test::temp_dir dir("models_gguf_" + model_case);
+  test::write_file(dir / "model.gguf", g.bytes());
+  const auto ref = load_reference(model_case);
   const index_t l = static_cast<index_t>(ref.input_ids.size());
   tensor<float, 2> a({l, cfg.vocab}), b({l, cfg.vocab});
-  load_language_model(dir / "llama.gguf")->new_session()->prefill_all(ref.input_ids, a.view());
-  load_language_model(models_dir / "llama")->new_session()->prefill_all(ref.input_ids, b.view());
+  load_language_model(dir / "model.gguf")->new_session()->prefill_all(ref.input_ids, a.view());
+  load_language_model(models_dir / model_case)->new_session()->prefill_all(ref.input_ids, b.view());
   CHECK(rel_err(a.cview(), b.cview()) <= 1e-5);
   CHECK(rel_err(a.cview(), ref.logits.cview()) <= 1e-4);
+}
+}  // namespace
+
+TEST_CASE("a GGUF conversion of the llama / qwen3 fixtures gives the same logits as the HF folder", "[models][gguf]") {
+  const std::vector<std::string> llama_tensors = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                  "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
+  check_gguf_conversion("llama", "llama", true, llama_tensors);
+  auto qwen3_tensors = llama_tensors;
+  qwen3_tensors.insert(qwen3_tensors.end(), {"attn_q_norm", "attn_k_norm"});
+  check_gguf_conversion("qwen3", "qwen3", false, qwen3_tensors);
 }
 
 TEST_CASE("the bundled stories260K gives llama2.c's greedy ids", "[models][gguf]") {
