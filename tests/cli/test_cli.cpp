@@ -336,6 +336,57 @@ TEST_CASE("run: a padded batch (left and right padding) gives each row's logits 
   }
 }
 
+TEST_CASE("run: BERT (padded batch with token types) and BART (decoder_input_ids) outputs match transformers", "[cli]") {
+  // the fixtures' reference files hold the inputs under the names transformers takes: run them as they are
+  auto check = [&](const char* name, std::vector<std::string> inputs, std::vector<std::string> outputs, bool masked) {
+    INFO(name);
+    const fs::path dir = fs::path(data_dir) / "models" / name;
+    io::safetensors_file ref(dir / "reference.safetensors");
+    io::safetensors_writer w;
+    for (const auto& n : inputs) {
+      const auto* t = ref.find(n);
+      REQUIRE(t != nullptr);
+      tensor<std::int64_t, 2> v({t->extents[0], t->extents[1]});
+      std::memcpy(v.data(), ref.tensor_data(*t), static_cast<std::size_t>(v.size()) * 8);
+      w.add(n, v);
+    }
+    const fs::path in = scratch_dir() / (std::string(name) + "_run_inputs.safetensors");
+    const fs::path out = scratch_dir() / (std::string(name) + "_run_outputs.safetensors");
+    w.write(in);
+    const auto r = tessera_cli({"run", "-m", dir.string(), "--inputs", in.string(), "--outputs", out.string()});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    io::safetensors_file got(out);
+    std::vector<std::int64_t> mask;
+    if (masked) {
+      const auto* m = ref.find("attention_mask");
+      mask.resize(static_cast<std::size_t>(m->numel));
+      std::memcpy(mask.data(), ref.tensor_data(*m), mask.size() * 8);
+    }
+    for (const auto& n : outputs) {
+      INFO(n);
+      const auto* a = got.find(n);
+      const auto* b = ref.find(n);
+      REQUIRE(a != nullptr);
+      REQUIRE(a->extents == b->extents);
+      const auto* x = reinterpret_cast<const float*>(got.tensor_data(*a));
+      const auto* y = reinterpret_cast<const float*>(ref.tensor_data(*b));
+      const index_t inner = b->extents.back(), rows = b->numel / inner;
+      double e = 0, m = 0;
+      for (index_t i = 0; i < rows; ++i) {
+        if (masked && b->extents.size() == 3 && mask[static_cast<std::size_t>(i)] == 0) continue;  // padded position
+        for (index_t j = 0; j < inner; ++j) {
+          e = std::max(e, std::abs(static_cast<double>(x[i * inner + j]) - y[i * inner + j]));
+          m = std::max(m, std::abs(static_cast<double>(y[i * inner + j])));
+        }
+      }
+      CHECK(e / m <= 1e-4);
+    }
+  };
+  check("bert", {"input_ids", "attention_mask", "token_type_ids"}, {"last_hidden_state", "pooler_output"}, true);
+  check("bart", {"input_ids", "decoder_input_ids"}, {"logits", "encoder_last_hidden_state"}, false);
+}
+
 TEST_CASE("run: logits within 1e-4 of transformers, generate: the same greedy ids (decoders, Mamba, Mamba-2, Jamba)", "[cli]") {
   const std::pair<const char*, const char*> cases[] = {
       {"llama", "reference.safetensors"}, {"mistral", "reference.safetensors"}, {"qwen2", "reference.safetensors"},

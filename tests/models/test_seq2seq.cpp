@@ -106,6 +106,11 @@ TEST_CASE("bart: sessions with different sources batch together, snapshot, trunc
   a->truncate(1);
   a->step(fed[0][0]);
   CHECK(rel(a->logits().data(), want[0][1].data(), a->logits().extent(0)) <= 1e-5);
+  // a decoder context shorter than the source: the cross-attention memory is not bounded by it
+  auto short_ctx = model->new_session({.max_len = 3});
+  short_ctx->encode(src);
+  short_ctx->prefill(std::vector<std::int32_t>{start, fed[0][0]});
+  CHECK(rel(short_ctx->logits().data(), want[0][1].data(), short_ctx->logits().extent(0)) <= 1e-5);
   // errors
   auto fresh = model->new_session();
   CHECK_THROWS_AS(fresh->prefill(one), range_error);  // no source yet

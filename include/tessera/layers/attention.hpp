@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -117,7 +118,9 @@ class attention_layer {
   /// The only place the state is sized. A sliding layer keeps a ring of its window.
   state_type make_state(const state_spec& spec) const {
     state_type s;
-    const index_t cap = opt_.cross ? std::max<index_t>(spec.max_len, 1) : spec.max_len;
+    // a cross cache holds the encoder memory, whose length is known at the first forward only: no
+    // capacity of its own (it allocates what the memory needs then)
+    const index_t cap = opt_.cross ? std::numeric_limits<index_t>::max() / 4 : spec.max_len;
     s.cache = attention::kv_cache(cap, opt_.n_kv_heads, opt_.head_dim, opt_.cross ? std::nullopt : opt_.window,
                                   opt_.cross ? 0 : spec.rollback, opt_.cross ? 0 : std::min(spec.reserve, cap));
     s.cross = opt_.cross;
