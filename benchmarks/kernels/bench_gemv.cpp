@@ -8,9 +8,18 @@
 // (12 layers of q/k/v/o 768 x 768, gate/up 2048 x 768, down 768 x 2048, and the 32000 x 768 LM
 // head: 438 MB in f32, 219 MB in f16), in the decode's order and grouping (gemv_many for q/k/v and
 // gate/up): the weight stream of a decode step without the rest of the model.
+//
+// BM_gemv_rows_token/<arch>/<dtype>/m<m>/t<threads>: the same step for m sequences decoded together
+// (batched decode): gemv / gemv_many for m = 1, gemv_rows / gemv_rows_many for m > 1 (what
+// ops::linear and linear::forward_shared run up to gemv_rows_max_m). BM_gemm_packed_token: the same
+// step through the packed gemm (gemm_packed, which ops::linear runs above gemv_rows_max_m), to find
+// the m where it starts winning. GFLOP/s counts 2 m flops per weight, GB/s the weight bytes once.
 #include "bench_common.hpp"
 
+#include <tessera/core/workspace.hpp>
+#include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/gemv.hpp>
+#include <tessera/kernels/gemv_rows.hpp>
 
 namespace tessera::bench {
 namespace {
@@ -47,8 +56,11 @@ void run(benchmark::State& state, index_t n, index_t k, int threads, impl which)
   set_counters(state, 2.0 * double(n) * double(k), double(sizeof(W)) * double(n * k) + 4.0 * double(n + k));
 }
 
+enum class token_impl { gemv, gemv_rows, packed };
+
+/// One decode step's projections of the Llama-768 shape for m rows (m = 1: one sequence).
 template <class W>
-void run_token(benchmark::State& state, int threads) {
+void run_token(benchmark::State& state, index_t m, int threads, token_impl which) {
   use_threads(threads);
   struct layer { tensor<W, 1> q, k, v, o, gate, up, down; };
   constexpr index_t d = 768, ff = 2048, vocab = 32000;
@@ -58,25 +70,47 @@ void run_token(benchmark::State& state, int threads) {
                       random_data<W>(d * d, 10 * l + 3), random_data<W>(ff * d, 10 * l + 4),
                       random_data<W>(ff * d, 10 * l + 5), random_data<W>(d * ff, 10 * l + 6)});
   const auto head = random_data<W>(std::size_t(vocab * d), 999);
-  const auto x = random_data<float>(std::size_t(ff), 1);
-  std::vector<float> y(static_cast<std::size_t>(vocab));
+  const auto x = random_data<float>(std::size_t(m * ff), 1);
+  tensor<float, 1> y({m * vocab});
+  workspace ws(kernels::gemm_workspace_bytes<W>(ff));
   auto mat = [](const tensor<W, 1>& t, index_t n, index_t k) { return tensor_view<const W, 2>(t.data(), {n, k}); };
-  const tensor_view<const float, 1> xd(x.data(), {d}), xf(x.data(), {ff});
+  const tensor_view<const float, 2> xd(x.data(), {m, d}), xf(x.data(), {m, ff});
   float* yp = y.data();
-  const tensor_view<float, 1> yd(yp, {d}), y2(yp + d, {d}), y3(yp + 2 * d, {d}), yf(yp, {ff}), yf2(yp + ff, {ff});
+  const tensor_view<float, 2> yd(yp, {m, d}), y2(yp + m * d, {m, d}), y3(yp + 2 * m * d, {m, d}), yf(yp, {m, ff}),
+      yf2(yp + m * ff, {m, ff}), yv(yp, {m, vocab});
+  auto product = [&](tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c) {
+    if (which == token_impl::packed) kernels::detail::gemm_packed<simd::default_arch>(a, w, c, ws, false);
+    else if (m == 1) kernels::gemv(a[0], w, c[0]);
+    else kernels::gemv_rows(a, w, c);
+  };
   for (auto _ : state) {
     for (const auto& L : layers) {
-      kernels::gemv_many<W, 3>(xd, {mat(L.q, d, d), mat(L.k, d, d), mat(L.v, d, d)}, {yd, y2, y3});
-      kernels::gemv(xd, mat(L.o, d, d), yd);
-      kernels::gemv_many<W, 2>(xd, {mat(L.gate, ff, d), mat(L.up, ff, d)}, {yf, yf2});
-      kernels::gemv(xf, mat(L.down, d, ff), yd);
+      if (which == token_impl::packed) {
+        product(xd, mat(L.q, d, d), yd);
+        product(xd, mat(L.k, d, d), y2);
+        product(xd, mat(L.v, d, d), y3);
+      } else if (m == 1) {
+        kernels::gemv_many<W, 3>(xd[0], {mat(L.q, d, d), mat(L.k, d, d), mat(L.v, d, d)}, {yd[0], y2[0], y3[0]});
+      } else {
+        kernels::gemv_rows_many<W, 3>(xd, {mat(L.q, d, d), mat(L.k, d, d), mat(L.v, d, d)}, {yd, y2, y3});
+      }
+      product(xd, mat(L.o, d, d), yd);
+      if (which == token_impl::packed) {
+        product(xd, mat(L.gate, ff, d), yf);
+        product(xd, mat(L.up, ff, d), yf2);
+      } else if (m == 1) {
+        kernels::gemv_many<W, 2>(xd[0], {mat(L.gate, ff, d), mat(L.up, ff, d)}, {yf[0], yf2[0]});
+      } else {
+        kernels::gemv_rows_many<W, 2>(xd, {mat(L.gate, ff, d), mat(L.up, ff, d)}, {yf, yf2});
+      }
+      product(xf, mat(L.down, d, ff), yd);
     }
-    kernels::gemv(xd, mat(head, vocab, d), tensor_view<float, 1>(yp, {vocab}));
+    product(xd, mat(head, vocab, d), yv);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   const double weights = double(12 * (4 * d * d + 3 * ff * d) + vocab * d);
-  set_counters(state, 2.0 * weights, double(sizeof(W)) * weights);
+  set_counters(state, 2.0 * double(m) * weights, double(sizeof(W)) * weights);
 }
 
 template <class W>
@@ -116,12 +150,32 @@ int main(int argc, char** argv) {
   for (int threads : {1, 2}) {
     const std::string tail = "/t" + std::to_string(threads);
     benchmark::RegisterBenchmark(("BM_gemv_token/" + arch + "/f32" + tail).c_str(),
-                                 [=](benchmark::State& st) { tessera::bench::run_token<float>(st, threads); })
+                                 [=](benchmark::State& st) { tessera::bench::run_token<float>(st, 1, threads, tessera::bench::token_impl::gemv); })
         ->UseRealTime()->MinTime(0.5);
     benchmark::RegisterBenchmark(("BM_gemv_token/" + arch + "/f16" + tail).c_str(),
-                                 [=](benchmark::State& st) { tessera::bench::run_token<tessera::f16>(st, threads); })
+                                 [=](benchmark::State& st) { tessera::bench::run_token<tessera::f16>(st, 1, threads, tessera::bench::token_impl::gemv); })
         ->UseRealTime()->MinTime(0.5);
   }
+  using tessera::index_t;
+  using tessera::bench::token_impl;
+  for (int threads : {1, 2})
+    for (index_t m : {1, 2, 4, 8, 12, 16, 24, 32, 48, 64}) {
+      const std::string tail = "/m" + std::to_string(m) + "/t" + std::to_string(threads);
+      const auto impl = m == 1 ? token_impl::gemv : token_impl::gemv_rows;
+      benchmark::RegisterBenchmark(("BM_gemv_rows_token/" + arch + "/f32" + tail).c_str(),
+                                   [=](benchmark::State& st) { tessera::bench::run_token<float>(st, m, threads, impl); })
+          ->UseRealTime()->MinTime(0.5);
+      benchmark::RegisterBenchmark(("BM_gemv_rows_token/" + arch + "/f16" + tail).c_str(),
+                                   [=](benchmark::State& st) { tessera::bench::run_token<tessera::f16>(st, m, threads, impl); })
+          ->UseRealTime()->MinTime(0.5);
+      if (m < 4) continue;
+      benchmark::RegisterBenchmark(("BM_gemm_packed_token/" + arch + "/f32" + tail).c_str(),
+                                   [=](benchmark::State& st) { tessera::bench::run_token<float>(st, m, threads, token_impl::packed); })
+          ->UseRealTime()->MinTime(0.5);
+      benchmark::RegisterBenchmark(("BM_gemm_packed_token/" + arch + "/f16" + tail).c_str(),
+                                   [=](benchmark::State& st) { tessera::bench::run_token<tessera::f16>(st, m, threads, token_impl::packed); })
+          ->UseRealTime()->MinTime(0.5);
+    }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }

@@ -266,6 +266,38 @@ TEMPLATE_TEST_CASE("conformance: gemm, gemv and linear", "[conformance]", float,
   }
 }
 
+TEMPLATE_TEST_CASE("conformance: gemv_rows (batched decode) and linear at 2 .. gemv_rows_max_m rows", "[conformance]", float,
+                   f16, bf16) {
+  const char* dt = dtype_label<TestType>();
+  for (index_t m : {index_t{2}, index_t{3}, index_t{5}, index_t{8}, kernels::gemv_rows_max_m<>})
+    for (index_t s : sizes) {
+      const index_t n = s, k = s == 1000 ? 333 : s + 2;
+      tensor<float, 2> xs_, cs_;
+      auto x = strided(xs_, m, k, 5);
+      const auto w32 = random_tensor<2>({n, k + 3});
+      const auto wn = narrow<TestType>(w32);
+      const auto w = wn.cview().slice(1, 0, k);  // weight row stride k + 3
+      const auto w_full = w32.cview().slice(1, 0, k);
+      const auto bias = random_tensor<1>({n});
+      const std::string sz = std::string(" ") + dt + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                             " k=" + std::to_string(k);
+      const auto want_stored = ref::linear<TestType>(x, w, std::nullopt);
+      auto ca = strided(cs_, m, n, 1);  // odd output stride
+      tensor<float, 2> cs({m, n});
+      kernels::gemv_rows(tensor_view<const float, 2>(x), w, ca);
+      kernels::gemv_rows(tensor_view<const float, 2>(x), w, cs.view(), simd::scalar{});
+      compare("gemv_rows" + sz, flat(ca), flat(cs.cview()), want_stored);
+      compare("gemv_rows vs f32 weights" + sz, flat(ca), flat(cs.cview()), ref::linear<float>(x, w_full, std::nullopt),
+              tol_dtype<TestType>());
+      // linear with bias, and no room for gemm's scratch: these m take gemv_rows
+      workspace ws(0);
+      tensor<float, 2> la({m, n}), ls({m, n});
+      ops::linear(x, w, bias.cview(), la.view(), ws);
+      ops::linear(x, w, bias.cview(), ls.view(), ws, simd::scalar{});
+      compare("linear" + sz, flat(la.cview()), flat(ls.cview()), ref::linear<TestType>(x, w, bias.cview()));
+    }
+}
+
 TEMPLATE_TEST_CASE("conformance: rms_norm, layer_norm and get_rows", "[conformance]", float, f16, bf16) {
   const char* dt = dtype_label<TestType>();
   for (index_t d : sizes) {

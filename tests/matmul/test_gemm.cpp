@@ -107,9 +107,11 @@ TEST_CASE("gemm rejects mismatched shapes, strided columns and a small workspace
   // a transposed view has a column stride != 1
   strided_matrix<float> at(16, 8);
   REQUIRE_THROWS_WITH(kernels::gemm(at.cview().transpose(0, 1), w.cview(), c.view(), ws), Catch::Contains("gemm: a"));
-  if constexpr (!simd::is_scalar_v<simd::default_arch>) {  // only the packed kernel takes scratch
+  if constexpr (!simd::is_scalar_v<simd::default_arch>) {  // only the packed kernel (m > gemv_rows_max_m) takes scratch
     workspace tiny(64);
-    REQUIRE_THROWS_AS(kernels::gemm(a.cview(), w.cview(), c.view(), tiny), range_error);
+    strided_matrix<float> a_big(kernels::gemv_rows_max_m<> + 1, 16), c_big(kernels::gemv_rows_max_m<> + 1, 12);
+    REQUIRE_THROWS_AS(kernels::gemm(a_big.cview(), w.cview(), c_big.view(), tiny), range_error);
+    REQUIRE_NOTHROW(kernels::gemm(a.cview(), w.cview(), c.view(), tiny));  // m = 8: gemv_rows, no scratch
   }
   REQUIRE(kernels::gemm_workspace_bytes<f16>(4096, 2) == 2 * kernels::gemm_workspace_bytes<f16>(4096, 1));
 }

@@ -27,8 +27,8 @@
 // each with its own packing buffers from the workspace; gemm_workspace_bytes(k, threads) says how
 // much. If the workspace holds buffers for fewer threads than num_threads(), gemm uses as many as
 // fit.
-// For m <= 4 (decode of a few sequences) the packing would cost more than it saves, and the
-// vectorized gemv kernel runs instead, reading w once for all rows of a.
+// For m <= gemv_rows_max_m<Arch> (decode: one or a few sequences) the packing would cost more
+// than it saves, and gemv (m = 1) or gemv_rows runs instead, reading w once for all rows of a.
 #pragma once
 
 #include <algorithm>
@@ -40,6 +40,7 @@
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/kernels/gemv.hpp>
+#include <tessera/kernels/gemv_rows.hpp>
 #include <tessera/simd/arch.hpp>
 
 namespace tessera {
@@ -234,28 +235,25 @@ void gemm_packed_range(const float* a, index_t lda, const W* w, index_t ldw, flo
   }
 }
 
-/// c (+)= a · wᵀ for m <= 4 rows through the gemv kernel (no packing), rows of w over threads.
-template <int M, class Arch, class W>
-void gemm_small_m(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
+/// c (+)= a · wᵀ for one row of a through the gemv kernel (no packing), rows of w over threads.
+template <class Arch, class W>
+void gemm_one_row(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
                   const tensor_view<float, 2>& c, bool accumulate) {
   const index_t n = w.extent(0), k = w.extent(1);
-  const float* xs[M];
-  for (int i = 0; i < M; ++i) xs[i] = a.row(i);
+  const float* xs[1] = {a.row(0)};
   const W* wp = w.data();
   const index_t ldw = row_stride(w);
   float* cp = c.data();
-  const index_t ldc = row_stride(c);
   parallel_for(0, n, gemv_grain(k), [&](index_t lo, index_t hi) {
     if (!accumulate) {
-      gemv_rows_range<M, Arch>(xs, wp, ldw, k, cp, ldc, lo, hi);
+      gemv_rows_range<1, Arch>(xs, wp, ldw, k, cp, 0, lo, hi);
     } else {
       constexpr index_t chunk = 64;  // compute into a small tile, then add
-      float tile[M * chunk];
+      float tile[chunk];
       for (index_t j = lo; j < hi; j += chunk) {
         const index_t e = std::min(hi, j + chunk);
-        gemv_rows_range<M, Arch>(xs, wp + j * ldw, ldw, k, tile, chunk, 0, e - j);
-        for (int i = 0; i < M; ++i)
-          for (index_t jj = j; jj < e; ++jj) cp[i * ldc + jj] += tile[i * chunk + jj - j];
+        gemv_rows_range<1, Arch>(xs, wp + j * ldw, ldw, k, tile, chunk, 0, e - j);
+        for (index_t jj = j; jj < e; ++jj) cp[jj] += tile[jj - j];
       }
     }
   });
@@ -274,6 +272,38 @@ void gemm_reference(const tensor_view<const float, 2>& a, const tensor_view<cons
     }
 }
 
+/// The packed kernel for any m >= 1 (gemm_dispatch takes it for m > gemv_rows_max_m<Arch>; benchmarks
+/// call it directly to compare). Shapes checked, m, n, k > 0.
+template <class Arch, class W>
+void gemm_packed(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w, const tensor_view<float, 2>& c,
+                 workspace& ws, bool accumulate) {
+  const auto [m, k] = a.extents();
+  const index_t n = w.extent(0);
+  constexpr index_t NR = gemm_tile<Arch>::nr;
+  const index_t kc = std::min(gemm_blocking::kc, k);
+  const std::size_t per_thread = gemm_workspace_bytes<W>(k, 1);
+  // Threads: one per NR-column panel at most, and no more than the workspace has buffers for.
+  const index_t panels = (n + NR - 1) / NR;
+  index_t threads = std::min<index_t>({num_threads(), panels,
+                                       static_cast<index_t>((ws.capacity() - ws.used()) / per_thread)});
+  threads = std::max<index_t>(threads, 1);
+  workspace::frame frame(ws);
+  float* wbuf = ws.alloc<float>(threads * gemm_blocking::nc * kc);  // throws when even one does not fit
+  float* abuf = ws.alloc<float>(threads * gemm_blocking::mc * gemm_blocking::kc);
+  const float* ap = a.data();
+  const W* wptr = w.data();
+  float* cp = c.data();
+  const index_t lda = row_stride(a), ldw = row_stride(w), ldc = row_stride(c);
+  // Each thread takes its share of the panels an NC block at a time; one that finishes first
+  // takes 2 panels at a time from the back of the other's share (a descheduled vCPU).
+  parallel_for_stealing(0, panels, gemm_blocking::nc / NR, 2, static_cast<int>(threads),
+                        [&](index_t t, index_t p0, index_t p1) {
+                          gemm_packed_range<Arch>(ap, lda, wptr, ldw, cp, ldc, m, k, p0 * NR, std::min(n, p1 * NR),
+                                                  wbuf + t * gemm_blocking::nc * kc,
+                                                  abuf + t * gemm_blocking::mc * gemm_blocking::kc, accumulate);
+                        });
+}
+
 template <class W, class Arch>
 void gemm_dispatch(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c,
                    workspace& ws, bool accumulate) {
@@ -289,36 +319,9 @@ void gemm_dispatch(tensor_view<const float, 2> a, tensor_view<const W, 2> w, ten
   if constexpr (simd::is_scalar_v<Arch>) {
     gemm_reference(a, w, c, accumulate);
   } else {
-    switch (m) {
-      case 1: return gemm_small_m<1, Arch>(a, w, c, accumulate);
-      case 2: return gemm_small_m<2, Arch>(a, w, c, accumulate);
-      case 3: return gemm_small_m<3, Arch>(a, w, c, accumulate);
-      case 4: return gemm_small_m<4, Arch>(a, w, c, accumulate);
-      default: break;
-    }
-    constexpr index_t NR = gemm_tile<Arch>::nr;
-    const index_t kc = std::min(gemm_blocking::kc, k);
-    const std::size_t per_thread = gemm_workspace_bytes<W>(k, 1);
-    // Threads: one per NR-column panel at most, and no more than the workspace has buffers for.
-    const index_t panels = (n + NR - 1) / NR;
-    index_t threads = std::min<index_t>({num_threads(), panels,
-                                         static_cast<index_t>((ws.capacity() - ws.used()) / per_thread)});
-    threads = std::max<index_t>(threads, 1);
-    workspace::frame frame(ws);
-    float* wbuf = ws.alloc<float>(threads * gemm_blocking::nc * kc);  // throws when even one does not fit
-    float* abuf = ws.alloc<float>(threads * gemm_blocking::mc * gemm_blocking::kc);
-    const float* ap = a.data();
-    const W* wptr = w.data();
-    float* cp = c.data();
-    const index_t lda = row_stride(a), ldw = row_stride(w), ldc = row_stride(c);
-    // Each thread takes its share of the panels an NC block at a time; one that finishes first
-    // takes 2 panels at a time from the back of the other's share (a descheduled vCPU).
-    parallel_for_stealing(0, panels, gemm_blocking::nc / NR, 2, static_cast<int>(threads),
-                          [&](index_t t, index_t p0, index_t p1) {
-                            gemm_packed_range<Arch>(ap, lda, wptr, ldw, cp, ldc, m, k, p0 * NR, std::min(n, p1 * NR),
-                                                    wbuf + t * gemm_blocking::nc * kc,
-                                                    abuf + t * gemm_blocking::mc * gemm_blocking::kc, accumulate);
-                          });
+    if (m == 1) return gemm_one_row<Arch>(a, w, c, accumulate);
+    if (m <= gemv_rows_max_m<Arch>) return gemv_rows_run<Arch>(a, w, c, accumulate);
+    gemm_packed<Arch>(a, w, c, ws, accumulate);
   }
 }
 

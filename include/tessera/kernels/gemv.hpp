@@ -14,8 +14,8 @@
 // where that helps (gemv_prefetch_enabled). gemv_many runs several matrices that share x in one
 // parallel region.
 //
-// gemv_rows_range(...) is the same kernel for a handful of activation rows at once (c = a · wᵀ
-// with m <= 4): gemm uses it for tiny m, where packing the weights would cost more than it saves.
+// gemv_rows_range<1, ...> is also gemm's kernel for m = 1. Several activation rows at once
+// (batched decode) have their own register-blocked kernel, kernels/gemv_rows.hpp.
 #pragma once
 
 #include <algorithm>

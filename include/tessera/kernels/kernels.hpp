@@ -5,4 +5,5 @@
 #include <tessera/kernels/elementwise.hpp>
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/gemv.hpp>
+#include <tessera/kernels/gemv_rows.hpp>
 #include <tessera/kernels/reduce.hpp>

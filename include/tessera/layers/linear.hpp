@@ -5,8 +5,8 @@
 //   bias:   (n), widened to f32 once at load
 //
 // The weight's dtype is a run-time property of the checkpoint, so the layer keeps a view of
-// each kind and dispatches once per call to the typed op (ops::linear → gemv for one row, gemm
-// otherwise). Models stay free of dtype templates; kernels stay typed.
+// each kind and dispatches once per call to the typed op (ops::linear → gemv for one row,
+// gemv_rows for a few, gemm otherwise). Models stay free of dtype templates; kernels stay typed.
 #pragma once
 
 #include <algorithm>
@@ -100,14 +100,16 @@ class linear {
   }
 
   /// outs[i] = layers[i]->forward(x) for layers that read the same x (q, k, v; gate, up). For one
-  /// row (decode) with weights all of one type, one kernels::gemv_many: one parallel region for all
-  /// N instead of one per layer. Otherwise each layer's forward.
+  /// row (decode) with weights all of one type, one kernels::gemv_many; for 2 .. gemv_rows_max_m
+  /// rows (batched decode), one kernels::gemv_rows_many: one parallel region for all N instead of
+  /// one per layer. Otherwise (prefill) each layer's forward.
   template <std::size_t N>
   static void forward_shared(tensor_view<const float, 2> x, const std::array<const linear*, N>& layers,
                              const std::array<tensor_view<float, 2>, N>& outs, workspace& ws) {
     const bool one_type = std::all_of(layers.begin(), layers.end(),
                                       [&](const linear* l) { return l->weight_.type() == layers[0]->weight_.type(); });
-    if (x.extent(0) != 1 || !one_type) {
+    const index_t m = x.extent(0);
+    if (m < 1 || m > kernels::gemv_rows_max_m<> || !one_type) {
       for (std::size_t i = 0; i < N; ++i) layers[i]->forward(x, outs[i], ws);
       return;
     }
@@ -115,17 +117,23 @@ class linear {
         [&](auto& first) {
           using view = std::decay_t<decltype(first)>;
           std::array<view, N> w;
-          std::array<tensor_view<float, 1>, N> y;
           for (std::size_t i = 0; i < N; ++i) {
             w[i] = std::get<view>(layers[i]->weight_.view());
-            expect_equal(outs[i].extent(0), x.extent(0), "linear::forward_shared: out rows vs x rows");
-            y[i] = outs[i][0];
+            expect_equal(outs[i].extent(0), m, "linear::forward_shared: out rows vs x rows");
           }
-          kernels::gemv_many(x[0], w, y);
+          if (m == 1) {
+            std::array<tensor_view<float, 1>, N> y;
+            for (std::size_t i = 0; i < N; ++i) y[i] = outs[i][0];
+            kernels::gemv_many(x[0], w, y);
+          } else {
+            kernels::gemv_rows_many(x, w, outs);
+          }
         },
         layers[0]->weight_.view());
     for (std::size_t i = 0; i < N; ++i)
-      if (layers[i]->bias_) kernels::vec_add(outs[i].extent(1), outs[i].row(0), layers[i]->bias_->data(), outs[i].row(0));
+      if (layers[i]->bias_)
+        for (index_t r = 0; r < m; ++r)
+          kernels::vec_add(outs[i].extent(1), outs[i].row(r), layers[i]->bias_->data(), outs[i].row(r));
   }
 
  private:

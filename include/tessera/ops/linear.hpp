@@ -5,8 +5,10 @@
 //   bias: (n) f32, optional
 //   out:  (m, n) f32, rows contiguous; must not alias x
 //
-// m == 1 (decode) runs kernels::gemv, reading narrow weights directly; m > 1 runs kernels::gemm
-// with scratch from ws (reserve linear_workspace_bytes<W>(k) there beforehand).
+// m == 1 (decode) runs kernels::gemv, reading narrow weights directly; 2 <= m <=
+// gemv_rows_max_m<Arch> (batched decode: 32 on AVX2, 16 on AVX-512) runs kernels::gemv_rows, which
+// reads each weight row once for all m rows and needs no scratch; larger m (prefill) runs the
+// packed kernels::gemm with scratch from ws (reserve linear_workspace_bytes<W>(k) there beforehand).
 #pragma once
 
 #include <optional>
@@ -18,6 +20,7 @@
 #include <tessera/kernels/elementwise.hpp>
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/gemv.hpp>
+#include <tessera/kernels/gemv_rows.hpp>
 #include <tessera/ops/rows.hpp>
 #include <tessera/simd/arch.hpp>
 #include <tessera/simd/vec.hpp>
@@ -59,6 +62,7 @@ void linear_impl(tensor_view<const float, 2> x, tensor_view<const W, 2> w,
   const auto [m, k] = x.extents();
   const index_t n = w.extent(0);
   if (m == 1) kernels::gemv(x[0], w, out[0], Arch{});
+  else if (m <= kernels::gemv_rows_max_m<Arch>) kernels::gemv_rows(x, w, out, Arch{});
   else kernels::gemm(x, w, out, ws, Arch{});
   if (bias && m > 0)
     for_rows(m, n, [&](index_t i) { kernels::vec_add(n, out.row(i), bias->data(), out.row(i), Arch{}); });
@@ -74,7 +78,7 @@ void linear(tensor_view<const float, 2> x, tensor_view<W, 2> w, std::optional<te
   detail::linear_impl<simd::scalar, std::remove_const_t<W>>(x, w, bias, out, ws);
 }
 
-/// out = x · wᵀ + bias: gemv for one row, the packed gemm otherwise.
+/// out = x · wᵀ + bias: gemv for one row, gemv_rows for a few, the packed gemm otherwise.
 template <class W, simd::arch_tag Arch = simd::default_arch>
 void linear(tensor_view<const float, 2> x, tensor_view<W, 2> w, std::optional<tensor_view<const float, 1>> bias,
             tensor_view<float, 2> out, workspace& ws, Arch = {}) {
