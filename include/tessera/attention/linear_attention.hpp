@@ -628,7 +628,7 @@ template <class Arch>
 void la_run_chunked(const la_problem& p, index_t chunk, workspace& ws, const char* form) {
   la_check(p, form);
   if (chunk < 1) throw range_error(la_name(p, form) + ": chunk_size must be >= 1, got " + std::to_string(chunk));
-  const auto [l, n_qk_heads, d_k] = p.q.extents();
+  const index_t l = p.q.extent(0), n_qk_heads = p.q.extent(1), d_k = p.q.extent(2);
   const index_t n_heads = p.v.extent(1), d_v = p.v.extent(2);
   const index_t c = std::max<index_t>(1, std::min(chunk, l));
   workspace::frame frame(ws);
@@ -708,7 +708,7 @@ template <class Arch>
 void la_run_recurrent(const la_problem& p, workspace& ws) {
   using ops = la_ops<Arch>;
   la_check(p, "recurrent");
-  const auto [l, n_qk_heads, d_k] = p.q.extents();
+  const index_t l = p.q.extent(0), n_qk_heads = p.q.extent(1), d_k = p.q.extent(2);
   const index_t n_heads = p.v.extent(1), d_v = p.v.extent(2);
   const index_t group = n_heads / n_qk_heads;
   workspace::frame frame(ws);

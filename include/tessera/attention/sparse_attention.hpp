@@ -308,7 +308,7 @@ void sp_block_sparse(const char* op, tensor_view<const float, 3> q, tensor_view<
                      tensor_view<const float, 3> v, const block_sparse_layout& layout,
                      std::optional<tensor_view<const std::uint8_t, 1>> key_mask, tensor_view<float, 3> out,
                      const block_sparse_params& params, bool zero_query_mask, workspace& ws) {
-  const auto [l, n_heads, head_dim] = q.extents();
+  const index_t l = q.extent(0), n_heads = q.extent(1), head_dim = q.extent(2);
   const index_t l_k = k.extent(0), n_kv_heads = k.extent(1), d_v = v.extent(2);
   const index_t bs = layout.block_size;
   const index_t n_qb = (l + bs - 1) / bs;
@@ -378,7 +378,7 @@ void sp_longformer(tensor_view<const float, 3> q, tensor_view<const float, 3> k,
                    tensor_view<float, 3> out, const longformer_params& params, workspace& ws) {
   constexpr const char* op = "longformer_attention";
   sp_check_qkv(op, q, k, v, out);
-  const auto [l, n_heads, head_dim] = q.extents();
+  const index_t l = q.extent(0), n_heads = q.extent(1), head_dim = q.extent(2);
   const index_t d_v = v.extent(2);
   expect_equal(k.extent(1), n_heads, "longformer_attention: k heads vs q heads");
   expect_extents(role.extents(), {l}, "longformer_attention: attention_mask (l)");

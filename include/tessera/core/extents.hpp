@@ -3,6 +3,10 @@
 // Extents are outermost first, as in PyTorch: a (b, l, d_model) tensor has extents {b, l, d_model}.
 // They are a std::array so that structured bindings name them (STYLE.md rule 5):
 //     const auto [b, l, d_model] = x.extents();
+// Except where a lambda (parallel_for, for_rows) or an OpenMP region uses them: clang 14 cannot
+// capture a structured binding, and clang 16 still refuses one in an OpenMP region. There, name
+// them one by one:
+//     const index_t n = x.extent(0), d = x.extent(1);
 #pragma once
 
 #include <array>

@@ -277,7 +277,7 @@ void gemm_reference(const tensor_view<const float, 2>& a, const tensor_view<cons
 template <class Arch, class W>
 void gemm_packed(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w, const tensor_view<float, 2>& c,
                  workspace& ws, bool accumulate) {
-  const auto [m, k] = a.extents();
+  const index_t m = a.extent(0), k = a.extent(1);
   const index_t n = w.extent(0);
   constexpr index_t NR = gemm_tile<Arch>::nr;
   const index_t kc = std::min(gemm_blocking::kc, k);

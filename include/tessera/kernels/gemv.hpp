@@ -343,7 +343,7 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
     gemv(x, w, y, simd::scalar{});
   } else {
     detail::check_gemv_shapes(x, w, y);
-    const auto [n, k] = w.extents();
+    const index_t n = w.extent(0), k = w.extent(1);
     if (n == 0) return;
     const float* xs[1] = {x.data()};
     const W* wp = w.data();

@@ -256,7 +256,7 @@ void gemv_rows_reference(const tensor_view<const float, 2>& a, const tensor_view
 template <class Arch, class W>
 void gemv_rows_run(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
                    const tensor_view<float, 2>& c, bool accumulate) {
-  const auto [m, k] = a.extents();
+  const index_t m = a.extent(0), k = a.extent(1);
   const index_t n = w.extent(0);
   if (m == 0 || n == 0) return;
   const float* ap = a.data();
@@ -307,7 +307,7 @@ void gemv_rows_many(tensor_view<const float, 2> a, const std::array<tensor_view<
       detail::check_gemv_rows_shapes(a, w[i], c[i]);
       first[i + 1] = first[i] + w[i].extent(0);
     }
-    const auto [m, k] = a.extents();
+    const index_t m = a.extent(0), k = a.extent(1);
     if (m == 0 || first[N] == 0) return;
     const float* ap = a.data();
     const index_t lda = detail::rows_stride(a);

@@ -138,7 +138,7 @@ void map_rows(const char* op, const tensor_view<const float, 2>& x, const tensor
   expect_shape(out, x.extents(), op, "out");
   expect_dense_rows(x, op, "x");
   expect_dense_rows(out, op, "out");
-  const auto [n, d] = x.extents();
+  const index_t n = x.extent(0), d = x.extent(1);
   if (x.is_contiguous() && out.is_contiguous()) {
     const index_t total = n * d;
     parallel_for(0, total, 16384, [&](index_t lo, index_t hi) { row_fn(hi - lo, x.data() + lo, out.data() + lo); });
@@ -208,7 +208,7 @@ template <simd::arch_tag Arch = simd::default_arch>
 void gated_activation(activation act, tensor_view<const float, 2> gate, tensor_view<const float, 2> up,
                       tensor_view<float, 2> out, Arch = {}) {
   detail::check_gated("gated_activation", gate, up, out);
-  const auto [n, d] = gate.extents();
+  const index_t n = gate.extent(0), d = gate.extent(1);
   detail::for_rows(n, d, [&](index_t t) { detail::gated_row<Arch>(act, d, gate.row(t), up.row(t), out.row(t)); });
 }
 
@@ -216,7 +216,7 @@ void gated_activation(activation act, tensor_view<const float, 2> gate, tensor_v
 template <simd::arch_tag Arch = simd::default_arch>
 void swiglu(tensor_view<const float, 2> gate, tensor_view<const float, 2> up, tensor_view<float, 2> out, Arch = {}) {
   detail::check_gated("swiglu", gate, up, out);
-  const auto [n, d] = gate.extents();
+  const index_t n = gate.extent(0), d = gate.extent(1);
   detail::for_rows(n, d, [&](index_t t) { kernels::vec_swiglu(d, gate.row(t), up.row(t), out.row(t), Arch{}); });
 }
 

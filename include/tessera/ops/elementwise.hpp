@@ -40,7 +40,7 @@ template <class RowFn>
 void binary_rows(const char* op, const tensor_view<const float, 2>& a, const tensor_view<const float, 2>& b,
                  const tensor_view<float, 2>& out, RowFn&& row_fn) {
   check_binary(op, a, b, out);
-  const auto [n, d] = a.extents();
+  const index_t n = a.extent(0), d = a.extent(1);
   const bool broadcast = b.extent(0) == 1 && n != 1;
   if (!broadcast && a.is_contiguous() && b.is_contiguous() && out.is_contiguous()) {
     parallel_for(0, n * d, 16384, [&](index_t lo, index_t hi) {
@@ -79,7 +79,7 @@ void add_inplace(tensor_view<float, 2> acc, tensor_view<const float, 2> x, Arch 
 template <simd::arch_tag Arch = simd::default_arch>
 void scale(tensor_view<float, 2> x, float s, Arch = {}) {
   detail::expect_dense_rows(x, "scale", "x");
-  const auto [n, d] = x.extents();
+  const index_t n = x.extent(0), d = x.extent(1);
   if (x.is_contiguous()) {
     parallel_for(0, n * d, 16384, [&](index_t lo, index_t hi) {
       kernels::vec_scale(hi - lo, x.data() + lo, s, x.data() + lo, Arch{});

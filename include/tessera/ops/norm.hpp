@@ -87,7 +87,7 @@ void rms_norm(tensor_view<const float, 2> x, tensor_view<W, 1> weight, tensor_vi
     rms_norm(x, weight, out, eps, simd::scalar{});
   } else {
     detail::check_norm("rms_norm", x, weight, out);
-    const auto [n, d] = x.extents();
+    const index_t n = x.extent(0), d = x.extent(1);
     const W* w = weight.data();
     detail::for_rows(n, d, [&](index_t t) {
       const float* xr = x.row(t);
@@ -132,7 +132,7 @@ void layer_norm(tensor_view<const float, 2> x, tensor_view<W, 1> weight,
     layer_norm(x, weight, bias, out, eps, simd::scalar{});
   } else {
     detail::check_norm("layer_norm", x, weight, out);
-    const auto [n, d] = x.extents();
+    const index_t n = x.extent(0), d = x.extent(1);
     if (bias) {
       detail::expect_shape(*bias, {d}, "layer_norm", "bias");
       detail::expect_dense_rows(*bias, "layer_norm", "bias");

@@ -119,7 +119,7 @@ void rope(tensor_view<float, 3> x, tensor_view<const std::int32_t, 1> positions,
     detail::check_rope(x, positions, inv_freq);
     using batch = simd::fbatch<Arch>;
     constexpr index_t L = simd::lanes_v<Arch>;
-    const auto [l, n_heads, head_dim] = x.extents();
+    const index_t l = x.extent(0), n_heads = x.extent(1), head_dim = x.extent(2);
     const index_t half = inv_freq.extent(0);
     const bool neox = params.mode == rope_mode::neox;
     const index_t sh = x.stride(1);

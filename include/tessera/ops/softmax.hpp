@@ -99,7 +99,7 @@ void softmax(tensor_view<const float, 2> x, tensor_view<float, 2> out, Arch = {}
     softmax(x, out, simd::scalar{});
   } else {
     detail::check_softmax("softmax", x, out);
-    const auto [n, d] = x.extents();
+    const index_t n = x.extent(0), d = x.extent(1);
     detail::for_rows(n, d, [&](index_t t) { detail::softmax_row<Arch>(d, x.row(t), out.row(t)); });
   }
 }
@@ -127,7 +127,7 @@ void softmax(tensor_view<const float, 2> x, tensor_view<const float, 2> additive
   } else {
     detail::check_softmax("softmax", x, out);
     detail::check_mask("softmax", x, additive_mask);
-    const auto [n, d] = x.extents();
+    const index_t n = x.extent(0), d = x.extent(1);
     const bool broadcast = additive_mask.extent(0) == 1;
     detail::for_rows(n, d, [&](index_t t) {
       float* o = out.row(t);
@@ -164,7 +164,7 @@ void log_softmax(tensor_view<const float, 2> x, tensor_view<float, 2> out, Arch 
     log_softmax(x, out, simd::scalar{});
   } else {
     detail::check_softmax("log_softmax", x, out);
-    const auto [n, d] = x.extents();
+    const index_t n = x.extent(0), d = x.extent(1);
     detail::for_rows(n, d, [&](index_t t) { detail::log_softmax_row<Arch>(d, x.row(t), out.row(t)); });
   }
 }
@@ -175,7 +175,7 @@ void log_softmax(tensor_view<const float, 2> x, tensor_view<const float, 2> addi
                  Arch = {}) {
   detail::check_softmax("log_softmax", x, out);
   detail::check_mask("log_softmax", x, additive_mask);
-  const auto [n, d] = x.extents();
+  const index_t n = x.extent(0), d = x.extent(1);
   const bool broadcast = additive_mask.extent(0) == 1;
   detail::for_rows(n, d, [&](index_t t) {
     float* o = out.row(t);

@@ -153,7 +153,7 @@ void causal_conv1d(tensor_view<const float, 2> x, tensor_view<const float, 2> we
     detail::expect_dense_rows(conv_state, "causal_conv1d: conv_state");
     detail::expect_dense_rows(out, "causal_conv1d: out");
     if (bias) detail::expect_dense_rows(*bias, "causal_conv1d: bias");
-    const auto [l, channels] = x.extents();
+    const index_t l = x.extent(0), channels = x.extent(1);
     const index_t d_conv = weight.extent(0);
     if (d_conv > 64) throw shape_error("causal_conv1d: d_conv " + std::to_string(d_conv) + " > 64 is not supported");
     const float* xp = x.data();
