@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <tessera/attention/kv_cache.hpp>
+#include <tessera/attention/position_bias.hpp>
 #include <tessera/attention/softmax_attention.hpp>
 #include <tessera/attention/softmax_decode.hpp>
 
@@ -74,6 +75,32 @@ TEST_CASE("kv_cache: prefill then decode equals one full prefill (linear cache, 
     REQUIRE(cache.keys().extent(0) == 5);
     REQUIRE(cache.keys()(4, n_kv_heads - 1, 3) == s.k(4, n_kv_heads - 1, 3));
     REQUIRE(cache.values()(2, 0, 1) == s.v(2, 0, 1));
+  }
+}
+
+TEST_CASE("kv_cache: prefill and decode with a relative bias (T5 decoder buckets) equal one full prefill",
+          "[kv_cache]") {
+  tessera::test::rng(23);
+  const index_t l = 75, n_heads = 4, n_kv_heads = 2, head_dim = 16;
+  const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+  const tensor<float, 2> table = random_tensor<2>({12, n_heads}, -2.f, 2.f);
+  const t5_bucket_params bp{false, 12, 24};
+  tensor<float, 3> gathered({n_heads, l, l});
+  t5_position_bias(table.cview(), bp, 0, gathered.view());
+  const auto by_distance = make_t5_relative_bias(table.cview(), bp);
+  dense_spec sp;
+  sp.scale = 1.0;
+  sp.qpos = iota_positions(l);
+  sp.kpos = iota_positions(l);
+  sp.bias = &gathered;
+  const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+  const attention_params p{.scale = 1.f, .relative_bias = by_distance.cview()};
+  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+  for (index_t chunk : {9, 50}) {
+    kv_cache cache(l, n_kv_heads, head_dim);
+    CHECK(rel_err(run_cached(s, cache, 50, chunk, p, ws, simd::default_arch{}).cview(), want) < tol);
+    kv_cache cache_ref(l, n_kv_heads, head_dim);
+    CHECK(rel_err(run_cached(s, cache_ref, 50, chunk, p, ws, simd::scalar{}).cview(), want) < tol);
   }
 }
 

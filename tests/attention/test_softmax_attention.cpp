@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include <tessera/attention/position_bias.hpp>
 #include <tessera/attention/softmax_attention.hpp>
 
 #include "attention_test_util.hpp"
@@ -154,6 +155,36 @@ TEST_CASE("softmax_attention: key padding mask, ALiBi, bias tensor, softcap, sca
       check_both(t, p, sp);
     }
   }
+}
+
+TEST_CASE("softmax_attention: relative bias by distance (T5 buckets) equals the gathered bias tensor",
+          "[softmax_attention]") {
+  tessera::test::rng(16);
+  // l > 2 max_distance: the clamp to the last bucket of each side is exercised
+  const index_t l = 61, n_heads = 4, n_kv_heads = 2, head_dim = 24, num_buckets = 10;
+  const auto t = make_qkv(l, l, n_heads, n_kv_heads, head_dim);
+  const tensor<float, 2> table = random_tensor<2>({num_buckets, n_heads}, -2.f, 2.f);
+  for (bool causal : {true, false}) {
+    const t5_bucket_params bp{!causal, num_buckets, 20};  // encoder: bidirectional buckets
+    tensor<float, 3> gathered({n_heads, l, l});
+    t5_position_bias(table.cview(), bp, 0, gathered.view());
+    const auto by_distance = make_t5_relative_bias(table.cview(), bp);
+    REQUIRE(by_distance.extent(1) == 41);
+    dense_spec sp;
+    sp.causal = causal;
+    sp.scale = 1.0;
+    sp.qpos = iota_positions(l);
+    sp.kpos = iota_positions(l);
+    sp.bias = &gathered;
+    attention_params p{.scale = 1.f, .causal = causal, .relative_bias = by_distance.cview()};
+    check_both(t, p, sp);
+  }
+  const tensor<float, 2> even({n_heads, 40});
+  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+  tensor<float, 3> out({l, n_heads, head_dim});
+  REQUIRE_THROWS_AS(softmax_attention(t.q.cview(), t.k.cview(), t.v.cview(), out.view(),
+                                      attention_params{.relative_bias = even.cview()}, ws),
+                    shape_error);
 }
 
 TEST_CASE("softmax_attention: explicit position ids (left padding, packed order)", "[softmax_attention]") {

@@ -12,6 +12,12 @@
 //                                            table[bucket(j - (q_offset + i))][h]
 //                                     ready for attention_params::bias (with scale = 1, as T5
 //                                     does not scale its logits)
+//   make_t5_relative_bias(table, p)   the same bias by distance: (n_heads, 2R + 1) with
+//                                     R = max_distance, entry [h][d + R] = table[bucket(d)][h],
+//                                     for attention_params::relative_bias (the kernel clamps
+//                                     kpos - qpos to ±R: every |d| >= max_distance is in the last
+//                                     bucket of its side, so the clamp is exact). No l × l_kv
+//                                     tensor, any sequence length, decode included.
 //
 // ALiBi in the kernel: score(i, j) += slope[h] · (kpos - qpos). BLOOM adds slope · kpos; the two
 // differ by a constant per query row, which softmax ignores.
@@ -106,6 +112,23 @@ inline void t5_position_bias(tensor_view<const float, 2> table, const t5_bucket_
       const index_t bucket = t5_relative_position_bucket(j - (q_offset + i), p);
       for (index_t h = 0; h < n_heads; ++h) out(h, i, j) = table(bucket, h);
     }
+}
+
+/// table: (num_buckets, n_heads) → (n_heads, 2R + 1), R = max_distance: [h][d + R] = table[bucket(d)][h].
+inline tensor<float, 2> make_t5_relative_bias(tensor_view<const float, 2> table, const t5_bucket_params& p) {
+  const index_t num_buckets = table.extent(0), n_heads = table.extent(1);
+  expect_equal(num_buckets, p.num_buckets, "make_t5_relative_bias: table rows vs num_buckets");
+  const index_t reach = p.max_distance;
+  // the clamp is exact only if the buckets saturate at ±R (they do: the last bucket of each side)
+  if (t5_relative_position_bucket(reach, p) != t5_relative_position_bucket(reach + 1, p) ||
+      t5_relative_position_bucket(-reach, p) != t5_relative_position_bucket(-reach - 1, p))
+    throw range_error("make_t5_relative_bias: buckets do not saturate at max_distance " + std::to_string(reach));
+  tensor<float, 2> out({n_heads, 2 * reach + 1});
+  for (index_t d = -reach; d <= reach; ++d) {
+    const index_t bucket = t5_relative_position_bucket(d, p);
+    for (index_t h = 0; h < n_heads; ++h) out(h, d + reach) = table(bucket, h);
+  }
+  return out;
 }
 
 }  // namespace attention

@@ -14,6 +14,9 @@
 //   score(h, i, j) = scale · q[i,h,:]·k[j,g,:]                        (scale 0 → 1/sqrt(head_dim))
 //                    → softcap · tanh(score / softcap)                  (when softcap > 0)
 //                    + alibi_slopes[h] · (kpos_j - qpos_i)              (alibi_slopes: (n_heads))
+//                    + relative_bias[h, clamp(kpos_j - qpos_i, -R, R) + R]
+//                                                                       (relative_bias: (n_heads, 2R + 1);
+//                                                                        T5's buckets, position_bias.hpp)
 //                    + bias[h or 0, i, j]                               (bias: (n_heads or 1, l, l_kv))
 //                    + key_mask[j]                                      (key_mask: (l_kv), additive)
 //                    = -inf where the structural mask hides j from i    (mask.hpp: causal, prefix,
@@ -75,6 +78,7 @@ struct attention_params {
   std::optional<index_t> window;                             // sliding window, keys counted including self
   float softcap = 0.f;                                       // logit softcap (Gemma 2); 0: off
   std::optional<tensor_view<const float, 1>> alibi_slopes;   // (n_heads)
+  std::optional<tensor_view<const float, 2>> relative_bias;  // (n_heads, 2R + 1) by kpos - qpos, clamped to ±R
   std::optional<tensor_view<const float, 3>> bias;           // (n_heads or 1, l, l_kv) additive
   std::optional<tensor_view<const float, 1>> key_mask;       // (l_kv) additive: 0 keep, -inf drop
   index_t prefix = 0;                                        // prefix-LM: positions < prefix seen by all
@@ -153,6 +157,8 @@ struct attend_problem {
   mask_spec mask;
   float scale = 1.f, softcap = 0.f;
   std::optional<tensor_view<const float, 1>> alibi_slopes;   // (n_heads)
+  std::optional<tensor_view<const float, 2>> relative_bias;  // (n_heads, 2R + 1)
+  index_t relative_reach = 0;                                // R
   std::optional<tensor_view<const float, 3>> bias;           // (n_heads or 1, l, index extent)
   std::optional<tensor_view<const float, 1>> key_mask;       // (index extent)
   index_t n_heads = 0, n_kv_heads = 0, head_dim = 0, n_rep = 1;
@@ -163,7 +169,7 @@ struct attend_problem {
     for (int r = 0; r < n_runs; ++r) n += runs[r].k.extent(0);
     return n;
   }
-  bool has_additive() const noexcept { return alibi_slopes || bias || key_mask; }
+  bool has_additive() const noexcept { return alibi_slopes || relative_bias || bias || key_mask; }
   /// The score transforms after q·k (scale, softcap, additive terms, mask) for one element.
   float finish_score(float dot, index_t h, index_t i, index_t qp, const key_run& run, index_t j,
                      bool check_mask) const noexcept {
@@ -176,6 +182,7 @@ struct attend_problem {
     if (check_mask && !is_visible(qp, kp, mask)) return neg_inf;
     if (softcap > 0.f) s = softcap * std::tanh(s / softcap);
     if (alibi_slopes) s += (*alibi_slopes)(h) * static_cast<float>(kp - qp);
+    if (relative_bias) s += (*relative_bias)(h, std::clamp(kp - qp, -relative_reach, relative_reach) + relative_reach);
     if (bias) s += (*bias)(bias->extent(0) == 1 ? 0 : h, i, run.index0 + j);
     if (key_mask) s += (*key_mask)(run.index0 + j);
     return s;
@@ -218,6 +225,13 @@ inline void resolve_common(attend_problem& pb, const attention_params& p, index_
   pb.scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(head_dim));
   pb.softcap = p.softcap;
   if (p.alibi_slopes) expect_equal(p.alibi_slopes->extent(0), n_heads, check_name{what, nullptr, "alibi_slopes length vs n_heads"});
+  if (p.relative_bias) {
+    expect_equal(p.relative_bias->extent(0), n_heads, check_name{what, nullptr, "relative_bias rows vs n_heads"});
+    if (p.relative_bias->extent(1) % 2 != 1)
+      throw shape_error(std::string(op) + ": relative_bias needs 2R + 1 columns (distances -R .. R), got " +
+                        std::to_string(p.relative_bias->extent(1)));
+    pb.relative_reach = p.relative_bias->extent(1) / 2;
+  }
   if (p.bias) {
     const auto [bh, bl, bk] = p.bias->extents();
     if (bh != 1 && bh != n_heads)
@@ -227,6 +241,7 @@ inline void resolve_common(attend_problem& pb, const attention_params& p, index_
   }
   if (p.key_mask) expect_equal(p.key_mask->extent(0), n_index, check_name{what, nullptr, "key_mask length vs l_kv"});
   pb.alibi_slopes = p.alibi_slopes;
+  pb.relative_bias = p.relative_bias;
   pb.bias = p.bias;
   pb.key_mask = p.key_mask;
 }
