@@ -138,6 +138,46 @@ TEST_CASE("attention_layer: ALiBi, a q/k norm across heads, bidirectional mode",
   }
 }
 
+TEST_CASE("attention_layer: T5 relative buckets, bidirectional and causal, prefill then decode", "[layers]") {
+  bank b;
+  auto x = test::random_tensor<2>({rows, d});
+  auto q = b.lin(H * hd, d), k = b.lin(KV * hd, d), v = b.lin(KV * hd, d), o = b.lin(d, H * hd);
+  const auto qq = project(q, x.cview()), kk = project(k, x.cview()), vv = project(v, x.cview());
+  const auto q3 = qq.cview().reshape<3>({rows, H, hd});
+  const auto k3 = kk.cview().reshape<3>({rows, KV, hd}), v3 = vv.cview().reshape<3>({rows, KV, hd});
+  const auto table = test::random_tensor<2>({8, H}, -2.f, 2.f);  // relative_attention_bias.weight
+  for (const auto mode : {layers::attention_mode::bidirectional, layers::attention_mode::causal}) {
+    const bool causal = mode == layers::attention_mode::causal;
+    const attention::t5_bucket_params bp{!causal, 8, 5};  // max_distance 5 < rows: the clamp matters
+    const layers::attention_layer layer(q, k, v, o,
+                                        {.n_heads = H, .n_kv_heads = KV, .head_dim = hd, .scale = 1.f,
+                                         .relative_bias = attention::make_t5_relative_bias(table.cview(), bp)});
+    tensor<float, 3> bias({H, rows, rows});  // T5's position_bias, gathered by bucket
+    attention::t5_position_bias(table.cview(), bp, 0, bias.view());
+    const auto want = attend(q3, k3, v3, o, {.scale = 1.f, .causal = causal, .bias = bias.cview()});
+    const one_sequence s(mode);
+    CHECK(rel(run(layer, x.cview(), s.ctx).cview(), want.cview()) <= 1e-5);
+    if (!causal) continue;
+    // decode: 3 rows of prefill, then one row at a time through the cache
+    workspace ws(layer.workspace_bytes(rows) + (1 << 16));
+    auto st = layer.make_state({.max_len = 64, .reserve = 8});
+    layers::attention_layer::state_type* p = &st;
+    tensor<float, 2> got({rows, d});
+    for (index_t r0 = 0; r0 < rows;) {
+      const index_t r1 = r0 == 0 ? 3 : r0 + 1;
+      const index_t starts[2] = {0, r1 - r0};
+      const layers::batch_context ctx{std::span<const index_t>(starts, 2),
+                                      std::span<const std::int32_t>(s.pos).subspan(static_cast<std::size_t>(r0),
+                                                                                    static_cast<std::size_t>(r1 - r0)),
+                                      mode, nullptr};
+      layer.forward(x.cview().slice(0, r0, r1), got.view().slice(0, r0, r1),
+                    layers::state_refs<layers::attention_layer::state_type>(&p, 1), ctx, ws);
+      r0 = r1;
+    }
+    CHECK(rel(got.cview(), want.cview()) <= 1e-5);
+  }
+}
+
 TEST_CASE("residual blocks: parallel, sandwich, postnorm, prenorm's multiplier", "[layers]") {
   bank b;
   auto h0 = test::random_tensor<2>({rows, d});

@@ -5,8 +5,10 @@
 //   k, v: (rows, n_kv_heads, head_dim)  = k_proj(x), v_proj(x)   (cross: of the encoder memory)
 //   q, k  ← qk norm (RMSNorm per head, or over the whole projection width), then the positional
 //           encoding: RoPE (partial rotary dimension, rotate-half or interleaved pairs, every
-//           scaling kind of layers/rotary.hpp, per-layer theta) or ALiBi slopes, or none
-//   o:    (rows, n_heads, head_dim)     = softmax(scale · q·kᵀ → softcap → + ALiBi → mask) · v
+//           scaling kind of layers/rotary.hpp, per-layer theta), ALiBi slopes, a relative bias by
+//           key - query distance (T5's buckets), or none
+//   o:    (rows, n_heads, head_dim)     = softmax(scale · q·kᵀ → softcap → + ALiBi / relative bias
+//                                                 → mask) · v
 //           per sequence: causal over its KV cache (prefill: the new rows too; decode: one row),
 //           bidirectional over its own rows (encoders), or over the encoder memory (cross)
 //   o     ← o · sigmoid(gate)           (output gate: q_proj emits [q | gate] per head)
@@ -57,6 +59,8 @@ struct attention_options {
   std::optional<index_t> window;          // sliding window, keys counted including the query
   std::optional<rope_frequencies> rope;   // RoPE (absent: no rotary encoding)
   bool alibi = false;                     // ALiBi slopes of BLOOM / MPT
+  std::optional<tensor<float, 2>> relative_bias;  // (n_heads, 2R + 1) by key - query distance, clamped to
+                                                  // ±R (T5: attention::make_t5_relative_bias of the table)
   bool output_gate = false;               // q_proj rows hold [q | gate] per head (Qwen3-Next)
   bool cross = false;                     // keys and values from the encoder memory
   qk_norm_kind qk_norm = qk_norm_kind::none;
@@ -110,6 +114,10 @@ class attention_layer {
       expect_equal(norms_.k_norm->extent(0), per_head ? hd : kvh * hd, "attention: k_norm length");
     }
     if (opt_.alibi) alibi_ = attention::make_alibi_slopes(h);
+    if (opt_.relative_bias) {
+      expect_equal(opt_.relative_bias->extent(0), h, "attention: relative_bias rows vs n_heads");
+      if (opt_.cross) throw config_error("attention: a relative position bias on cross-attention is not defined");
+    }
     if (opt_.rope && opt_.rope->rotary_dim() > hd) throw config_error("attention: rotary dimension exceeds head_dim");
   }
 
@@ -190,6 +198,7 @@ class attention_layer {
     p.causal = causal;
     p.window = opt_.window;
     if (opt_.alibi) p.alibi_slopes = alibi_->cview();
+    if (opt_.relative_bias) p.relative_bias = opt_.relative_bias->cview();
     return p;
   }
 
