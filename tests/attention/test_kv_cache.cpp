@@ -104,6 +104,45 @@ TEST_CASE("kv_cache: prefill and decode with a relative bias (T5 decoder buckets
   }
 }
 
+TEST_CASE("kv_cache: an f16 cache (linear and ring) attends like f32 over the f16-rounded keys, in half the memory",
+          "[kv_cache]") {
+  tessera::test::rng(24);
+  const index_t l = 300, n_heads = 6, n_kv_heads = 2, head_dim = 20;  // 300 keys: decode splits; head_dim 20: SIMD tail
+  auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+  for (auto* t : {&s.k, &s.v})  // f16-representable keys and values: the cache stores them exactly
+    for (index_t i = 0; i < l; ++i)
+      for (index_t g = 0; g < n_kv_heads; ++g)
+        for (index_t e = 0; e < head_dim; ++e) (*t)(i, g, e) = static_cast<float>(f16((*t)(i, g, e)));
+  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+  for (std::optional<index_t> window : {std::optional<index_t>{}, std::optional<index_t>{37}}) {
+    INFO("window " << (window ? *window : -1));
+    dense_spec sp;
+    sp.window = window;
+    sp.qpos = iota_positions(l);
+    sp.kpos = iota_positions(l);
+    const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+    const attention_params p{.window = window};
+    kv_cache half(l, n_kv_heads, head_dim, window, 0, -1, dtype::f16);
+    kv_cache full(l, n_kv_heads, head_dim, window, 0, -1);
+    REQUIRE(half.element() == dtype::f16);
+    REQUIRE(2 * half.memory_bytes() == full.memory_bytes());
+    CHECK(rel_err(run_cached(s, half, 130, 60, p, ws, simd::default_arch{}).cview(), want) < tol);
+    kv_cache half_ref(l, n_kv_heads, head_dim, window, 0, -1, dtype::f16);
+    CHECK(rel_err(run_cached(s, half_ref, 130, 60, p, ws, simd::scalar{}).cview(), want) < tol);
+    // a copy (snapshot) holds the same f16 tokens: decoding on from it gives the same output
+    kv_cache copy = half;
+    REQUIRE(copy.element() == dtype::f16);
+    tensor<float, 3> a({1, n_heads, head_dim}), b({1, n_heads, head_dim});
+    copy.truncate(copy.size());
+    decode_attention(s.q.cview().slice(0, l - 1, l), half, a.view(), p, ws);
+    decode_attention(s.q.cview().slice(0, l - 1, l), copy, b.view(), p, ws);
+    CHECK(rel_err(a.cview(), std::vector<double>(b.data(), b.data() + b.size())) == 0.0);
+  }
+  kv_cache linear(8, n_kv_heads, head_dim, {}, 0, -1, dtype::f16);
+  REQUIRE_THROWS_AS(linear.keys(), range_error);
+  REQUIRE_THROWS_AS(kv_cache(8, n_kv_heads, head_dim, {}, 0, -1, dtype::bf16), config_error);
+}
+
 TEST_CASE("kv_cache: a long decode splits keys over threads and merges (flash-decoding)", "[kv_cache]") {
   tessera::test::rng(22);
   const index_t l = 2600, n_heads = 4, n_kv_heads = 2, head_dim = 64;

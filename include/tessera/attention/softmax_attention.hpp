@@ -41,6 +41,8 @@
 //       positions are ignored (the cache gives positions); bias / key_mask, if given, are indexed
 //       by key position: (n_heads or 1, n, size + n) and (size + n).
 //   decode_attention(q, cache, out, params, ws): one new token, in softmax_decode.hpp.
+//   An f16 cache: its runs are widened to f32 a tile at a time into the workspace (k_tile or
+//   decode_step rows of one kv head), so the kernels read half the bytes and compute in f32.
 //   A ring cache's window is the attention window (params.window must be unset or equal).
 //
 // Partial states: over a subset of keys, one query row has m = max score, s = Σ exp(score - m),
@@ -59,6 +61,7 @@
 
 #include <tessera/attention/kv_cache.hpp>
 #include <tessera/attention/mask.hpp>
+#include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -98,16 +101,19 @@ inline std::size_t softmax_attention_workspace_bytes(index_t n_heads, index_t he
                                                      index_t n_threads = num_threads()) {
   n_threads = std::max<index_t>(n_threads, 1);
   // prefill, per worker: q tileᵀ and output accumulator (head_dim × q_tile), scores
-  // (k_tile × q_tile), max and sum (q_tile)
+  // (k_tile × q_tile), max and sum (q_tile), a tile of f16 keys or values widened (k_tile × head_dim)
   const std::size_t prefill =
       static_cast<std::size_t>(n_threads) *
       (2 * workspace::bytes_for<float>(attention_q_tile * head_dim) +
-       workspace::bytes_for<float>(attention_q_tile * attention_k_tile) + 2 * workspace::bytes_for<float>(attention_q_tile));
-  // decode: up to 4 splits per thread, each n_heads partial states and a step of scores
+       workspace::bytes_for<float>(attention_q_tile * attention_k_tile) + 2 * workspace::bytes_for<float>(attention_q_tile) +
+       workspace::bytes_for<float>(attention_k_tile * head_dim));
+  // decode: up to 4 splits per thread, each n_heads partial states, a step of scores and a step of
+  // f16 keys or values widened
   const index_t splits = 4 * n_threads;
   const std::size_t decode = workspace::bytes_for<float>(splits * n_heads * (head_dim + 2)) +
                              static_cast<std::size_t>(splits) *
-                                 workspace::bytes_for<float>(n_heads * attention_decode_step) +
+                                 (workspace::bytes_for<float>(n_heads * attention_decode_step) +
+                                  workspace::bytes_for<float>(attention_decode_step * head_dim)) +
                              workspace::bytes_for<float>(head_dim + 2);
   return std::max(prefill, decode) + 1024;
 }
@@ -136,15 +142,38 @@ namespace detail {
 
 inline constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
-/// A run of keys at consecutive positions (or explicit ones), read by the kernels.
+/// A run of keys at consecutive positions (or explicit ones), read by the kernels: f32 k, v, or
+/// f16 kh, vh (an f16 kv_cache), which the kernels widen a tile at a time into scratch.
 struct key_run {
   tensor_view<const float, 3> k;                          // (n, n_kv_heads, head_dim)
   tensor_view<const float, 3> v;                          // (n, n_kv_heads, head_dim)
   index_t pos0 = 0;                                       // position of key 0 (without positions)
   std::optional<tensor_view<const index_t, 1>> positions; // (n) explicit positions
   index_t index0 = 0;                                     // index of key 0 in key_mask / bias
+  bool half = false;                                      // kh, vh hold the keys and values
+  tensor_view<const f16, 3> kh;                           // (n, n_kv_heads, head_dim)
+  tensor_view<const f16, 3> vh;
   index_t pos(index_t j) const noexcept { return positions ? (*positions)(j) : pos0 + j; }
+  index_t size() const noexcept { return half ? kh.extent(0) : k.extent(0); }
+  index_t kv_heads() const noexcept { return half ? kh.extent(1) : k.extent(1); }
+  float key(index_t j, index_t g, index_t e) const noexcept { return half ? static_cast<float>(kh(j, g, e)) : k(j, g, e); }
+  float value(index_t j, index_t g, index_t e) const noexcept { return half ? static_cast<float>(vh(j, g, e)) : v(j, g, e); }
 };
+
+/// dst (j1 - j0, head_dim), contiguous = rows j0 .. j1 - 1 of kv head g of src, widened to f32.
+template <class Arch>
+const float* widen_rows(const tensor_view<const f16, 3>& src, index_t j0, index_t j1, index_t g, float* dst) noexcept {
+  constexpr index_t W = static_cast<index_t>(xsimd::batch<float, Arch>::size);
+  const index_t head_dim = src.extent(2);
+  for (index_t j = j0; j < j1; ++j) {
+    const f16* from = &src(j, g, 0);
+    float* to = dst + (j - j0) * head_dim;
+    index_t e = 0;
+    for (; e + W <= head_dim; e += W) simd::load_widened<Arch>(from + e).store_unaligned(to + e);
+    for (; e < head_dim; ++e) to[e] = static_cast<float>(from[e]);
+  }
+  return dst;
+}
 
 /// Everything the kernels need, checked and resolved.
 struct attend_problem {
@@ -166,7 +195,7 @@ struct attend_problem {
   index_t qpos(index_t i) const noexcept { return q_positions ? (*q_positions)(i) : q_pos0 + i; }
   index_t n_keys() const noexcept {
     index_t n = 0;
-    for (int r = 0; r < n_runs; ++r) n += runs[r].k.extent(0);
+    for (int r = 0; r < n_runs; ++r) n += runs[r].size();
     return n;
   }
   bool has_additive() const noexcept { return alibi_slopes || relative_bias || bias || key_mask; }
@@ -214,7 +243,7 @@ inline void resolve_common(attend_problem& pb, const attention_params& p, index_
   const auto [l, n_heads, head_dim] = pb.q.extents();
   pb.n_heads = n_heads;
   pb.head_dim = head_dim;
-  pb.n_kv_heads = pb.runs[0].k.extent(1);
+  pb.n_kv_heads = pb.runs[0].kv_heads();
   pb.n_rep = n_heads / pb.n_kv_heads;
   pb.mask = mask_spec{p.causal, p.prefix, p.window};
   check_mask_spec(pb.mask, what);
@@ -259,16 +288,16 @@ inline void reference_partial(const attend_problem& pb, index_t h, index_t i, in
   index_t base = 0;
   for (int r = 0; r < pb.n_runs; ++r) {
     const key_run& run = pb.runs[r];
-    const index_t n = run.k.extent(0);
+    const index_t n = run.size();
     for (index_t j = std::max<index_t>(0, k_begin - base); j < std::min(n, k_end - base); ++j) {
       float dot = 0.f;
-      for (index_t e = 0; e < head_dim; ++e) dot += pb.q(i, h, e) * run.k(j, g, e);
+      for (index_t e = 0; e < head_dim; ++e) dot += pb.q(i, h, e) * run.key(j, g, e);
       const float score = pb.finish_score(dot, h, i, qp, run, j, true);
       if (score == neg_inf) continue;
       const float m_new = std::max(m, score);
       const float alpha = std::exp(m - m_new);  // 0 when m = -inf
       const float p = std::exp(score - m_new);
-      for (index_t e = 0; e < head_dim; ++e) o[e] = alpha * o[e] + p * run.v(j, g, e);
+      for (index_t e = 0; e < head_dim; ++e) o[e] = alpha * o[e] + p * run.value(j, g, e);
       s = alpha * s + p;
       m = m_new;
     }
@@ -437,6 +466,7 @@ struct tile_scratch {
   float* Ot;  // (head_dim, BQ)
   float* m;   // (BQ) running max
   float* s;   // (BQ) running sum
+  float* kv;  // (k_tile, head_dim) a tile of f16 keys, then values, widened
 };
 
 /// One query tile [i0, i1) of head h against every key run.
@@ -464,7 +494,7 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
   q_bounds(pb, i0, i1, qlo, qhi);
   for (int ri = 0; ri < pb.n_runs; ++ri) {
     const key_run& run = pb.runs[ri];
-    const index_t n = run.k.extent(0);
+    const index_t n = run.size();
     for (index_t j0 = 0; j0 < n; j0 += attention_k_tile) {
       const index_t j1 = std::min(n, j0 + attention_k_tile);
       const index_t bk = j1 - j0;
@@ -473,7 +503,11 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
       const tile_visibility vis = classify_tile(qlo, qhi, klo, khi, pb.mask);
       if (vis == tile_visibility::none) continue;
       // St = K_tile · Qt
-      kernels::tile_gemm<Arch>(bk, BQ, head_dim, &run.k(j0, g, 0), run.k.stride(0), 1, sc.Qt, BQ, sc.St, BQ, false);
+      if (run.half)
+        kernels::tile_gemm<Arch>(bk, BQ, head_dim, widen_rows<Arch>(run.kh, j0, j1, g, sc.kv), head_dim, 1, sc.Qt, BQ,
+                                 sc.St, BQ, false);
+      else
+        kernels::tile_gemm<Arch>(bk, BQ, head_dim, &run.k(j0, g, 0), run.k.stride(0), 1, sc.Qt, BQ, sc.St, BQ, false);
       // softcap, additive terms, mask
       if (vis == tile_visibility::all && !pb.has_additive()) {
         if (pb.softcap > 0.f) {
@@ -530,7 +564,11 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
         }
       }
       // Ot += V_tileᵀ · St:  A(e, c) = V[j0 + c][e]
-      kernels::tile_gemm<Arch>(head_dim, BQ, bk, &run.v(j0, g, 0), 1, run.v.stride(0), sc.St, BQ, sc.Ot, BQ, true);
+      if (run.half)
+        kernels::tile_gemm<Arch>(head_dim, BQ, bk, widen_rows<Arch>(run.vh, j0, j1, g, sc.kv), 1, head_dim, sc.St, BQ,
+                                 sc.Ot, BQ, true);
+      else
+        kernels::tile_gemm<Arch>(head_dim, BQ, bk, &run.v(j0, g, 0), 1, run.v.stride(0), sc.St, BQ, sc.Ot, BQ, true);
     }
   }
   for (index_t r = 0; r < bq; ++r) {
@@ -546,7 +584,7 @@ template <class Arch>
 std::size_t tile_scratch_bytes(index_t head_dim) noexcept {
   constexpr index_t BQ = q_tile_rows<Arch>();
   return 2 * workspace::bytes_for<float>(head_dim * BQ) + workspace::bytes_for<float>(attention_k_tile * BQ) +
-         2 * workspace::bytes_for<float>(BQ);
+         2 * workspace::bytes_for<float>(BQ) + workspace::bytes_for<float>(attention_k_tile * head_dim);
 }
 
 /// The tiled prefill kernel: (head, query tile) items spread over threads, interleaved so that
@@ -567,7 +605,7 @@ void tiled_attend(const attend_problem& pb, workspace& ws) {
   tile_scratch scratch[max_workers];
   for (index_t w = 0; w < workers; ++w)
     scratch[w] = {ws.alloc<float>(head_dim * BQ), ws.alloc<float>(attention_k_tile * BQ), ws.alloc<float>(head_dim * BQ),
-                  ws.alloc<float>(BQ), ws.alloc<float>(BQ)};
+                  ws.alloc<float>(BQ), ws.alloc<float>(BQ), ws.alloc<float>(attention_k_tile * head_dim)};
   parallel_for(0, workers, 1, [&](index_t lo, index_t hi) {
     for (index_t w = lo; w < hi; ++w)
       for (index_t item = w; item < items; item += workers) {
@@ -618,7 +656,9 @@ inline attend_problem make_cache_problem(tensor_view<const float, 3> q, const kv
   pb.out = out;
   kv_run runs[2];
   const int n = cache.segments(runs);
-  for (int r = 0; r < n; ++r) pb.runs[pb.n_runs++] = key_run{runs[r].k, runs[r].v, runs[r].pos0, {}, runs[r].pos0};
+  const bool half = cache.element() == dtype::f16;
+  for (int r = 0; r < n; ++r)
+    pb.runs[pb.n_runs++] = key_run{runs[r].k, runs[r].v, runs[r].pos0, {}, runs[r].pos0, half, runs[r].k16, runs[r].v16};
   if (k_new) {
     check_views(q, *k_new, *v_new, out, what);
     if (k_new->extent(1) != cache.n_kv_heads())
