@@ -242,6 +242,23 @@ class weight_map {
     return m;
   }
 
+  /// A weight_map over files already opened (in-memory mappings included: tests and fuzzers load
+  /// a checkpoint without touching the disk this way). `source` names the checkpoint in messages.
+  static weight_map from_safetensors(std::vector<std::shared_ptr<safetensors_file>> files, std::string source) {
+    weight_map m;
+    m.source_ = std::move(source);
+    for (auto& f : files) m.load_safetensors(std::move(f));
+    m.finish();
+    return m;
+  }
+  static weight_map from_gguf(std::shared_ptr<gguf_file> file) {
+    weight_map m;
+    m.source_ = file->path();
+    m.load_gguf(std::move(file));
+    m.finish();
+    return m;
+  }
+
   /// The path given to open().
   const std::string& source() const noexcept { return source_; }
   /// The GGUF file (tokenizer metadata, architecture), or nullptr for safetensors checkpoints.
