@@ -118,7 +118,8 @@ void register_dtype(const char* dtype, bool with_openblas) {
   const std::string arch = simd::arch_name<simd::default_arch>();
   const std::pair<index_t, index_t> shapes[] = {{768, 768}, {3072, 768}, {768, 3072}, {4096, 4096}, {16384, 4096}};
   for (int threads : {1, 2})
-    for (auto [n, k] : shapes) {
+    for (const auto& shape : shapes) {
+      const index_t n = shape.first, k = shape.second;  // not a structured binding: the lambdas capture them (clang 14)
       const std::string tail = "/" + std::to_string(n) + "x" + std::to_string(k) + "/t" + std::to_string(threads);
       benchmark::RegisterBenchmark(("BM_gemv/" + arch + "/" + dtype + tail).c_str(),
                                    [=](benchmark::State& st) { run<W>(st, n, k, threads, impl::ours); })
