@@ -9,10 +9,8 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,6 +18,7 @@
 
 #include <tessera/config.hpp>
 #include <tessera/core/error.hpp>
+#include <tessera/io/mmap.hpp>
 
 namespace tessera {
 inline namespace v0 {
@@ -169,13 +168,13 @@ class json_fields {
   std::string file_;
 };
 
+/// A config.json larger than this is not a config (real ones are a few KB).
+inline constexpr std::size_t max_config_bytes = std::size_t{64} << 20;
+
 inline nlohmann::json read_json_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw io_error(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_text_file(p, max_config_bytes);
   try {
-    return nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw config_error(p.string() + ": not valid JSON: " + e.what());
   }

@@ -12,6 +12,10 @@
 // The file is mapped, never read whole; every length, count and offset is checked against the
 // file size before use, so a truncated or hostile file is a format_error naming the file (and the
 // key or tensor), never a crash. Metadata is parsed at open; tensor bytes stay in the mapping.
+// What parsing allocates is bounded before it is allocated: counts are checked against the bytes
+// left in the file, containers grow with what was actually read (never reserved from a count),
+// and the parsed metadata may take at most `max_metadata_bytes` of memory (a tokenizer of 256K
+// tokens and merges takes ~50 MB), so that a small file cannot make the reader take gigabytes.
 #pragma once
 
 #include <algorithm>
@@ -176,6 +180,9 @@ class gguf_file {
   /// Parses an existing mapping (tests pass in-memory bytes this way).
   explicit gguf_file(std::shared_ptr<const mapped_file> file) : file_(std::move(file)) { parse(); }
 
+  /// Memory the parsed metadata and tensor infos may take (strings, arrays, their containers).
+  static constexpr std::uint64_t max_metadata_bytes = std::uint64_t{1} << 30;
+
   std::uint32_t version() const noexcept { return version_; }
   std::uint64_t alignment() const noexcept { return alignment_; }
   /// Absolute offset of the data section.
@@ -286,8 +293,20 @@ class gguf_file {
   std::string read_string(detail::byte_reader& r, const char* what) {
     const auto n = r.read<std::uint64_t>(what);
     if (n > r.remaining()) r.fail(std::string(what) + ": string length " + std::to_string(n) + " exceeds the file");
+    charge(r, sizeof(std::string) + n, what);
     return std::string(r.read_bytes(static_cast<std::size_t>(n), what));
   }
+
+  // Counts `bytes` of memory against max_metadata_bytes; format_error naming `what` past it.
+  void charge(detail::byte_reader& r, std::uint64_t bytes, std::string_view what) {
+    if (bytes > max_metadata_bytes - metadata_bytes_)
+      r.fail(std::string(what) + ": the metadata and tensor infos would take more than " + std::to_string(max_metadata_bytes >> 20) + " MiB of memory");
+    metadata_bytes_ += bytes;
+  }
+
+  // A vector's first reservation: what the count asks for, but never more than a small bound
+  // (a count is only a claim; the container grows with the elements actually read).
+  static std::size_t first_reserve(std::uint64_t n) noexcept { return static_cast<std::size_t>(std::min<std::uint64_t>(n, 1024)); }
 
   static std::size_t min_size(gguf_type t) noexcept {
     switch (t) {
@@ -345,21 +364,26 @@ class gguf_file {
       r.fail("metadata key '" + key + "': array of " + std::to_string(n) + " " + std::string(gguf_type_name(v.elem)) +
              " exceeds the file");
     const auto count = static_cast<std::size_t>(n);
+    const std::uint64_t elem_bytes = v.elem == gguf_type::array    ? sizeof(gguf_value)
+                                     : v.elem == gguf_type::string ? 0  // charged by read_string
+                                     : gguf_is_float(v.elem)       ? sizeof(double)
+                                                                   : sizeof(std::int64_t);
+    charge(r, elem_bytes * n, "metadata key '" + key + "'");  // n < file size, elem_bytes <= 256: no overflow
     if (v.elem == gguf_type::array) {
-      v.arrays.reserve(count);
+      v.arrays.reserve(first_reserve(count));
       for (std::size_t k = 0; k < count; ++k) v.arrays.push_back(read_value(r, gguf_type::array, key, depth + 1));
     } else if (v.elem == gguf_type::string) {
-      v.strings.reserve(count);
+      v.strings.reserve(first_reserve(count));
       for (std::size_t k = 0; k < count; ++k) v.strings.push_back(read_string(r, "array string"));
     } else if (gguf_is_float(v.elem)) {
-      v.floats.reserve(count);
+      v.floats.reserve(first_reserve(count));
       gguf_value tmp;
       for (std::size_t k = 0; k < count; ++k) {
         read_scalar(r, v.elem, tmp, key);
         v.floats.push_back(tmp.f);
       }
     } else {
-      v.ints.reserve(count);
+      v.ints.reserve(first_reserve(count));
       gguf_value tmp;
       for (std::size_t k = 0; k < count; ++k) {
         read_scalar(r, v.elem, tmp, key);
@@ -386,11 +410,12 @@ class gguf_file {
     if (n_kv > r.remaining() / 13) r.fail("metadata count " + std::to_string(n_kv) + " exceeds the file");
     if (n_tensors > r.remaining() / 24) r.fail("tensor count " + std::to_string(n_tensors) + " exceeds the file");
 
-    kv_.reserve(static_cast<std::size_t>(n_kv));
+    kv_.reserve(first_reserve(n_kv));
     for (std::uint64_t k = 0; k < n_kv; ++k) {
       std::string key = read_string(r, "metadata key");
       const auto t = r.read<std::uint32_t>("metadata value type");
       if (!valid_type(t)) r.fail("metadata key '" + key + "': unknown value type " + std::to_string(t));
+      charge(r, sizeof(std::pair<std::string, gguf_value>) + 64, "metadata key '" + key + "'");  // + the index entry
       gguf_value v = read_value(r, static_cast<gguf_type>(t), key, 0);
       if (!index_.emplace(key, kv_.size()).second) r.fail("duplicate metadata key '" + key + "'");
       kv_.emplace_back(std::move(key), std::move(v));
@@ -402,10 +427,11 @@ class gguf_file {
       alignment_ = static_cast<std::uint64_t>(a->i);
     }
 
-    tensors_.reserve(static_cast<std::size_t>(n_tensors));
+    tensors_.reserve(first_reserve(n_tensors));
     for (std::uint64_t k = 0; k < n_tensors; ++k) {
       gguf_tensor_info t;
       t.name = read_string(r, "tensor name");
+      charge(r, sizeof(gguf_tensor_info) + 128, "tensor '" + t.name + "'");  // + dims and the index entry
       const auto n_dims = r.read<std::uint32_t>("tensor rank");
       if (n_dims > 4) r.fail("tensor '" + t.name + "': rank " + std::to_string(n_dims) + " > 4");
       std::int64_t numel = 1;
@@ -460,6 +486,7 @@ class gguf_file {
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = 32;
   std::uint64_t data_offset_ = 0;
+  std::uint64_t metadata_bytes_ = 0;  // memory charged so far (parse only)
   std::vector<std::pair<std::string, gguf_value>> kv_;
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<gguf_tensor_info> tensors_;

@@ -2,12 +2,17 @@
 //
 // A mapped_file is the bytes of one file, immutable for its lifetime. Opening maps the file and
 // reads nothing: pages come in when a tensor is first touched. When mmap is unavailable (a pipe,
-// a file system that refuses it) the file is read once into an aligned buffer instead. Tests and
-// writers can also wrap bytes they already hold (from_bytes). Readers share one mapping through a
-// std::shared_ptr<const mapped_file>, so views into it stay valid as long as any owner lives.
+// a file system that refuses it) the file is read once into an aligned buffer instead; a pipe is
+// read up to `max_stream_bytes` (then an io_error), and devices (/dev/zero, a terminal) are refused,
+// so that a stream without end cannot exhaust memory. Tests and writers can also wrap bytes they
+// already hold (from_bytes). Readers share one mapping through a std::shared_ptr<const
+// mapped_file>, so views into it stay valid as long as any owner lives. read_text_file reads a
+// small text file (JSON) the same bounded way.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
@@ -48,9 +53,14 @@ class mapped_file {
   }
   ~mapped_file() { release(); }
 
-  /// Maps `path` read-only; throws io_error naming the file when it cannot be opened.
+  /// Bytes read at most from a pipe (a regular file of any size is mapped, not read).
+  static constexpr std::size_t max_stream_bytes = std::size_t{1} << 30;
+
+  /// Maps `path` read-only; throws io_error naming the file when it cannot be opened, is a
+  /// directory or a device, or is a pipe longer than `max_stream` bytes.
   /// `allow_mmap = false` forces the plain-read path (tested; used where mmap is refused).
-  static mapped_file open(const std::filesystem::path& path, bool allow_mmap = true) {
+  static mapped_file open(const std::filesystem::path& path, bool allow_mmap = true,
+                          std::size_t max_stream = max_stream_bytes) {
     mapped_file f;
     f.name_ = path.string();
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -62,6 +72,8 @@ class mapped_file {
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw io_error(f.name_ + ": cannot stat: " + std::strerror(errno));
     if (S_ISDIR(st.st_mode)) throw io_error(f.name_ + ": is a directory, expected a file");
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+      throw io_error(f.name_ + ": is a " + file_kind(st.st_mode) + ", expected a regular file (or a pipe)");
     if (S_ISREG(st.st_mode)) {
       f.size_ = static_cast<std::size_t>(st.st_size);
       if (f.size_ == 0) {
@@ -77,7 +89,7 @@ class mapped_file {
         }
       }
     }
-    f.read_all(fd);
+    f.read_all(fd, max_stream);
     return f;
   }
 
@@ -101,12 +113,30 @@ class mapped_file {
   mode how() const noexcept { return mode_; }
 
  private:
-  void read_all(int fd) {
-    // Regular file refused by mmap: one read of the known size. Otherwise (pipe): grow as we go.
+  static std::string file_kind(mode_t m) {
+    if (S_ISCHR(m)) return "character device";
+    if (S_ISBLK(m)) return "block device";
+    if (S_ISSOCK(m)) return "socket";
+    return "special file";
+  }
+
+  void read_all(int fd, std::size_t max_stream) {
+    // Regular file refused by mmap: one read of the known size. Otherwise (pipe): grow as we go,
+    // up to max_stream bytes.
     std::vector<std::byte> buf(size_);
     std::size_t got = 0;
+    const std::size_t limit = size_ ? size_ : max_stream;
     for (;;) {
-      if (got == buf.size()) buf.resize(buf.empty() ? 65536 : buf.size() * 2);
+      if (got == buf.size()) {
+        if (got >= limit) {
+          if (size_) break;  // a regular file that grew while we read: its size at open
+          std::byte probe;
+          const ssize_t more = ::read(fd, &probe, 1);
+          if (more == 0) break;
+          throw io_error(name_ + ": more than " + std::to_string(max_stream) + " bytes from a pipe; give a regular file");
+        }
+        buf.resize(std::min(limit, buf.empty() ? std::size_t{65536} : buf.size() * 2));
+      }
       const ssize_t n = ::read(fd, buf.data() + got, buf.size() - got);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -151,6 +181,18 @@ class mapped_file {
 /// Opens `path` into a shared mapping (what readers keep).
 inline std::shared_ptr<const mapped_file> map_file(const std::filesystem::path& path, bool allow_mmap = true) {
   return std::make_shared<const mapped_file>(mapped_file::open(path, allow_mmap));
+}
+
+/// The bytes of a small text file (config.json, tokenizer.json, a prompt) as a string; io_error
+/// naming the file when it cannot be read, is not a regular file or a pipe, or holds more than
+/// `max_bytes` (checked against the size before reading a regular file).
+inline std::string read_text_file(const std::filesystem::path& path, std::size_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > max_bytes)
+    throw io_error(path.string() + ": " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(max_bytes) +
+                   " this file may have");
+  const mapped_file f = mapped_file::open(path, true, max_bytes);
+  return std::string(reinterpret_cast<const char*>(f.data()), f.size());
 }
 
 namespace detail {

@@ -8,7 +8,9 @@
 // header a JSON object starting with '{', every entry well-typed, end - begin == numel x dtype
 // size, offsets within the data block, and the tensors tiling the data block exactly (sorted by
 // offset, each starting where the previous ended, the last ending at the end of the file: no
-// overlaps and no holes). Any failure is a format_error naming the file (and the tensor).
+// overlaps and no holes), no name given twice (JSON would keep the last silently), and no shape
+// whose byte size exceeds the data block (checked before it is multiplied, so it cannot
+// overflow). Any failure is a format_error naming the file (and the tensor).
 #pragma once
 
 #include <algorithm>
@@ -148,11 +150,21 @@ class safetensors_file {
     data_offset_ = 8 + n;
 
     nlohmann::json header;
+    std::string duplicate;  // a tensor name given twice (the parser would keep the last)
+    std::unordered_map<std::string, int> seen;
+    const nlohmann::json::parser_callback_t no_duplicates = [&](int depth, nlohmann::json::parse_event_t event,
+                                                                nlohmann::json& parsed) {
+      if (depth == 1 && event == nlohmann::json::parse_event_t::key && duplicate.empty() &&
+          ++seen[parsed.get<std::string>()] == 2)
+        duplicate = parsed.get<std::string>();
+      return true;
+    };
     try {
-      header = nlohmann::json::parse(text.begin(), text.end());
+      header = nlohmann::json::parse(text.begin(), text.end(), no_duplicates);
     } catch (const nlohmann::json::exception& e) {
       fail(std::string("header is not valid JSON: ") + e.what());
     }
+    if (!duplicate.empty()) fail("tensor '" + duplicate + "' appears twice in the header");
     if (!header.is_object()) fail("header is not a JSON object");
 
     const std::uint64_t data_size = f.size() - data_offset_;
@@ -192,6 +204,10 @@ class safetensors_file {
         t.extents.push_back(static_cast<index_t>(x));
       }
       t.numel = static_cast<std::int64_t>(numel);
+      // numel · bits / 8 must fit the data block; compared before multiplying (2^62 · 64 wraps).
+      if (numel > data_size / static_cast<std::uint64_t>(bits) * 8 + 7)
+        fail(where + ": shape " + to_shape_string(t.extents) + " of " + t.dtype_name + " needs more bytes than the data block of " +
+             std::to_string(data_size) + " bytes");
       bool ok = true;
       t.begin = get_u64((*offs)[0], ok);
       t.end = get_u64((*offs)[1], ok);

@@ -317,10 +317,15 @@ class weight_map {
   }
 
   /// `name` as f32: zero-copy for aligned f32 tensors, converted once (and cached) otherwise.
+  /// A weight is a floating-point tensor (F32, F16, BF16, F64 or a GGUF quantization): integer and
+  /// bool tensors are a format_error naming the tensor and its dtype, never numbers made up.
   template <std::size_t Rank>
   tensor_view<const float, Rank> f32(std::string_view name) const {
     const entry& e = entry_of(name);
     const extents<Rank> ext = check_rank<Rank>(e, "f32");
+    if (e.info.type && !is_floating(*e.info.type))
+      throw format_error("weight_map::f32: tensor '" + e.info.name + "' in " + e.info.file + " has integer dtype " +
+                         e.info.type_name + "; a weight must be floating-point (F32, F16, BF16, F64 or quantized)");
     if (e.info.type == dtype::f32 && e.transform != weight_transform::log_neg) return view<float, Rank>(name);
     std::call_once(*e.f32_once, [&] { e.f32 = materialize_f32(e); });
     return tensor_view<const float, Rank>(e.f32.get(), ext);
@@ -342,6 +347,10 @@ class weight_map {
     mutable buffer native;
     mutable fbuffer f32;
   };
+
+  static bool is_floating(dtype t) noexcept {
+    return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16 || t == dtype::f64;
+  }
 
   const entry& entry_of(std::string_view name) const {
     auto it = index_.find(std::string(name));

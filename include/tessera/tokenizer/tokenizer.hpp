@@ -162,12 +162,15 @@ class added_matcher {
   std::array<std::vector<std::size_t>, 256> by_byte_;
 };
 
+/// tokenizer.json files of real checkpoints stay under ~40 MB; this bounds what a pipe may feed.
+inline constexpr std::size_t max_tokenizer_json_bytes = std::size_t{512} << 20;
+
 inline std::string read_text_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw io_error("tokenizer: cannot open " + p.string());
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  try {
+    return io::read_text_file(p, max_tokenizer_json_bytes);
+  } catch (const io_error& e) {
+    throw io_error(std::string("tokenizer: ") + e.what());
+  }
 }
 
 inline json read_json_file(const std::filesystem::path& p) {
@@ -562,6 +565,7 @@ class tokenizer {
 
  private:
   struct state {
+    static constexpr index_t max_added_id_gap = 1 << 16;
     std::unique_ptr<tok::normalizer> normalizer;
     std::unique_ptr<tok::pre_tokenizer> pre_tokenizer;
     std::unique_ptr<tok::model> model;
@@ -582,10 +586,17 @@ class tokenizer {
     }
 
     void finish() {
+      // Ids past the model's vocabulary come after it; a few holes are allowed, but the table
+      // of pieces is sized by the largest id, so an id far past the end is refused, not allocated.
       index_t size = model->size();
+      const index_t most = model->size() + static_cast<index_t>(added.size()) + max_added_id_gap;
       for (const auto& a : added) {
         if (a.id < 0) throw config_error("tokenizer: added token \"" + a.content + "\" has a negative id");
-        size = std::max<index_t>(size, a.id + 1);
+        if (a.id >= most)
+          throw config_error("tokenizer: added token \"" + a.content + "\" has id " + std::to_string(a.id) +
+                             ", far past the vocabulary of " + std::to_string(model->size()) + " tokens and " +
+                             std::to_string(added.size()) + " added tokens");
+        size = std::max<index_t>(size, index_t{a.id} + 1);
       }
       pieces.assign(static_cast<std::size_t>(size), std::string());
       special.assign(static_cast<std::size_t>(size), 0);
