@@ -115,6 +115,19 @@ TEST_CASE("bundled default: greedy ids from BOS equal llama2.c's", "[cli]") {
   CHECK(trim(r2.out) == bundled_greedy_40);
 }
 
+TEST_CASE("bundled default: --cache-type f16 gives the same greedy ids, a bad type is refused", "[cli]") {
+  const auto r = tessera_cli({"generate", "-n", "40", "--temp", "0", "--print-ids", "--ignore-eos", "--cache-type", "f16"});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(trim(r.out) == bundled_greedy_40);
+  const auto bad = tessera_cli({"generate", "-n", "4", "--cache-type", "q4"});
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("--cache-type") != std::string::npos);
+  const auto b = tessera_cli({"bench", "-p", "16", "-n", "8", "-r", "1", "--cache-type", "f16"});
+  INFO(b.err);
+  CHECK(b.rc == 0);
+}
+
 TEST_CASE("bundled default: text streams on stdout, timings only with -v on stderr", "[cli]") {
   const auto r = tessera_cli({"generate", "-n", "30", "--temp", "0"});
   REQUIRE(r.rc == 0);

@@ -159,6 +159,44 @@ TEST_CASE("sessions: default context capped, caches grow with use, memory_bytes"
   CHECK(model->new_session({.max_len = 20000})->max_len() == 20000);
 }
 
+TEST_CASE("sessions: an f16 KV cache holds half the attention memory and gives the f32 cache's logits to ~1e-3",
+          "[models][session][memory]") {
+  for (const char* name : {"llama", "qwen2_sliding", "gpt2", "jamba"}) {
+    INFO(name);
+    const auto model = load_language_model(models_dir / name);
+    const auto ids = random_ids(20, model->config().vocab, 7);
+    auto full = model->new_session({.max_len = 64, .reserve = 64});
+    auto half = model->new_session({.max_len = 64, .reserve = 64, .kv_type = dtype::f16});
+    const std::size_t full0 = full->memory_bytes(), half0 = half->memory_bytes();
+    CHECK(half0 < full0);
+    full->prefill(ids);
+    half->prefill(ids);
+    for (int t = 0; t < 12; ++t) {  // the same tokens into both (teacher forcing)
+      CHECK(rel(half->logits(), copy(full->logits())) <= 5e-3);
+      const std::int32_t next = argmax(full->logits());
+      full->step(next);
+      half->step(next);
+    }
+    // decode with an f16 cache allocates nothing either
+    test::start_counting_allocations();
+    half->step(1);
+    CHECK(test::stop_counting_allocations() == 0);
+    // snapshots of an f16 session restore into it
+    const auto snap = half->snapshot();
+    const auto at = copy(half->logits());
+    half->step(2);
+    half->restore(snap);
+    CHECK(rel(half->logits(), at) == 0.0);
+  }
+  const auto llama = load_language_model(models_dir / "llama");
+  auto full = llama->new_session({.max_len = 256, .reserve = 256});
+  auto half = llama->new_session({.max_len = 256, .reserve = 256, .kv_type = dtype::f16});
+  // llama: every layer is attention; the f16 caches hold exactly half the bytes of the f32 ones
+  const auto& c = llama->config();
+  const std::size_t f32_caches = 2 * static_cast<std::size_t>(c.n_layers * 256 * c.n_kv_heads * c.head_dim) * sizeof(float);
+  CHECK(full->memory_bytes() - half->memory_bytes() == f32_caches / 2);
+}
+
 TEST_CASE("sessions: truncate rolls attention caches back, recurrent states refuse", "[models][session]") {
   for (const char* name : {"llama", "qwen2_sliding", "gpt2"}) {
     INFO(name);

@@ -39,6 +39,7 @@ struct generate_options {
   std::optional<std::uint64_t> seed;
   bool print_ids = false;
   bool ignore_eos = false;
+  dtype cache_type = dtype::f32;  // KV cache elements (--cache-type)
 };
 
 struct run_options {
@@ -57,6 +58,7 @@ struct bench_options {
   index_t n_prompt = 512;
   index_t n_gen = 128;
   int reps = 3;
+  dtype cache_type = dtype::f32;
 };
 
 struct tokenize_options {

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <map>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +17,12 @@ namespace {
 
 using namespace tessera;
 using namespace tessera::cli;
+
+// --cache-type f32|f16: the KV cache's element type (f16 halves the attention memory).
+void add_cache_type(CLI::App* cmd, dtype& t) {
+  cmd->add_option("--cache-type", t, "KV cache element type: f32 (default) or f16 (half the memory)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, dtype>{{"f32", dtype::f32}, {"f16", dtype::f16}}));
+}
 
 void add_common(CLI::App* cmd, common_options& o) {
   cmd->add_option("-m,--model", o.model, "Hugging Face checkpoint folder or .gguf file (default: the bundled stories260K)");
@@ -43,6 +51,7 @@ int main(int argc, char** argv) {
   g->add_option("-s,--seed", gen.seed, "random seed (default: a random one, shown with -v)");
   g->add_flag("--print-ids", gen.print_ids, "print only the generated token ids, space-separated, on one line");
   g->add_flag("--ignore-eos", gen.ignore_eos, "keep generating past end-of-sequence tokens");
+  add_cache_type(g, gen.cache_type);
 
   run_options run;
   auto* r = app.add_subcommand("run", "one forward pass, as model(**inputs) in transformers");
@@ -62,6 +71,7 @@ int main(int argc, char** argv) {
   b->add_option("-p,--n-prompt", bench.n_prompt, "prompt tokens (default 512)");
   b->add_option("-n,--n-gen", bench.n_gen, "decoded tokens (default 128)");
   b->add_option("-r,--reps", bench.reps, "repetitions; the median is printed (default 3)");
+  add_cache_type(b, bench.cache_type);
 
   tokenize_options tok;
   auto* t = app.add_subcommand("tokenize", "print the token ids of a text");

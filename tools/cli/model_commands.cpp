@@ -100,7 +100,7 @@ int run_generate(const generate_options& o) {
     throw range_error("generate: the prompt has " + std::to_string(n_prompt) + " tokens, more than the model's context of " +
                       std::to_string(context));
   const index_t max_len = std::max<index_t>(1, std::min(context, want));
-  auto session = m.model->new_session({.max_len = max_len});
+  auto session = m.model->new_session({.max_len = max_len, .kv_type = o.cache_type});
 
   tessera::generate_options go{.max_new_tokens = o.n_new, .stop_ids = cfg.eos_token_ids, .ignore_stop_ids = o.ignore_eos};
   if (go.stop_ids.empty() && tk) go.stop_ids = tk->eos_ids();
@@ -350,7 +350,7 @@ int run_bench(const bench_options& o) {
                       (cfg.max_position > 0 ? "the model's context of " + std::to_string(context)
                                             : std::to_string(context) + ", the most bench runs on a model without a context limit"));
   const index_t need = o.n_prompt + o.n_gen;
-  auto session = m.model->new_session({.max_len = need});
+  auto session = m.model->new_session({.max_len = need, .kv_type = o.cache_type});
 
   std::mt19937 gen(1234);
   std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(cfg.vocab - 1));

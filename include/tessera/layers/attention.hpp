@@ -129,8 +129,10 @@ class attention_layer {
     // a cross cache holds the encoder memory, whose length is known at the first forward only: no
     // capacity of its own (it allocates what the memory needs then)
     const index_t cap = opt_.cross ? std::numeric_limits<index_t>::max() / 4 : spec.max_len;
+    // (cross caches stay f32: they hold the source once, not a growing context)
     s.cache = attention::kv_cache(cap, opt_.n_kv_heads, opt_.head_dim, opt_.cross ? std::nullopt : opt_.window,
-                                  opt_.cross ? 0 : spec.rollback, opt_.cross ? 0 : std::min(spec.reserve, cap));
+                                  opt_.cross ? 0 : spec.rollback, opt_.cross ? 0 : std::min(spec.reserve, cap),
+                                  opt_.cross ? dtype::f32 : spec.kv_type);
     s.cross = opt_.cross;
     if (opt_.rope) s.rope = opt_.rope->initial_state();
     return s;

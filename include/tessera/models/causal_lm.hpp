@@ -366,7 +366,8 @@ class causal_lm_session final : public lm_session {
     threads_ = lim.threads;
     spec_ = {.max_len = max_len_,
              .reserve = lim.reserve > 0 ? lim.reserve : std::min<index_t>(max_len_, 512),
-             .rollback = lim.rollback};
+             .rollback = lim.rollback,
+             .kv_type = lim.kv_type};
     const layers::state_spec& spec = spec_;
     std::size_t ws = 0;
     states_.reserve(m.p_.layers.size());

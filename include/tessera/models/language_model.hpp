@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 
+#include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -38,6 +39,8 @@ struct session_limits {
                              // caches grow with use (doubling) up to max_len
   index_t rollback = 0;      // tokens truncate() may roll back past a sliding window (ring slack)
   int threads = 0;           // threads of this session's forwards (0: the process default)
+  dtype kv_type = dtype::f32;  // KV cache elements: f32, or f16 (half the attention memory; keys
+                               // and values rounded to f16, attention computed in f32)
 };
 
 /// The default context of a session when the caller does not ask for more.
