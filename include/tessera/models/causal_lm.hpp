@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <any>
 #include <cmath>
 #include <limits>
@@ -174,6 +175,43 @@ class causal_lm final : public language_model {
     std::optional<tensor_view<float, 2>> all_logits;  // (tokens, vocab)
   };
 
+  // Debug builds (NDEBUG not defined): marks the sessions of one call in use, so that a call on
+  // one of them from another thread at the same time throws before it touches anything
+  // (docs/architecture.md, "Threads and sessions"). A session named twice in one batch is taken
+  // once (run() then refuses the batch with its own message).
+  class in_use_guard {
+   public:
+    explicit in_use_guard(std::span<const segment> segs) : segs_(segs) {
+#ifndef NDEBUG
+      for (; taken_ < segs_.size(); ++taken_) {
+        if (repeated(taken_)) continue;
+        if (segs_[taken_].session->in_use_.exchange(true, std::memory_order_acquire)) {
+          release();
+          throw error("session: used from two threads at once (a session is used by one thread at a time; "
+                      "give each thread its own session: docs/architecture.md, \"Threads and sessions\")");
+        }
+      }
+#endif
+    }
+    ~in_use_guard() { release(); }
+    in_use_guard(const in_use_guard&) = delete;
+    in_use_guard& operator=(const in_use_guard&) = delete;
+
+   private:
+    bool repeated(std::size_t i) const noexcept {
+      for (std::size_t j = 0; j < i; ++j)
+        if (segs_[j].session == segs_[i].session) return true;
+      return false;
+    }
+    void release() noexcept {
+      for (std::size_t i = 0; i < taken_; ++i)
+        if (!repeated(i)) segs_[i].session->in_use_.store(false, std::memory_order_release);
+      taken_ = 0;
+    }
+    std::span<const segment> segs_;
+    std::size_t taken_ = 0;
+  };
+
   session_type* own(lm_session* s, std::size_t i) const {
     auto* t = dynamic_cast<session_type*>(s);
     if (!t || &t->model_ != this)
@@ -185,6 +223,7 @@ class causal_lm final : public language_model {
   // a long prompt spans several forwards, a forward may hold several sequences.
   void run(std::span<segment> segs) const {
     if (segs.empty()) return;
+    const in_use_guard in_use(segs);  // debug builds: refuses a session another thread is in
     const auto& c = p_.config;
     for (std::size_t i = 0; i < segs.size(); ++i) {
       const segment& g = segs[i];
@@ -418,6 +457,8 @@ class causal_lm_session final : public lm_session {
   }
 
   void restore(const session_snapshot& snap) override {
+    const segment self{this, {}, std::nullopt};
+    const typename model_type::in_use_guard in_use(std::span<const segment>(&self, 1));
     if (snap.model != &model_)
       throw range_error("session::restore: the snapshot was taken from a session of another model");
     const memory* m = std::any_cast<memory>(&snap.state);
@@ -434,6 +475,8 @@ class causal_lm_session final : public lm_session {
   }
 
   void truncate(index_t n) override {
+    const segment self{this, {}, std::nullopt};
+    const typename model_type::in_use_guard in_use(std::span<const segment>(&self, 1));
     if (n < 0 || n > position_)
       throw range_error("session::truncate: n = " + std::to_string(n) + " outside [0, " + std::to_string(position_) + "]");
     if (n == position_) return;
@@ -449,6 +492,8 @@ class causal_lm_session final : public lm_session {
   }
 
   void reset() override {
+    const segment self{this, {}, std::nullopt};
+    const typename model_type::in_use_guard in_use(std::span<const segment>(&self, 1));
     for (std::size_t i = 0; i < states_.size(); ++i) {
       if (layers::can_truncate(states_[i], 0)) layers::truncate_state(states_[i], 0);  // keeps the storage
       else states_[i] = model_.p_.layers[i].make_state(spec_);
@@ -465,6 +510,8 @@ class causal_lm_session final : public lm_session {
   }
 
   void encode(std::span<const std::int32_t> source) override {
+    const segment self{this, {}, std::nullopt};
+    const typename model_type::in_use_guard in_use(std::span<const segment>(&self, 1));
     if (!model_.p_.encoder)
       throw config_error(model_.config().source + ": '" + model_.config().family +
                          "' is a decoder-only model: give the prompt to prefill(), not encode()");
@@ -490,6 +537,7 @@ class causal_lm_session final : public lm_session {
   };
 
   const model_type& model_;
+  std::atomic<bool> in_use_{false};  // set during a call that changes the session (debug builds)
   index_t max_len_ = 0, chunk_ = 0;
   layers::state_spec spec_;
   int threads_ = 0;
