@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <tessera/core/dtype.hpp>
 #include <tessera/models/sampling.hpp>
 
 namespace tessera::cli {
