@@ -240,19 +240,19 @@ template <class Arch, class W>
 void gemm_one_row(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
                   const tensor_view<float, 2>& c, bool accumulate) {
   const index_t n = w.extent(0), k = w.extent(1);
-  const float* xs[1] = {a.row(0)};
+  const float* x = a.row(0);
   const W* wp = w.data();
   const index_t ldw = row_stride(w);
   float* cp = c.data();
   parallel_for(0, n, gemv_grain(k), [&](index_t lo, index_t hi) {
     if (!accumulate) {
-      gemv_rows_range<1, Arch>(xs, wp, ldw, k, cp, 0, lo, hi);
+      gemv_rows_range<Arch>(x, wp, ldw, k, cp, lo, hi);
     } else {
       constexpr index_t chunk = 64;  // compute into a small tile, then add
       float tile[chunk];
       for (index_t j = lo; j < hi; j += chunk) {
         const index_t e = std::min(hi, j + chunk);
-        gemv_rows_range<1, Arch>(xs, wp + j * ldw, ldw, k, tile, chunk, 0, e - j);
+        gemv_rows_range<Arch>(x, wp + j * ldw, ldw, k, tile, 0, e - j);
         for (index_t jj = j; jj < e; ++jj) cp[jj] += tile[jj - j];
       }
     }

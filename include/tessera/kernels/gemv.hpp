@@ -14,7 +14,7 @@
 // where that helps (gemv_prefetch_enabled). gemv_many runs several matrices that share x in one
 // parallel region.
 //
-// gemv_rows_range<1, ...> is also gemm's kernel for m = 1. Several activation rows at once
+// gemv_rows_range is also gemm's kernel for m = 1. Several activation rows at once
 // (batched decode) have their own register-blocked kernel, kernels/gemv_rows.hpp.
 #pragma once
 
@@ -39,34 +39,8 @@ namespace kernels {
 
 namespace detail {
 
-/// batch<float, Arch>::size consecutive weights at p, widened to f32 in registers.
-template <class Arch, class W>
-TESSERA_ALWAYS_INLINE xsimd::batch<float, Arch> load_widened(const W* p) noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  using U = std::remove_const_t<W>;
-  if constexpr (std::is_same_v<U, float>) {
-    return batch::load_unaligned(p);
-  } else {
-#if defined(__AVX512F__)
-    if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      if constexpr (std::is_same_v<U, f16>) return batch(_mm512_cvtph_ps(h));
-      else return batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
-    }
-#endif
-#if defined(__AVX2__) && defined(__F16C__)
-    if constexpr (std::is_base_of_v<xsimd::avx2, Arch> && batch::size == 8) {
-      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      if constexpr (std::is_same_v<U, f16>) return batch(_mm256_cvtph_ps(h));
-      else return batch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
-    }
-#endif
-    // Generic fallback: widen through a small aligned buffer.
-    alignas(64) float tmp[batch::size];
-    for (std::size_t i = 0; i < batch::size; ++i) tmp[i] = to_float(p[i]);
-    return batch::load_aligned(tmp);
-  }
-}
+// The weights widened to f32 in registers: simd::load_widened (simd/vec.hpp).
+using simd::load_widened;
 
 /// Is this Arch one load_widened reads narrow types with in-register conversion (not the fallback)?
 template <class Arch>
@@ -222,23 +196,23 @@ void gemv_row_block(const float* x, const W* w, index_t ldw, index_t k, index_t 
   }
 }
 
-/// y[j] = dot(w row j, x) for rows [lo, hi) of w (row stride ldw), M activation vectors at once:
-/// out[i * ldy + j] = dot(w row j, xs[i]). The vectorized leaf of gemv and of gemm for tiny m.
-/// One row of w at a time, so the weights are read as one sequential stream (the hardware
-/// prefetcher's best case); U vectors per step along k give U * M independent FMA chains.
-template <int M, class Arch, bool Prefetch, class W>
-void gemv_rows_range_impl(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
-                          index_t lo, index_t hi) noexcept {
+/// y[j] = dot(w row j, x) for rows [lo, hi) of w (row stride ldw). The vectorized leaf of gemv and
+/// of gemm for m = 1. One row of w at a time (or gemv_row_stream / gemv_row_block, as
+/// gemv_block_shape chooses), so the weights are read as one sequential stream (the hardware
+/// prefetcher's best case); 4 vectors per step along k give 4 independent FMA chains.
+template <class Arch, bool Prefetch, class W>
+void gemv_rows_range_impl(const float* x, const W* w, index_t ldw, index_t k, float* out, index_t lo,
+                          index_t hi) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t lanes = batch::size;
-  constexpr int U = M == 1 ? 4 : (M == 2 ? 2 : 1);
+  constexpr int U = 4;
   constexpr index_t step = U * lanes;
   constexpr std::uintptr_t align = std::min<std::uintptr_t>(64, lanes * sizeof(W));
   index_t j = lo;
   if (lo >= hi) return;
-  if constexpr (M == 1 && lanes >= 8) {
+  if constexpr (lanes >= 8) {
     if (gemv_block_shape<Arch, W>::row_stream(k)) {
-      gemv_row_stream<Arch, Prefetch>(xs[0], w, ldw, k, out, lo, hi, reinterpret_cast<const char*>(w + (hi - 1) * ldw + k));
+      gemv_row_stream<Arch, Prefetch>(x, w, ldw, k, out, lo, hi, reinterpret_cast<const char*>(w + (hi - 1) * ldw + k));
       return;
     }
     // blocks of rows when every row has the same alignment (the row stride is a multiple of it)
@@ -247,7 +221,7 @@ void gemv_rows_range_impl(const float* const* xs, const W* w, index_t ldw, index
     if (addr % sizeof(W) == 0 && (static_cast<std::uintptr_t>(ldw) * sizeof(W)) % align == 0) {
       const index_t head = std::min(k, static_cast<index_t>((align - addr % align) % align / sizeof(W)));
       const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + k);
-      for (; j + R <= hi; j += R) gemv_row_block<Arch, Prefetch>(xs[0], w + j * ldw, ldw, k, head, out + j, limit);
+      for (; j + R <= hi; j += R) gemv_row_block<Arch, Prefetch>(x, w + j * ldw, ldw, k, head, out + j, limit);
     }
   }
   const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + k);
@@ -263,48 +237,30 @@ void gemv_rows_range_impl(const float* const* xs, const W* w, index_t ldw, index
     head = std::min(head, k);
     const index_t ku = head + (k - head) / step * step;
     const index_t kv = head + (k - head) / lanes * lanes;
-    batch acc[U][M];
+    batch acc[U];
 #pragma GCC unroll 4
-    for (int u = 0; u < U; ++u)
-#pragma GCC unroll 4
-      for (int i = 0; i < M; ++i) acc[u][i] = batch(0.f);
+    for (int u = 0; u < U; ++u) acc[u] = batch(0.f);
     for (index_t p = head; p < ku; p += step) {
 #pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) {
-        const batch wv = load_widened<Arch>(row + p + u * lanes);
-#pragma GCC unroll 4
-        for (int i = 0; i < M; ++i) acc[u][i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p + u * lanes), acc[u][i]);
-      }
+      for (int u = 0; u < U; ++u)
+        acc[u] = xsimd::fma(load_widened<Arch>(row + p + u * lanes), batch::load_unaligned(x + p + u * lanes), acc[u]);
       if constexpr (Prefetch) gemv_prefetch<W, step>(row + p, limit);
     }
-    for (index_t p = ku; p < kv; p += lanes) {
-      const batch wv = load_widened<Arch>(row + p);
-#pragma GCC unroll 4
-      for (int i = 0; i < M; ++i) acc[0][i] = xsimd::fma(wv, batch::load_unaligned(xs[i] + p), acc[0][i]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < M; ++i) {
-      batch total = acc[0][i];
-#pragma GCC unroll 4
-      for (int u = 1; u < U; ++u) total += acc[u][i];
-      float s = xsimd::hadd(total);
-      for (index_t p = 0; p < head; ++p) s += to_float(row[p]) * xs[i][p];
-      for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * xs[i][p];
-      out[i * ldy + j] = s;
-    }
+    for (index_t p = ku; p < kv; p += lanes) acc[0] = xsimd::fma(load_widened<Arch>(row + p), batch::load_unaligned(x + p), acc[0]);
+    float s = xsimd::hadd(((acc[0] + acc[1]) + acc[2]) + acc[3]);
+    for (index_t p = 0; p < head; ++p) s += to_float(row[p]) * x[p];
+    for (index_t p = kv; p < k; ++p) s += to_float(row[p]) * x[p];
+    out[j] = s;
   }
 }
 
 /// gemv_rows_range_impl with this CPU's prefetch choice (gemv_prefetch_enabled).
-template <int M, class Arch, class W>
-void gemv_rows_range(const float* const* xs, const W* w, index_t ldw, index_t k, float* out, index_t ldy,
-                     index_t lo, index_t hi) noexcept {
-  if (gemv_prefetch_enabled<W>()) gemv_rows_range_impl<M, Arch, true>(xs, w, ldw, k, out, ldy, lo, hi);
-  else gemv_rows_range_impl<M, Arch, false>(xs, w, ldw, k, out, ldy, lo, hi);
+template <class Arch, class W>
+void gemv_rows_range(const float* x, const W* w, index_t ldw, index_t k, float* out, index_t lo, index_t hi) noexcept {
+  if (gemv_prefetch_enabled<W>()) gemv_rows_range_impl<Arch, true>(x, w, ldw, k, out, lo, hi);
+  else gemv_rows_range_impl<Arch, false>(x, w, ldw, k, out, lo, hi);
 }
 
-/// Rows of w per parallel_for grain: enough work per thread to cover the fork cost, a multiple of
-/// 16 so that grains split into whole row blocks.
 inline index_t gemv_grain(index_t k) noexcept {
   return std::max<index_t>(16, (32768 / std::max<index_t>(k, 1) + 15) / 16 * 16);
 }
@@ -345,12 +301,11 @@ void gemv(tensor_view<const float, 1> x, tensor_view<const W, 2> w, tensor_view<
     detail::check_gemv_shapes(x, w, y);
     const index_t n = w.extent(0), k = w.extent(1);
     if (n == 0) return;
-    const float* xs[1] = {x.data()};
     const W* wp = w.data();
     const index_t ldw = n > 1 ? w.stride(0) : k;
     float* yp = y.data();
     parallel_for_dynamic(0, n, detail::gemv_chunk_rows<W>(n, k), [&](index_t lo, index_t hi) {
-      detail::gemv_rows_range<1, Arch>(xs, wp, ldw, k, yp, 0, lo, hi);
+      detail::gemv_rows_range<Arch>(x.data(), wp, ldw, k, yp, lo, hi);
     });
   }
 }
@@ -377,13 +332,12 @@ void gemv_many(tensor_view<const float, 1> x, const std::array<tensor_view<const
       first[i + 1] = first[i] + w[i].extent(0);
     }
     const index_t k = x.extent(0);
-    const float* xs[1] = {x.data()};
     parallel_for_dynamic(0, first[N], detail::gemv_chunk_rows<W>(first[N], k), [&](index_t lo, index_t hi) {
       for (std::size_t i = 0; i < N; ++i) {
         const index_t a = std::max(lo, first[i]) - first[i], b = std::min(hi, first[i + 1]) - first[i];
         if (a >= b) continue;
         const index_t n = w[i].extent(0);
-        detail::gemv_rows_range<1, Arch>(xs, w[i].data(), n > 1 ? w[i].stride(0) : k, k, y[i].data(), 0, a, b);
+        detail::gemv_rows_range<Arch>(x.data(), w[i].data(), n > 1 ? w[i].stride(0) : k, k, y[i].data(), a, b);
       }
     });
   }
