@@ -29,6 +29,7 @@ struct common_options {
   std::string model;   // empty: the bundled default model
   int threads = 0;     // 0: leave the OpenMP default
   bool verbose = false;
+  std::optional<std::string> max_memory;  // --max-memory: "8G", "512M", "1000000" (bytes)
 };
 
 struct generate_options {
@@ -111,6 +112,16 @@ std::filesystem::path resolve_model(const std::string& model);
 
 /// Applies -t (set_num_threads) when given.
 void apply_threads(const common_options&);
+
+/// --max-memory (info.cpp): when given, estimates what loading `path` and one session of
+/// `context` tokens need (weights as f32, KV cache of `kv_elem_bytes` per element, SSM state)
+/// from the config and the files' headers, before anything is read or allocated, and throws a
+/// range_error naming the estimate and the limit when it is larger.
+void check_max_memory(const common_options&, const std::filesystem::path& path, index_t context,
+                      std::uint64_t kv_elem_bytes);
+
+/// "8G", "512M", "64KiB", "1000000" -> bytes (powers of 1024); usage_error naming `option`.
+std::uint64_t parse_bytes(const std::string& text, const char* option);
 
 /// "1,2,3" or "1 2 3" -> ids; usage_error naming the bad entry; empty -> usage_error.
 std::vector<std::int32_t> parse_ids(const std::string& text, const char* option);

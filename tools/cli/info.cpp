@@ -3,6 +3,8 @@
 #include "cli.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <limits>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -34,33 +36,60 @@ struct checkpoint_summary {
   std::uint64_t f32_weight_bytes = 0;        // weights held as f32 (non-f32 tensors converted once)
 };
 
-/// Estimated f32 KV-cache bytes for `context` tokens (batch 1); sliding-window layers hold at most
-/// the window.
-std::uint64_t estimate_kv_bytes(const model_config& c, index_t context) {
+/// Products and sums of sizes, checked: a range_error naming `what` when one passes 2^64 bytes
+/// (a context of 2^63 tokens printed a wrapped estimate).
+struct checked_bytes {
+  const std::string& what;
+  std::uint64_t mul(std::uint64_t a, std::uint64_t b) const {
+    std::uint64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) overflow();
+    return r;
+  }
+  std::uint64_t add(std::uint64_t a, std::uint64_t b) const {
+    std::uint64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) overflow();
+    return r;
+  }
+  [[noreturn]] void overflow() const { throw range_error(what + " needs more than 2^64 bytes"); }
+};
+
+std::uint64_t size_of(index_t v) { return v > 0 ? static_cast<std::uint64_t>(v) : 0; }
+
+/// Estimated KV-cache bytes for `context` tokens (batch 1, `elem_bytes` per element: 4 for f32,
+/// 2 for f16); sliding-window layers hold at most the window. range_error past 2^64 bytes.
+std::uint64_t estimate_kv_bytes(const model_config& c, index_t context, std::uint64_t elem_bytes) {
+  const std::string what = "the KV cache of a context of " + std::to_string(context) + " tokens";
+  const checked_bytes b{what};
   std::uint64_t total = 0;
   for (index_t i = 0; i < c.n_layers; ++i) {
     const char kind = i < static_cast<index_t>(c.layer_schedule.size()) ? c.layer_schedule[static_cast<std::size_t>(i)] : 'A';
     if (kind != 'A') continue;
     index_t len = context;
     bool sliding = c.sliding_window.has_value();
-    if (!c.layer_types.empty()) sliding = c.sliding_window && c.layer_types[static_cast<std::size_t>(i)] == "sliding_attention";
+    if (!c.layer_types.empty() && static_cast<std::size_t>(i) < c.layer_types.size())
+      sliding = c.sliding_window && c.layer_types[static_cast<std::size_t>(i)] == "sliding_attention";
     if (sliding) len = std::min(len, *c.sliding_window);
-    total += 2ull * static_cast<std::uint64_t>(c.n_kv_heads * c.head_dim) * static_cast<std::uint64_t>(len) * 4;
+    const std::uint64_t row = b.mul(b.mul(size_of(c.n_kv_heads), size_of(c.head_dim)), 2 * elem_bytes);  // K and V
+    total = b.add(total, b.mul(row, size_of(len)));
   }
   return total;
 }
 
 /// Estimated f32 recurrent-state bytes (conv + SSM) of the Mamba layers (batch 1).
 std::uint64_t estimate_ssm_state_bytes(const model_config& c) {
+  const std::string what = "the SSM state";
+  const checked_bytes b{what};
   std::uint64_t per_layer = 0;
+  const std::uint64_t conv_taps = size_of(c.d_conv - 1);
   if (c.family == "mamba2") {
-    const index_t conv_dim = c.d_inner + 2 * c.n_groups * c.d_state;
-    per_layer = static_cast<std::uint64_t>(c.ssm_n_heads * c.ssm_head_dim * c.d_state + conv_dim * (c.d_conv - 1)) * 4;
+    const std::uint64_t conv_dim = b.add(size_of(c.d_inner), b.mul(2 * size_of(c.n_groups), size_of(c.d_state)));
+    per_layer = b.mul(b.add(b.mul(b.mul(size_of(c.ssm_n_heads), size_of(c.ssm_head_dim)), size_of(c.d_state)),
+                            b.mul(conv_dim, conv_taps)), 4);
   } else if (c.d_state > 0) {
-    per_layer = static_cast<std::uint64_t>(c.d_inner * c.d_state + c.d_inner * (c.d_conv - 1)) * 4;
+    per_layer = b.mul(b.mul(size_of(c.d_inner), size_of(c.d_state) + conv_taps), 4);
   }
   const auto n_m = static_cast<std::uint64_t>(std::count(c.layer_schedule.begin(), c.layer_schedule.end(), 'M'));
-  return per_layer * n_m;
+  return b.mul(per_layer, n_m);
 }
 
 /// Gathers config, weights and memory estimates for `context` tokens (0: max_position, or 2048
@@ -78,10 +107,10 @@ checkpoint_summary summarize(const std::filesystem::path& path, index_t context 
   for (const auto& n : m.names()) {
     const auto& i = m.info(n);
     s.tensors.push_back({n, i.type_name, i.extents});
-    s.f32_weight_bytes += static_cast<std::uint64_t>(i.numel) * 4;
   }
+  s.f32_weight_bytes = m.f32_bytes();
   s.context = context > 0 ? context : (s.config.max_position > 0 ? s.config.max_position : 2048);
-  s.kv_cache_bytes = estimate_kv_bytes(s.config, s.context);
+  s.kv_cache_bytes = estimate_kv_bytes(s.config, s.context, 4);
   s.ssm_state_bytes = estimate_ssm_state_bytes(s.config);
   return s;
 }
@@ -136,9 +165,52 @@ std::string to_string(const checkpoint_summary& s, bool with_tensors = true) {
 
 }  // namespace
 
+std::uint64_t parse_bytes(const std::string& text, const char* option) {
+  std::size_t pos = 0;
+  std::uint64_t v = 0;
+  while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, static_cast<std::uint64_t>(text[pos] - '0'), &v))
+      throw usage_error(std::string(option) + " '" + text + "' is too large");
+    ++pos;
+  }
+  std::string unit = text.substr(pos);
+  for (auto& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  static const std::map<std::string, int> shifts = {{"", 0},  {"B", 0},   {"K", 10},  {"KB", 10}, {"KIB", 10},
+                                                    {"M", 20}, {"MB", 20}, {"MIB", 20}, {"G", 30}, {"GB", 30},
+                                                    {"GIB", 30}, {"T", 40}, {"TB", 40}, {"TIB", 40}};
+  const auto it = shifts.find(unit);
+  if (pos == 0 || it == shifts.end())
+    throw usage_error(std::string(option) + " '" + text + "' is not a size (bytes, or a number with K, M, G or T)");
+  if (it->second && v > (std::numeric_limits<std::uint64_t>::max() >> it->second))
+    throw usage_error(std::string(option) + " '" + text + "' is too large");
+  return v << it->second;
+}
+
+void check_max_memory(const common_options& o, const std::filesystem::path& path, index_t context,
+                      std::uint64_t kv_elem_bytes) {
+  if (!o.max_memory) return;
+  const std::uint64_t limit = parse_bytes(*o.max_memory, "--max-memory");
+  const model_config c = load_config(path);
+  const auto m = io::weight_map::open(path);  // headers only: nothing of the weights is read
+  const std::uint64_t weights = m.f32_bytes(), kv = estimate_kv_bytes(c, context, kv_elem_bytes),
+                      ssm = estimate_ssm_state_bytes(c);
+  const std::string what = "the model";
+  const checked_bytes b{what};
+  const std::uint64_t total = b.add(b.add(weights, kv), ssm);
+  if (total > limit)
+    throw range_error(path.string() + ": loading it needs about " + human_bytes(total) + " (weights as f32 " +
+                      human_bytes(weights) + ", KV cache " + human_bytes(kv) + " for " + std::to_string(context) +
+                      " tokens, SSM state " + human_bytes(ssm) + "), more than --max-memory " + *o.max_memory);
+}
+
 int run_info(const info_options& o) {
   apply_threads(o.common);
+  if (o.context < 0) throw usage_error("info: --context must be >= 0, got " + std::to_string(o.context));
   const auto path = resolve_model(o.common.model);
+  if (o.common.max_memory) {
+    const index_t trained = load_config(path).max_position;
+    check_max_memory(o.common, path, o.context > 0 ? o.context : (trained > 0 ? trained : 2048), 4);
+  }
   const auto summary = summarize(path, o.context);
   std::cout << to_string(summary, o.tensors);
   return 0;

@@ -88,6 +88,12 @@ int run_generate(const generate_options& o) {
     throw range_error("generate: the prompt is empty (the tokenizer adds no BOS token to an empty text): "
                       "give a non-empty --prompt or --tokens");
 
+  if (o.common.max_memory) {  // the session below, estimated before the load
+    const model_config c = load_config(path);
+    const index_t want = saturating_add(static_cast<index_t>(prompt.size()), o.n_new);
+    const index_t context = c.max_position > 0 ? c.max_position : std::min(want, unbounded_context);
+    check_max_memory(o.common, path, std::max<index_t>(1, std::min(context, want)), 4);
+  }
   auto m = load_model(path, o.common.verbose);
   const model_config& cfg = m.model->config();
   detail::check_token_ids(prompt, cfg.vocab);
@@ -340,6 +346,11 @@ int run_bench(const bench_options& o) {
   if (o.n_gen < 0) throw usage_error("bench: -n must be >= 0, got " + std::to_string(o.n_gen));
   if (o.reps < 1) throw usage_error("bench: --reps must be >= 1, got " + std::to_string(o.reps));
   const auto path = resolve_model(o.common.model);
+  if (o.common.max_memory) {  // the session below, estimated before the load
+    const model_config c = load_config(path);
+    const index_t context = c.max_position > 0 ? c.max_position : unbounded_bench_context;
+    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), 4);
+  }
   auto m = load_model(path, o.common.verbose);
   const model_config& cfg = m.model->config();
   // Checked before adding (-p and -n may be as large as index_t holds) and before the id buffers

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <iterator>
 
+#include <tessera/io/mmap.hpp>
 #include <tessera/tokenizer/tokenizer.hpp>
 
 namespace tessera::cli {
@@ -31,6 +32,9 @@ std::string text_codec::stream_push(std::int32_t id) { return p_->stream->push(i
 std::string text_codec::stream_flush() { return p_->stream->flush(); }
 
 namespace {
+/// `tokenize --file` reads at most this much text.
+constexpr std::size_t max_text_bytes = std::size_t{256} << 20;
+
 void print_ids(const std::vector<std::int32_t>& ids) {
   std::string line;
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -47,9 +51,12 @@ int run_tokenize(const tokenize_options& o) {
   if (o.text) {
     text = *o.text;
   } else if (o.file) {
-    std::ifstream in(*o.file, std::ios::binary);
-    if (!in) throw io_error("--file '" + *o.file + "' cannot be read");
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    // A file or a pipe, up to max_text_bytes (a device such as /dev/zero is refused at once).
+    try {
+      text = io::read_text_file(*o.file, max_text_bytes);
+    } catch (const io_error& e) {
+      throw io_error(std::string("--file: ") + e.what());
+    }
   } else {
     throw usage_error("tokenize: give --text or --file");
   }

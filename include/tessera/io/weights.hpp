@@ -294,6 +294,13 @@ class weight_map {
     for (const auto& e : entries_) n += e->info.numel;
     return n;
   }
+  /// Memory the weights take once a model holds them all as f32 (4 bytes per element, mapped
+  /// or converted): what a load needs, known before anything is read (--max-memory checks it).
+  std::uint64_t f32_bytes() const noexcept {
+    std::uint64_t b = 0;
+    for (const auto& e : entries_) b += static_cast<std::uint64_t>(e->info.numel) * 4;  // numel < 2^62 / file bytes
+    return b;
+  }
   /// Stored type name ("F32", "Q4_K", ...) → number of tensors.
   std::map<std::string, index_t> dtype_counts() const {
     std::map<std::string, index_t> c;
