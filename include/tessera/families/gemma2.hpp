@@ -89,8 +89,11 @@ inline void read_gemma2_config(const io::json_fields& f, model_config& c) {
   if (static_cast<index_t>(c.layer_types.size()) != c.n_layers)
     throw config_error(f.file() + ": field 'layer_types' has " + std::to_string(c.layer_types.size()) +
                        " entries for num_hidden_layers " + std::to_string(c.n_layers));
-  c.final_logit_softcap = f.get_float("final_logit_softcapping", 30.0);
-  c.attn_logit_softcap = f.get_float("attn_logit_softcapping", 50.0);
+  const auto softcap = [&](const char* key, double absent) {  // null: off (transformers skips the tanh)
+    return f.json().contains(key) ? static_cast<float>(f.opt_float(key).value_or(0.0)) : static_cast<float>(absent);
+  };
+  c.final_logit_softcap = softcap("final_logit_softcapping", 30.0);
+  c.attn_logit_softcap = softcap("attn_logit_softcapping", 50.0);
   if (c.final_logit_softcap < 0.f || c.attn_logit_softcap < 0.f)
     throw config_error(f.file() + ": softcapping values must be >= 0 (0 or null: off)");
   c.bos_token_id = static_cast<std::int32_t>(f.get_int("bos_token_id", 2));
