@@ -83,17 +83,27 @@ class model {
     for (std::size_t i = 0; i < id_to_token_.size(); ++i)
       token_to_id_.emplace(id_to_token_[i], static_cast<std::int32_t>(i));
   }
+  /// Ids of a vocabulary object may leave holes, but the id table is sized by the largest id: one
+  /// this far past the number of entries is refused before the table is allocated.
+  static constexpr std::int64_t max_vocab_gap = 1 << 16;
+
   /// From a (token -> id) json object.
   void set_vocab_from_json(const json& vocab, const char* what) {
     if (!vocab.is_object()) throw config_error(std::string("tokenizer.json: ") + what + " vocab is not an object");
-    std::int32_t max_id = -1;
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) max_id = std::max(max_id, it.value().get<std::int32_t>());
-    std::vector<std::string> tokens(static_cast<std::size_t>(max_id + 1));
+    std::int64_t max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const auto id = it.value().get<std::int32_t>();
+      const json& v = it.value();
+      if (!v.is_number_integer())
+        throw config_error(std::string("tokenizer.json: ") + what + " id of \"" + it.key() + "\" is not an integer");
+      const auto id = v.get<std::int64_t>();
       if (id < 0) throw config_error(std::string("tokenizer.json: ") + what + " negative id for \"" + it.key() + "\"");
-      tokens[static_cast<std::size_t>(id)] = it.key();
+      if (id >= static_cast<std::int64_t>(vocab.size()) + max_vocab_gap)
+        throw config_error(std::string("tokenizer.json: ") + what + " id " + std::to_string(id) + " of \"" + it.key() +
+                           "\" is far past the vocabulary's " + std::to_string(vocab.size()) + " entries");
+      max_id = std::max(max_id, id);
     }
+    std::vector<std::string> tokens(static_cast<std::size_t>(max_id + 1));
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) tokens[it.value().get<std::size_t>()] = it.key();
     id_to_token_ = std::move(tokens);
     token_to_id_.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) token_to_id_.emplace(it.key(), it.value().get<std::int32_t>());
