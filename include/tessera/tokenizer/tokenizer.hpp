@@ -355,9 +355,11 @@ class tokenizer {
     if (types.size() != n)
       throw format_error("tokenizer: " + g.path() + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
                          " entries for " + std::to_string(n) + " tokens");
+    // An id of the vocabulary, or nullopt: a key's value or the kind's default (BERT's unk 100,
+    // llama's bos 1, ...) outside the vocabulary is no id.
     auto id_key = [&](const char* key, std::optional<std::int32_t> dflt) -> std::optional<std::int32_t> {
       const auto v = g.try_int(key);
-      if (!v) return dflt;
+      if (!v) return dflt && *dflt >= 0 && static_cast<std::size_t>(*dflt) < n ? dflt : std::nullopt;
       if (*v < 0 || *v >= static_cast<std::int64_t>(n)) return std::nullopt;  // -1 / absent in practice
       return static_cast<std::int32_t>(*v);
     };
