@@ -12,7 +12,7 @@ TESSERA_FUZZ_TARGET(gguf) {
   return fuzz::refusals_ok([&] {
     auto g = std::make_shared<io::gguf_file>(fuzz::as_file({reinterpret_cast<const char*>(data), size}, "fuzz.gguf"));
     for (const auto& [key, value] : g->metadata()) (void)value.type_name();
-    auto weights = std::make_shared<const io::weight_map>(io::weight_map::from_gguf(g));
+    auto weights = std::make_shared<const io::weight_map>(io::weight_map::from_gguf(g, map_gguf_tensor));
     fuzz::touch_all(*weights);
     const model_config cfg = config_from_gguf(*g);
     const auto model = load_language_model(cfg, weights);

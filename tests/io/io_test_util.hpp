@@ -18,13 +18,27 @@ namespace tessera::test {
 /// Files shipped inside the project (never outside it: CI has only the clone).
 inline const std::filesystem::path bundled_model =
     std::filesystem::path(TESSERA_SOURCE_DIR) / "examples" / "models" / "stories260K.gguf";
-/// The GGUF name among `candidates` that io::gguf_to_hf_name maps onto the HF tensor `hf_name`
-/// ("" when none does): what a converter writing `arch` names that tensor.
-inline std::string gguf_name_for(const std::string& arch, const std::string& hf_name,
-                                 const std::vector<std::string>& candidates) {
+/// The GGUF name among `candidates` that `rename` (a family's GGUF → HF naming, e.g.
+/// gguf_hf_name of families/family.hpp) maps onto the HF tensor `hf_name`, or "".
+template <class Rename>
+std::string gguf_name_for(const Rename& rename, const std::string& hf_name, const std::vector<std::string>& candidates) {
   for (const auto& c : candidates)
-    if (io::gguf_to_hf_name(arch, c) == hf_name) return c;
+    if (rename(c) == hf_name) return c;
   return {};
+}
+
+/// convert_hf_to_gguf.py's LlamaModel.permute on the rows of a (rows, cols) row-major matrix.
+inline std::vector<float> llama_permute(const std::vector<float>& w, index_t rows, index_t cols, index_t n_head) {
+  // reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2): out[h, i, j] = in[h, j, i]
+  const index_t half = rows / n_head / 2;
+  std::vector<float> out(w.size());
+  for (index_t h = 0; h < n_head; ++h)
+    for (index_t i = 0; i < half; ++i)
+      for (index_t j = 0; j < 2; ++j)
+        for (index_t c = 0; c < cols; ++c)
+          out[static_cast<std::size_t>(((h * half + i) * 2 + j) * cols + c)] =
+              w[static_cast<std::size_t>(((h * 2 + j) * half + i) * cols + c)];
+  return out;
 }
 
 inline const std::filesystem::path gguf_vocab_dir = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "tokenizers";

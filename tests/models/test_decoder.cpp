@@ -136,28 +136,18 @@ void check_gguf_conversion(const std::string& model_case, const std::string& arc
   g.kv_u32(p + "vocab_size", static_cast<std::uint32_t>(cfg.vocab));
   g.kv_f32(p + "rope.freq_base", cfg.rope.theta);
   g.kv_f32(p + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
-  auto permute = [](std::vector<float> w, index_t rows, index_t cols, index_t n_head) {
-    const index_t half = rows / n_head / 2;
-    std::vector<float> out(w.size());
-    for (index_t h = 0; h < n_head; ++h)
-      for (index_t i = 0; i < half; ++i)
-        for (index_t j = 0; j < 2; ++j)
-          for (index_t c = 0; c < cols; ++c)
-            out[std::size_t(((h * half + i) * 2 + j) * cols + c)] = w[std::size_t(((h * 2 + j) * half + i) * cols + c)];
-    return out;
-  };
   std::vector<std::string> candidates = {"token_embd.weight", "output_norm.weight", "output.weight"};
   for (index_t l = 0; l < cfg.n_layers; ++l)
     for (const auto& t : layer_tensors) candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
   for (const auto& name : hf.names()) {
-    const std::string gname = test::gguf_name_for(arch, name, candidates);
+    const std::string gname = test::gguf_name_for([&](std::string_view g) { return gguf_hf_name(arch, g); }, name, candidates);
     REQUIRE(!gname.empty());
     const auto& info = hf.info(name);
     std::vector<float> data(static_cast<std::size_t>(info.numel));
     if (info.extents.size() == 2) std::memcpy(data.data(), hf.f32<2>(name).data(), data.size() * 4);
     else std::memcpy(data.data(), hf.f32<1>(name).data(), data.size() * 4);
     const bool q = gname.ends_with("attn_q.weight"), k = gname.ends_with("attn_k.weight");
-    if (permute_qk && (q || k)) data = permute(data, info.extents[0], info.extents[1], q ? cfg.n_heads : cfg.n_kv_heads);
+    if (permute_qk && (q || k)) data = test::llama_permute(data, info.extents[0], info.extents[1], q ? cfg.n_heads : cfg.n_kv_heads);
     g.tensor_f32(gname, std::vector<std::int64_t>(info.extents.rbegin(), info.extents.rend()), data);
   }
   test::temp_dir dir("models_gguf_" + model_case);

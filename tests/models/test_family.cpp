@@ -3,13 +3,17 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <string_view>
 
 #include <tessera/families/registry.hpp>
 
+#include "common/test_util.hpp"
 #include "io/io_test_util.hpp"
 
 using namespace tessera;
+using io::ggml_type;
 
 namespace {
 const std::filesystem::path models_dir = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models";
@@ -254,4 +258,188 @@ TEST_CASE("config: absurd sizes are refused naming the field, before anything is
   expect_config_error([] { parse(R"({"model_type": "llama", "eos_token_id": [2, 99999999999]})"); }, "'eos_token_id'");
   expect_config_error([] { parse(R"({"model_type": "llama", "vocab_size": 1.5e300})"); }, "'vocab_size'");
   expect_config_error([] { parse(R"({"model_type": "llama", "vocab_size": 18446744073709551615})"); }, "'vocab_size'");
+}
+
+// ---- GGUF tensor names and what convert_hf_to_gguf.py changed, by family (families/*.hpp) ----
+
+namespace {
+std::vector<std::byte> as_bytes(const std::vector<float>& v) {
+  std::vector<std::byte> b(v.size() * 4);
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+std::vector<std::byte> as_f16_bytes(const std::vector<float>& v) {
+  std::vector<std::byte> b(v.size() * 2);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const auto h = f16(v[i]).bits;
+    std::memcpy(b.data() + 2 * i, &h, 2);
+  }
+  return b;
+}
+}  // namespace
+
+TEST_CASE("GGUF names by family: GGUF llama names, q/k un-permutation, f16 and Q8_0", "[models][gguf]") {
+  // A tiny llama: d_model 32, 4 heads of 8, 2 KV heads.
+  const index_t d = 32, n_head = 4, n_kv = 2, hd = 8;
+  const auto q = test::random_vector(n_head * hd * d), k = test::random_vector(n_kv * hd * d);
+  const auto qb = test::random_vector(n_head * hd), emb = test::random_vector(7 * d);
+  test::gguf_builder g;
+  g.kv_str("general.architecture", "llama");
+  g.kv_u32("llama.attention.head_count", static_cast<std::uint32_t>(n_head));
+  g.kv_u32("llama.attention.head_count_kv", static_cast<std::uint32_t>(n_kv));
+  g.tensor_f32("token_embd.weight", {d, 7}, emb);
+  g.tensor_f32("blk.0.attn_q.weight", {d, n_head * hd}, test::llama_permute(q, n_head * hd, d, n_head));
+  g.tensor_f32("blk.0.attn_q.bias", {n_head * hd}, test::llama_permute(qb, n_head * hd, 1, n_head));
+  g.tensor("blk.0.attn_k.weight", ggml_type::f16, {d, n_kv * hd}, as_f16_bytes(test::llama_permute(k, n_kv * hd, d, n_kv)));
+  // Q8_0 v_proj: one block per row, d = 0.25, q = (r * 5 + c) % 200 - 100
+  std::vector<std::byte> vq;
+  std::vector<float> v_expect;
+  for (index_t r = 0; r < n_kv * hd; ++r) {
+    const std::uint16_t scale = f16(0.25f).bits;
+    vq.push_back(static_cast<std::byte>(scale & 0xff));
+    vq.push_back(static_cast<std::byte>(scale >> 8));
+    for (index_t c = 0; c < d; ++c) {
+      const int qv = static_cast<int>((r * 5 + c) % 200) - 100;
+      vq.push_back(static_cast<std::byte>(static_cast<std::int8_t>(qv)));
+      v_expect.push_back(0.25f * static_cast<float>(qv));
+    }
+  }
+  g.tensor("blk.0.attn_v.weight", ggml_type::q8_0, {d, n_kv * hd}, vq);
+  g.tensor_f32("blk.0.ffn_gate.weight", {d, 3}, test::random_vector(3 * d));
+  g.tensor_f32("rope_freqs.weight", {4}, {1.f, 2.f, 3.f, 4.f});
+  test::temp_dir dir("wm_gguf");
+  test::write_file(dir / "m.gguf", g.bytes());
+
+  const auto m = open_weights(dir / "m.gguf");
+  REQUIRE(m.gguf() != nullptr);
+  CHECK(m.gguf()->get_string("general.architecture") == "llama");
+  CHECK(m.contains("model.embed_tokens.weight"));
+  CHECK(m.contains("model.layers.0.mlp.gate_proj.weight"));
+  CHECK(m.contains("rope_freqs.weight"));  // no HF name: kept
+  CHECK(m.info("model.layers.0.self_attn.q_proj.weight").file_name == "blk.0.attn_q.weight");
+  CHECK(m.info("model.layers.0.self_attn.q_proj.weight").extents == std::vector<index_t>{n_head * hd, d});
+  CHECK(m.info("model.layers.0.self_attn.v_proj.weight").type_name == "Q8_0");
+  CHECK(!m.info("model.layers.0.self_attn.v_proj.weight").type.has_value());
+  CHECK(m.dtype_counts() == std::map<std::string, index_t>{{"F16", 1}, {"F32", 5}, {"Q8_0", 1}});
+
+  const auto qv = m.f32<2>("model.layers.0.self_attn.q_proj.weight");
+  CHECK(std::memcmp(qv.data(), q.data(), q.size() * 4) == 0);  // HF layout restored
+  CHECK(std::memcmp(m.view<float, 2>("model.layers.0.self_attn.q_proj.weight").data(), q.data(), q.size() * 4) == 0);
+  CHECK(std::memcmp(m.f32<1>("model.layers.0.self_attn.q_proj.bias").data(), qb.data(), qb.size() * 4) == 0);
+  const auto kv = m.f32<2>("model.layers.0.self_attn.k_proj.weight");
+  const auto kh = m.view<f16, 2>("model.layers.0.self_attn.k_proj.weight");
+  for (index_t r = 0; r < n_kv * hd; ++r)
+    for (index_t c = 0; c < d; ++c) {
+      const float want = static_cast<float>(f16(k[static_cast<std::size_t>(r * d + c)]));
+      REQUIRE(kv(r, c) == want);
+      REQUIRE(static_cast<float>(kh(r, c)) == want);
+    }
+  const auto vv = m.f32<2>("model.layers.0.self_attn.v_proj.weight");
+  CHECK(std::memcmp(vv.data(), v_expect.data(), v_expect.size() * 4) == 0);
+  CHECK_THROWS_WITH((m.view<float, 2>("model.layers.0.self_attn.v_proj.weight")), Catch::Contains("Q8_0") && Catch::Contains("f32()"));
+  // zero-copy for untouched f32 tensors
+  const auto e = m.view<float, 2>("model.embed_tokens.weight");
+  CHECK(reinterpret_cast<const std::byte*>(e.data()) >= m.gguf()->mapping()->data());
+  CHECK(std::memcmp(e.data(), emb.data(), emb.size() * 4) == 0);
+}
+
+TEST_CASE("GGUF names by family: GGUF gpt2 transposes and mamba A", "[models][gguf]") {
+  test::temp_dir dir("wm_arch");
+  {
+    test::gguf_builder g;
+    g.kv_str("general.architecture", "gpt2");
+    const auto w = test::random_vector(5 * 3);  // GGUF stores (out = 5, in = 3)
+    g.tensor_f32("blk.1.attn_qkv.weight", {3, 5}, w);
+    g.tensor_f32("blk.1.attn_qkv.bias", {5}, test::random_vector(5));
+    g.tensor_f32("position_embd.weight", {3, 4}, test::random_vector(12));
+    test::write_file(dir / "g.gguf", g.bytes());
+    const auto m = open_weights(dir / "g.gguf");
+    CHECK(m.contains("transformer.wpe.weight"));
+    CHECK(m.contains("transformer.h.1.attn.c_attn.bias"));
+    const auto t = m.f32<2>("transformer.h.1.attn.c_attn.weight");  // HF Conv1D: (in, out)
+    REQUIRE(t.extents() == extents<2>{3, 5});
+    for (index_t i = 0; i < 3; ++i)
+      for (index_t o = 0; o < 5; ++o) CHECK(t(i, o) == w[static_cast<std::size_t>(o * 3 + i)]);
+    const auto tv = m.view<float, 2>("transformer.h.1.attn.c_attn.weight");
+    CHECK(tv(2, 4) == w[4 * 3 + 2]);
+  }
+  {
+    test::gguf_builder g;
+    g.kv_str("general.architecture", "mamba");
+    const auto a_log = test::random_vector(4 * 3, -2.f, 1.f);
+    std::vector<float> a;
+    for (float x : a_log) a.push_back(-std::exp(x));
+    g.tensor_f32("blk.0.ssm_a", {3, 4}, a);
+    g.tensor_f32("blk.0.ssm_d", {4}, test::random_vector(4));
+    g.tensor_f32("blk.0.ssm_conv1d.weight", {2, 4}, test::random_vector(8));
+    g.tensor_f32("token_embd.weight", {4, 2}, test::random_vector(8));
+    test::write_file(dir / "m.gguf", g.bytes());
+    const auto m = open_weights(dir / "m.gguf");
+    const auto al = m.f32<2>("backbone.layers.0.mixer.A_log");
+    for (std::size_t i = 0; i < a_log.size(); ++i) CHECK(al.data()[i] == Approx(a_log[i]).margin(1e-6));
+    CHECK(m.info("backbone.layers.0.mixer.conv1d.weight").extents == std::vector<index_t>{4, 1, 2});
+    CHECK(m.f32<3>("backbone.layers.0.mixer.conv1d.weight").extent(2) == 2);
+    CHECK(m.contains("backbone.layers.0.mixer.D"));
+    CHECK(m.contains("backbone.embeddings.weight"));
+  }
+  CHECK(gguf_hf_name("qwen2", "blk.12.ffn_down.weight") == "model.layers.12.mlp.down_proj.weight");
+  CHECK(gguf_hf_name("qwen3", "blk.3.attn_k_norm.weight") == "model.layers.3.self_attn.k_norm.weight");
+  CHECK(gguf_hf_name("qwen3", "blk.0.attn_q.weight") == "model.layers.0.self_attn.q_proj.weight");
+  CHECK(gguf_hf_name("llama", "output.weight") == "lm_head.weight");
+  CHECK(gguf_hf_name("llama", "output_norm.weight") == "model.norm.weight");
+  CHECK(gguf_hf_name("mamba2", "blk.3.ssm_dt.bias") == "backbone.layers.3.mixer.dt_bias");
+  CHECK(gguf_hf_name("mamba2", "blk.3.ssm_norm.weight") == "backbone.layers.3.mixer.norm.weight");
+  CHECK(gguf_hf_name("bert", "blk.0.attn_q.weight").empty());
+  CHECK(gguf_hf_name("llama", "blk.x.attn_q.weight").empty());
+}
+
+TEST_CASE("GGUF names by family: stories260K.gguf", "[models][gguf]") {
+  const auto m = open_weights(test::bundled_model);
+  CHECK(m.size() == 48);
+  CHECK(m.contains("model.layers.4.self_attn.k_proj.weight"));
+  CHECK(m.contains("lm_head.weight"));
+  CHECK(m.info("model.layers.0.self_attn.k_proj.weight").extents == std::vector<index_t>{32, 64});
+  CHECK(m.dtype_counts().at("F32") == 48);
+  CHECK(m.f32<2>("model.embed_tokens.weight").extents() == extents<2>{512, 64});
+  CHECK(m.gguf()->get_string_array("tokenizer.ggml.tokens").size() == 512);
+}
+
+TEST_CASE("GGUF names by family: a HF checkpoint and its GGUF conversion load to identical tensors", "[models][gguf]") {
+  // Convert the llama fixture the way convert_hf_to_gguf.py does (rename, permute q/k rows,
+  // reverse dims), then check that both load to the same HF-named, HF-layout tensors.
+  const auto models = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models";
+  const auto hf = io::weight_map::open(models / "llama");
+  const index_t n_head = 6, n_kv = 2, n_layers = 3;
+  std::vector<std::string> candidates = {"token_embd.weight", "output_norm.weight", "output.weight"};
+  for (index_t l = 0; l < n_layers; ++l)
+    for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
+      candidates.push_back("blk." + std::to_string(l) + "." + t + ".weight");
+  test::gguf_builder g;
+  g.kv_str("general.architecture", "llama");
+  g.kv_u32("llama.attention.head_count", static_cast<std::uint32_t>(n_head));
+  g.kv_u32("llama.attention.head_count_kv", static_cast<std::uint32_t>(n_kv));
+  for (const auto& name : hf.names()) {
+    const std::string gguf_name = test::gguf_name_for([](std::string_view g) { return gguf_hf_name("llama", g); }, name, candidates);
+    INFO(name);
+    REQUIRE(!gguf_name.empty());
+    const auto& info = hf.info(name);
+    std::vector<float> data(static_cast<std::size_t>(info.numel));
+    if (info.extents.size() == 2) std::memcpy(data.data(), hf.f32<2>(name).data(), data.size() * 4);
+    else std::memcpy(data.data(), hf.f32<1>(name).data(), data.size() * 4);
+    if (gguf_name.find("attn_q") != std::string::npos) data = test::llama_permute(data, info.extents[0], info.extents[1], n_head);
+    if (gguf_name.find("attn_k") != std::string::npos) data = test::llama_permute(data, info.extents[0], info.extents[1], n_kv);
+    g.tensor_f32(gguf_name, std::vector<std::int64_t>(info.extents.rbegin(), info.extents.rend()), data);
+  }
+  test::temp_dir dir("wm_convert");
+  test::write_file(dir / "llama.gguf", g.bytes());
+  const auto gg = open_weights(dir / "llama.gguf");
+  REQUIRE(gg.names() == hf.names());
+  for (const auto& name : hf.names()) {
+    INFO(name);
+    const auto& info = hf.info(name);
+    REQUIRE(gg.info(name).extents == info.extents);
+    const std::size_t bytes = static_cast<std::size_t>(info.numel) * 4;
+    if (info.extents.size() == 2) CHECK(std::memcmp(gg.f32<2>(name).data(), hf.f32<2>(name).data(), bytes) == 0);
+    else CHECK(std::memcmp(gg.f32<1>(name).data(), hf.f32<1>(name).data(), bytes) == 0);
+  }
 }

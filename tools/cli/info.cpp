@@ -97,7 +97,7 @@ std::uint64_t estimate_ssm_state_bytes(const model_config& c) {
 checkpoint_summary summarize(const std::filesystem::path& path, index_t context = 0) {
   checkpoint_summary s;
   s.config = load_config(path);
-  const auto m = io::weight_map::open(path);
+  const auto m = open_weights(path);
   s.files = m.files();
   if (m.gguf()) s.format = "gguf v" + std::to_string(m.gguf()->version());
   else s.format = s.files.size() > 1 ? "safetensors (" + std::to_string(s.files.size()) + " shards)" : "safetensors";
@@ -191,7 +191,7 @@ void check_max_memory(const common_options& o, const std::filesystem::path& path
   if (!o.max_memory) return;
   const std::uint64_t limit = parse_bytes(*o.max_memory, "--max-memory");
   const model_config c = load_config(path);
-  const auto m = io::weight_map::open(path);  // headers only: nothing of the weights is read
+  const auto m = open_weights(path);  // headers only: nothing of the weights is read
   const std::uint64_t weights = m.f32_bytes(), kv = estimate_kv_bytes(c, context, kv_elem_bytes),
                       ssm = estimate_ssm_state_bytes(c);
   const std::string what = "the model";

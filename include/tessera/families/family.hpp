@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -51,6 +52,10 @@ struct family {
   std::function<void(const io::json_fields&, model_config&)> read_hf;
   /// GGUF metadata → c, after the generic keys (d_model, n_layers, context, vocab, token ids).
   std::function<void(const io::gguf_file&, model_config&)> read_gguf;
+  /// GGUF tensor name → HF name (io::gguf_rename with the family's tables; "" keeps the name).
+  std::function<std::string(std::string_view)> gguf_name;
+  /// What convert_hf_to_gguf.py changed in one tensor (already renamed in fix), to undo on read.
+  std::function<void(const io::gguf_file&, std::string_view gguf_name, io::gguf_tensor_fix&)> gguf_fix;
   /// The causal LM, from its config and its weights (which it keeps alive); empty for encoders.
   std::function<std::unique_ptr<language_model>(const model_config&, std::shared_ptr<const io::weight_map>)> load;
   /// The encoder (BERT and friends); empty for causal LMs.
@@ -173,6 +178,18 @@ inline void read_rope(const io::json_fields& f, model_config& c, double default_
     throw config_error(p.file() + ": required field 'factor' is missing for rope_type " + type);
 }
 
+/// The most layers a config may declare (no real checkpoint comes near).
+inline constexpr index_t max_layers = index_t{1} << 14;
+
+/// num_hidden_layers checked before a reader sizes anything per layer (a schedule string, a list
+/// of layer types): a config of 1e9 layers is refused at once, not after a 1 GB string.
+inline void check_layer_count(index_t n, const std::string& file) {
+  if (n <= 0) throw config_error(file + ": field 'num_hidden_layers' must be positive, got " + std::to_string(n));
+  if (n > max_layers)
+    throw config_error(file + ": field 'num_hidden_layers' = " + std::to_string(n) + " is absurd (at most " +
+                       std::to_string(max_layers) + ")");
+}
+
 /// The sizes every model needs are positive and below limits no real checkpoint reaches (so that
 /// an absurd config is a config_error naming the field, before anything is sized from it).
 inline void check_positive(const model_config& c, const std::string& file) {
@@ -190,7 +207,7 @@ inline void check_positive(const model_config& c, const std::string& file) {
   };
   need(c.vocab, "vocab_size", index_t{1} << 26);
   need(c.d_model, "hidden_size", index_t{1} << 18);
-  need(c.n_layers, "num_hidden_layers", index_t{1} << 14);
+  check_layer_count(c.n_layers, file);
   at_most(c.d_ff, "intermediate_size", index_t{1} << 22);
   at_most(c.d_inner, "intermediate_size (d_inner)", index_t{1} << 22);
   at_most(c.d_state, "state_size", index_t{1} << 16);
@@ -225,6 +242,7 @@ inline void read_dims(const io::json_fields& f, model_config& c, const dim_defau
   c.vocab = f.get_int("vocab_size", d.vocab);
   c.d_model = f.get_int("hidden_size", d.d_model);
   c.n_layers = f.get_int("num_hidden_layers", d.n_layers);
+  check_layer_count(c.n_layers, f.file());  // before a reader sizes anything per layer
   read_attention_dims(f, c, d.n_heads);
 }
 
@@ -260,8 +278,8 @@ inline model_config parse_config(const nlohmann::json& config, const std::string
   fam->read_hf(f, c);
   if (c.architecture.empty() && !fam->architectures.empty()) c.architecture = fam->architectures.front();
   if (c.rope.type == rope_scaling_type::yarn && c.rope.original_max_position == 0) c.rope.original_max_position = c.max_position;
-  if (c.layer_schedule.empty() && c.n_layers > 0) c.layer_schedule.assign(static_cast<std::size_t>(c.n_layers), 'A');
   config_fields::check_positive(c, file);
+  if (c.layer_schedule.empty()) c.layer_schedule.assign(static_cast<std::size_t>(c.n_layers), 'A');
 
   if (generation && generation->is_object()) {
     io::json_fields g(*generation, generation_file);
@@ -326,6 +344,28 @@ struct gguf_keys {
   }
 };
 
+/// The HF name of GGUF tensor `gguf_name` in a file of architecture `arch`, or "" (no rule, or
+/// no family of that architecture).
+inline std::string gguf_hf_name(std::string_view arch, std::string_view gguf_name) {
+  const family* f = find_family_by_gguf(std::string(arch));
+  return f && f->gguf_name ? f->gguf_name(gguf_name) : std::string();
+}
+
+/// io::gguf_tensor_mapper of every registered family: the family that claims the file's
+/// general.architecture renames the tensor and says what to undo.
+inline void map_gguf_tensor(const io::gguf_file& g, std::string_view gguf_name, io::gguf_tensor_fix& fix) {
+  const family* f = find_family_by_gguf(g.try_string("general.architecture").value_or(""));
+  if (!f) return;
+  if (f->gguf_name) fix.name = f->gguf_name(gguf_name);
+  if (f->gguf_fix) f->gguf_fix(g, gguf_name, fix);
+}
+
+/// The weights of a checkpoint (folder, safetensors, index or GGUF), GGUF tensors under the HF
+/// names of their family (map_gguf_tensor).
+inline io::weight_map open_weights(const std::filesystem::path& path) {
+  return io::weight_map::open(path, map_gguf_tensor);
+}
+
 /// model_config from GGUF metadata: the generic keys here (`<arch>.embedding_length`,
 /// `block_count`, `context_length`, vocab, tokenizer ids; tie_word_embeddings when the file has
 /// no output.weight), the rest by the family that claims general.architecture.
@@ -342,6 +382,7 @@ inline model_config config_from_gguf(const io::gguf_file& g) {
   const gguf_keys k{g, *arch + "."};
   c.d_model = k.req("embedding_length");
   c.n_layers = k.req("block_count");
+  config_fields::check_layer_count(c.n_layers, g.path());
   c.max_position = k.opt("context_length").value_or(0);
   // vocab: <arch>.vocab_size, else the tokenizer, else the embedding rows
   if (auto v = k.opt("vocab_size")) c.vocab = *v;
@@ -358,8 +399,8 @@ inline model_config config_from_gguf(const io::gguf_file& g) {
   if (auto e = tok_id("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(*e);
   if (auto e = tok_id("tokenizer.ggml.eot_token_id"); e && (c.eos_token_ids.empty() || c.eos_token_ids[0] != *e))
     c.eos_token_ids.push_back(*e);
-  if (c.layer_schedule.empty() && c.n_layers > 0) c.layer_schedule.assign(static_cast<std::size_t>(c.n_layers), 'A');
   config_fields::check_positive(c, g.path());
+  if (c.layer_schedule.empty()) c.layer_schedule.assign(static_cast<std::size_t>(c.n_layers), 'A');
   return c;
 }
 

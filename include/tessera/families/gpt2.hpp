@@ -137,6 +137,24 @@ inline void read_gpt2_gguf(const io::gguf_file& g, model_config& c) {
   c.attention_bias = c.attention_out_bias = c.mlp_bias = true;
 }
 
+inline constexpr io::gguf_name_rule gpt2_gguf_global[] = {{"token_embd", "transformer.wte"},
+                                                      {"position_embd", "transformer.wpe"},
+                                                      {"output_norm", "transformer.ln_f"},
+                                                      {"output", "lm_head"}};
+inline constexpr io::gguf_name_rule gpt2_gguf_layer[] = {
+    {"attn_norm", "transformer.h.{}.ln_1"},          {"attn_qkv", "transformer.h.{}.attn.c_attn"},
+    {"attn_output", "transformer.h.{}.attn.c_proj"}, {"ffn_norm", "transformer.h.{}.ln_2"},
+    {"ffn_up", "transformer.h.{}.mlp.c_fc"},         {"ffn_down", "transformer.h.{}.mlp.c_proj"}};
+
+/// HF's GPT-2 stores Conv1D weights (in, out); convert_hf_to_gguf.py transposed them: back on read.
+inline void fix_gpt2_gguf(const io::gguf_file&, std::string_view n, io::gguf_tensor_fix& fix) {
+  if (fix.extents.size() == 2 && (n.ends_with(".attn_qkv.weight") || n.ends_with(".attn_output.weight") ||
+                                  n.ends_with(".ffn_up.weight") || n.ends_with(".ffn_down.weight"))) {
+    fix.transform = io::weight_transform::transpose;
+    fix.extents = {fix.extents[1], fix.extents[0]};
+  }
+}
+
 inline const bool gpt2_registered = register_family({
     .name = "gpt2",
     .model_types = {"gpt2"},
@@ -144,6 +162,8 @@ inline const bool gpt2_registered = register_family({
     .gguf_architectures = {"gpt2"},
     .read_hf = read_gpt2_config,
     .read_gguf = read_gpt2_gguf,
+    .gguf_name = [](std::string_view n) { return io::gguf_rename(gpt2_gguf_global, gpt2_gguf_layer, n); },
+    .gguf_fix = fix_gpt2_gguf,
     .load = load_gpt2,
 });
 

@@ -45,7 +45,7 @@ inline std::unique_ptr<hybrid_model> load_jamba(const model_config& cfg, std::sh
 }
 
 inline std::unique_ptr<hybrid_model> load_jamba(const std::filesystem::path& path) {
-  return load_jamba(load_config(path), std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+  return load_jamba(load_config(path), std::make_shared<const io::weight_map>(open_weights(path)));
 }
 
 /// config.json of JambaConfig (transformers 5 defaults).
@@ -77,6 +77,7 @@ inline void read_jamba_config(const io::json_fields& f, model_config& c) {
   c.dt_rank = dt_rank_of(f, "mamba_dt_rank", c.d_model);
   c.conv_bias = f.get_bool("mamba_conv_bias", true);
   c.proj_bias = f.get_bool("mamba_proj_bias", false);
+  config_fields::check_layer_count(c.n_layers, f.file());
   c.layer_schedule.clear();
   for (index_t i = 0; i < c.n_layers; ++i) c.layer_schedule += i % c.attn_layer_period == c.attn_layer_offset ? 'A' : 'M';
   c.bos_token_id = static_cast<std::int32_t>(f.get_int("bos_token_id", 1));

@@ -135,6 +135,30 @@ inline void read_llama_gguf(const io::gguf_file& g, model_config& c) {
   if (auto w = k.opt("attention.sliding_window"); w && *w > 0) c.sliding_window = *w;
 }
 
+// llama.cpp's tensor names (gguf-py tensor_mapping.py, read in reverse); q/k norms are Qwen3's.
+inline constexpr io::gguf_name_rule llama_gguf_global[] = {
+    {"token_embd", "model.embed_tokens"}, {"output_norm", "model.norm"}, {"output", "lm_head"}};
+inline constexpr io::gguf_name_rule llama_gguf_layer[] = {
+    {"attn_norm", "model.layers.{}.input_layernorm"},  {"attn_q", "model.layers.{}.self_attn.q_proj"},
+    {"attn_k", "model.layers.{}.self_attn.k_proj"},    {"attn_v", "model.layers.{}.self_attn.v_proj"},
+    {"attn_output", "model.layers.{}.self_attn.o_proj"}, {"ffn_norm", "model.layers.{}.post_attention_layernorm"},
+    {"ffn_gate", "model.layers.{}.mlp.gate_proj"},     {"ffn_up", "model.layers.{}.mlp.up_proj"},
+    {"ffn_down", "model.layers.{}.mlp.down_proj"},     {"attn_q_norm", "model.layers.{}.self_attn.q_norm"},
+    {"attn_k_norm", "model.layers.{}.self_attn.k_norm"}};
+
+/// convert_hf_to_gguf.py permutes the q/k rows of llama and mistral (RoPE pairs interleaved); read
+/// back in HF's rotate-half order. qwen2 / qwen3 files keep HF's order.
+inline void fix_llama_gguf(const io::gguf_file& g, std::string_view name, io::gguf_tensor_fix& fix) {
+  const std::string arch = g.try_string("general.architecture").value_or("");
+  if (arch != "llama" && arch != "mistral") return;
+  const bool q = name.ends_with(".attn_q.weight") || name.ends_with(".attn_q.bias");
+  const bool k = name.ends_with(".attn_k.weight") || name.ends_with(".attn_k.bias");
+  const std::int64_t n_head = g.try_int(arch + ".attention.head_count").value_or(0);
+  if ((!q && !k) || n_head <= 0) return;
+  fix.transform = io::weight_transform::unpermute_rope;
+  fix.rope_heads = q ? n_head : g.try_int(arch + ".attention.head_count_kv").value_or(n_head);
+}
+
 inline const bool llama_registered = register_family({
     .name = "llama",
     .model_types = {"llama", "mistral", "qwen2", "qwen3"},
@@ -143,6 +167,8 @@ inline const bool llama_registered = register_family({
     .gguf_architectures = {"llama", "mistral", "qwen2", "qwen3"},
     .read_hf = read_llama_config,
     .read_gguf = read_llama_gguf,
+    .gguf_name = [](std::string_view n) { return io::gguf_rename(llama_gguf_global, llama_gguf_layer, n); },
+    .gguf_fix = fix_llama_gguf,
     .load = load_llama,
 });
 

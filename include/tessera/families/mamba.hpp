@@ -57,7 +57,7 @@ inline std::unique_ptr<hybrid_model> load_mamba(const model_config& cfg, std::sh
 
 /// From a Hugging Face folder (config.json + safetensors) or a .gguf file.
 inline std::unique_ptr<hybrid_model> load_mamba(const std::filesystem::path& path) {
-  return load_mamba(load_config(path), std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+  return load_mamba(load_config(path), std::make_shared<const io::weight_map>(open_weights(path)));
 }
 
 inline index_t dt_rank_of(const io::json_fields& f, const std::string& key, index_t d_model) {
@@ -110,7 +110,8 @@ inline void read_mamba_config(const io::json_fields& f, model_config& c, bool v2
   c.bos_token_id = static_cast<std::int32_t>(f.get_int("bos_token_id", 0));
   c.eos_token_ids = f.json().contains("eos_token_id") ? f.int_list("eos_token_id") : std::vector<std::int32_t>{v2 ? 2 : 0};
   c.pad_token_id = static_cast<std::int32_t>(f.get_int("pad_token_id", v2 ? 1 : 0));
-  c.layer_schedule.assign(static_cast<std::size_t>(std::max<index_t>(0, c.n_layers)), 'M');
+  config_fields::check_layer_count(c.n_layers, f.file());
+  c.layer_schedule.assign(static_cast<std::size_t>(c.n_layers), 'M');
 }
 
 
@@ -137,7 +138,23 @@ inline void read_mamba_gguf(const io::gguf_file& g, model_config& c) {
     c.ssm_head_dim = c.ssm_n_heads > 0 ? c.d_inner / c.ssm_n_heads : 0;
     c.time_step_limit_hi = std::numeric_limits<float>::infinity();
   }
-  c.layer_schedule.assign(static_cast<std::size_t>(std::max<index_t>(0, c.n_layers)), 'M');
+  config_fields::check_layer_count(c.n_layers, g.path());
+  c.layer_schedule.assign(static_cast<std::size_t>(c.n_layers), 'M');
+}
+
+inline constexpr io::gguf_name_rule mamba_gguf_global[] = {
+    {"token_embd", "backbone.embeddings"}, {"output_norm", "backbone.norm_f"}, {"output", "lm_head"}};
+inline constexpr io::gguf_name_rule mamba_gguf_layer[] = {
+    {"attn_norm", "backbone.layers.{}.norm"},          {"ssm_in", "backbone.layers.{}.mixer.in_proj"},
+    {"ssm_conv1d", "backbone.layers.{}.mixer.conv1d"}, {"ssm_x", "backbone.layers.{}.mixer.x_proj"},
+    {"ssm_dt", "backbone.layers.{}.mixer.dt_proj"},    {"ssm_a", "backbone.layers.{}.mixer.A_log"},
+    {"ssm_d", "backbone.layers.{}.mixer.D"},           {"ssm_out", "backbone.layers.{}.mixer.out_proj"}};
+
+/// convert_hf_to_gguf.py stores A = -exp(A_log) (read back as log(-A)) and conv1d as (d, k)
+/// (HF: (d, 1, k)).
+inline void fix_mamba_gguf(const io::gguf_file&, std::string_view n, io::gguf_tensor_fix& fix) {
+  if (n.ends_with(".ssm_a")) fix.transform = io::weight_transform::log_neg;
+  if (n.ends_with(".ssm_conv1d.weight") && fix.extents.size() == 2) fix.extents = {fix.extents[0], 1, fix.extents[1]};
 }
 
 inline const bool mamba_registered = register_family({
@@ -147,6 +164,8 @@ inline const bool mamba_registered = register_family({
     .gguf_architectures = {"mamba"},
     .read_hf = [](const io::json_fields& f, model_config& c) { read_mamba_config(f, c, false); },
     .read_gguf = read_mamba_gguf,
+    .gguf_name = [](std::string_view n) { return io::gguf_rename(mamba_gguf_global, mamba_gguf_layer, n); },
+    .gguf_fix = fix_mamba_gguf,
     .load = [](const model_config& c, std::shared_ptr<const io::weight_map> w) -> std::unique_ptr<language_model> {
       return load_mamba(c, std::move(w));
     },

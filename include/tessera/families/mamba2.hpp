@@ -28,7 +28,28 @@ inline std::unique_ptr<hybrid_model> load_mamba2(const model_config& cfg, std::s
 }
 
 inline std::unique_ptr<hybrid_model> load_mamba2(const std::filesystem::path& path) {
-  return load_mamba2(load_config(path), std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+  return load_mamba2(load_config(path), std::make_shared<const io::weight_map>(open_weights(path)));
+}
+
+inline constexpr io::gguf_name_rule mamba2_gguf_layer[] = {
+    {"attn_norm", "backbone.layers.{}.norm"},          {"ssm_in", "backbone.layers.{}.mixer.in_proj"},
+    {"ssm_conv1d", "backbone.layers.{}.mixer.conv1d"}, {"ssm_a", "backbone.layers.{}.mixer.A_log"},
+    {"ssm_d", "backbone.layers.{}.mixer.D"},           {"ssm_norm", "backbone.layers.{}.mixer.norm"},
+    {"ssm_out", "backbone.layers.{}.mixer.out_proj"}};
+
+/// blk.N.ssm_dt.bias is Mamba-2's dt_bias; the rest by the table.
+inline std::string mamba2_gguf_name(std::string_view n) {
+  if (n.starts_with("blk.") && n.ends_with(".ssm_dt.bias"))
+    return "backbone.layers." + std::string(n.substr(4, n.size() - 4 - 12)) + ".mixer.dt_bias";
+  return io::gguf_rename(mamba_gguf_global, mamba2_gguf_layer, n);
+}
+
+/// Mamba's changes, and A, D stored (n_heads, 1) and the grouped norm (groups, d / groups).
+inline void fix_mamba2_gguf(const io::gguf_file& g, std::string_view n, io::gguf_tensor_fix& fix) {
+  fix_mamba_gguf(g, n, fix);
+  if ((n.ends_with(".ssm_a") || n.ends_with(".ssm_d")) && fix.extents.size() == 2 && fix.extents[1] == 1)
+    fix.extents = {fix.extents[0]};
+  if (n.ends_with(".ssm_norm.weight") && fix.extents.size() == 2) fix.extents = {fix.extents[0] * fix.extents[1]};
 }
 
 inline const bool mamba2_registered = register_family({
@@ -38,6 +59,8 @@ inline const bool mamba2_registered = register_family({
     .gguf_architectures = {"mamba2"},
     .read_hf = [](const io::json_fields& f, model_config& c) { read_mamba_config(f, c, true); },
     .read_gguf = read_mamba_gguf,
+    .gguf_name = mamba2_gguf_name,
+    .gguf_fix = fix_mamba2_gguf,
     .load = [](const model_config& c, std::shared_ptr<const io::weight_map> w) -> std::unique_ptr<language_model> {
       return load_mamba2(c, std::move(w));
     },

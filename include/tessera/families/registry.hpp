@@ -52,13 +52,13 @@ inline std::unique_ptr<text_encoder> load_encoder(const model_config& cfg, std::
 /// Loads an encoder from a Hugging Face folder.
 inline std::unique_ptr<text_encoder> load_encoder(const std::filesystem::path& path) {
   const model_config cfg = load_config(path);
-  return load_encoder(cfg, std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+  return load_encoder(cfg, std::make_shared<const io::weight_map>(open_weights(path)));
 }
 
 /// Loads a causal LM from a Hugging Face folder (config.json + *.safetensors) or a .gguf file.
 inline std::unique_ptr<language_model> load_language_model(const std::filesystem::path& path) {
   const model_config cfg = load_config(path);
-  return load_language_model(cfg, std::make_shared<const io::weight_map>(io::weight_map::open(path)));
+  return load_language_model(cfg, std::make_shared<const io::weight_map>(open_weights(path)));
 }
 
 }  // namespace v0

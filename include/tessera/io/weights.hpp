@@ -3,13 +3,13 @@
 // A weight_map opens a Hugging Face folder (model.safetensors, or shards listed in
 // model.safetensors.index.json) or one .gguf file, and hands out tensors by their Hugging Face
 // name, in the Hugging Face layout, whatever the file:
-//   - GGUF names are mapped to HF names with one table per architecture (llama, mistral, qwen2, qwen3,
-//     gpt2, mamba, mamba2): `blk.0.attn_q.weight` → `model.layers.0.self_attn.q_proj.weight`.
-//     GGUF tensors with no table entry keep their GGUF name.
+//   - GGUF names become HF names through a gguf_tensor_mapper given to open() / from_gguf(): each
+//     family knows its own (families/<name>.hpp, `blk.0.attn_q.weight` →
+//     `model.layers.0.self_attn.q_proj.weight`, written with gguf_rename and a table) and what
+//     llama.cpp's convert_hf_to_gguf.py changed, which the map undoes on read (weight_transform:
+//     llama's q/k row permutation, GPT-2's transposed Conv1D weights, Mamba's A = -exp(A_log);
+//     reshaped extents). Without a mapper, or for a tensor it does not rename, the GGUF name stays.
 //   - ggml dims are innermost-first: a GGUF tensor with ne = [k, n] is our (n, k).
-//   - What llama.cpp's convert_hf_to_gguf.py changed is undone: the q/k row permutation of
-//     `llama` (RoPE pairs interleaved → HF rotate-half halves), GPT-2's transposed Conv1D weights,
-//     Mamba's A = -exp(A_log) (→ A_log = log(-A)) and squeezed / reshaped conv1d, A, D and norm.
 // view<T, Rank>(name) is zero-copy into the mapping when the stored dtype is T, nothing needs
 // undoing and the data is aligned; otherwise the tensor is materialized once into owned aligned
 // storage. f32<Rank>(name) converts f16 / bf16 / quantized tensors to f32 once and caches the
@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,91 +87,28 @@ inline std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+/// One renaming rule: GGUF name part → HF name ("{}" stands for the layer index).
 struct gguf_name_rule {
   std::string_view gguf;  // per-layer part after "blk.N." (or the whole name for global rules), without suffix
   std::string_view hf;    // with "{}" for the layer index
 };
 
-// One table per architecture (gguf-py tensor_mapping.py, read in reverse).
-inline constexpr gguf_name_rule llama_global[] = {
-    {"token_embd", "model.embed_tokens"}, {"output_norm", "model.norm"}, {"output", "lm_head"}};
-inline constexpr gguf_name_rule llama_layer[] = {
-    {"attn_norm", "model.layers.{}.input_layernorm"},  {"attn_q", "model.layers.{}.self_attn.q_proj"},
-    {"attn_k", "model.layers.{}.self_attn.k_proj"},    {"attn_v", "model.layers.{}.self_attn.v_proj"},
-    {"attn_output", "model.layers.{}.self_attn.o_proj"}, {"ffn_norm", "model.layers.{}.post_attention_layernorm"},
-    {"ffn_gate", "model.layers.{}.mlp.gate_proj"},     {"ffn_up", "model.layers.{}.mlp.up_proj"},
-    {"ffn_down", "model.layers.{}.mlp.down_proj"}};
-inline constexpr gguf_name_rule qwen3_layer[] = {  // llama's + per-head q/k RMSNorms (not permuted)
-    {"attn_norm", "model.layers.{}.input_layernorm"},  {"attn_q", "model.layers.{}.self_attn.q_proj"},
-    {"attn_k", "model.layers.{}.self_attn.k_proj"},    {"attn_v", "model.layers.{}.self_attn.v_proj"},
-    {"attn_output", "model.layers.{}.self_attn.o_proj"}, {"ffn_norm", "model.layers.{}.post_attention_layernorm"},
-    {"ffn_gate", "model.layers.{}.mlp.gate_proj"},     {"ffn_up", "model.layers.{}.mlp.up_proj"},
-    {"ffn_down", "model.layers.{}.mlp.down_proj"},     {"attn_q_norm", "model.layers.{}.self_attn.q_norm"},
-    {"attn_k_norm", "model.layers.{}.self_attn.k_norm"}};
-inline constexpr gguf_name_rule gpt2_global[] = {{"token_embd", "transformer.wte"},
-                                                 {"position_embd", "transformer.wpe"},
-                                                 {"output_norm", "transformer.ln_f"},
-                                                 {"output", "lm_head"}};
-inline constexpr gguf_name_rule gpt2_layer[] = {
-    {"attn_norm", "transformer.h.{}.ln_1"},       {"attn_qkv", "transformer.h.{}.attn.c_attn"},
-    {"attn_output", "transformer.h.{}.attn.c_proj"}, {"ffn_norm", "transformer.h.{}.ln_2"},
-    {"ffn_up", "transformer.h.{}.mlp.c_fc"},      {"ffn_down", "transformer.h.{}.mlp.c_proj"}};
-inline constexpr gguf_name_rule mamba_global[] = {
-    {"token_embd", "backbone.embeddings"}, {"output_norm", "backbone.norm_f"}, {"output", "lm_head"}};
-inline constexpr gguf_name_rule mamba_layer[] = {
-    {"attn_norm", "backbone.layers.{}.norm"},         {"ssm_in", "backbone.layers.{}.mixer.in_proj"},
-    {"ssm_conv1d", "backbone.layers.{}.mixer.conv1d"}, {"ssm_x", "backbone.layers.{}.mixer.x_proj"},
-    {"ssm_dt", "backbone.layers.{}.mixer.dt_proj"},   {"ssm_a", "backbone.layers.{}.mixer.A_log"},
-    {"ssm_d", "backbone.layers.{}.mixer.D"},          {"ssm_out", "backbone.layers.{}.mixer.out_proj"}};
-inline constexpr gguf_name_rule mamba2_layer[] = {
-    {"attn_norm", "backbone.layers.{}.norm"},         {"ssm_in", "backbone.layers.{}.mixer.in_proj"},
-    {"ssm_conv1d", "backbone.layers.{}.mixer.conv1d"}, {"ssm_a", "backbone.layers.{}.mixer.A_log"},
-    {"ssm_d", "backbone.layers.{}.mixer.D"},          {"ssm_norm", "backbone.layers.{}.mixer.norm"},
-    {"ssm_out", "backbone.layers.{}.mixer.out_proj"}};
-
 }  // namespace detail
 
-/// The GGUF architectures whose tensor names weight_map maps to Hugging Face names.
-inline const std::vector<std::string>& gguf_mapped_architectures() {
-  static const std::vector<std::string> v = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "mamba", "mamba2"};
-  return v;
-}
+using detail::gguf_name_rule;
 
-/// The Hugging Face name of GGUF tensor `gguf_name` of architecture `arch`, or "" when the
-/// architecture's table has no entry for it.
-inline std::string gguf_to_hf_name(std::string_view arch, std::string_view gguf_name) {
-  using namespace detail;
-  std::span<const gguf_name_rule> global, layer;
-  if (arch == "llama" || arch == "mistral" || arch == "qwen2") {
-    global = llama_global;
-    layer = llama_layer;
-  } else if (arch == "qwen3") {
-    global = llama_global;
-    layer = qwen3_layer;
-  } else if (arch == "gpt2") {
-    global = gpt2_global;
-    layer = gpt2_layer;
-  } else if (arch == "mamba") {
-    global = mamba_global;
-    layer = mamba_layer;
-  } else if (arch == "mamba2") {
-    global = mamba_global;
-    layer = mamba2_layer;
-  } else {
-    return {};
-  }
-  // Split off the suffix (.weight / .bias); ssm_a / ssm_d have none.
+/// The HF name of GGUF tensor `gguf_name` by a family's tables: `global` for whole names
+/// ("token_embd" → "model.embed_tokens"), `layer` for the part after "blk.N."; the .weight /
+/// .bias suffix is kept. "" when no rule matches.
+inline std::string gguf_rename(std::span<const gguf_name_rule> global, std::span<const gguf_name_rule> layer,
+                               std::string_view gguf_name) {
   std::string_view base = gguf_name, suffix;
   for (std::string_view s : {std::string_view(".weight"), std::string_view(".bias")})
-    if (base.size() > s.size() && base.substr(base.size() - s.size()) == s) {
+    if (base.size() > s.size() && base.ends_with(s)) {
       suffix = s;
       base.remove_suffix(s.size());
       break;
     }
-  if (arch == "mamba2" && base.starts_with("blk.") && base.ends_with(".ssm_dt") && suffix == ".bias") {
-    const std::string_view bid = base.substr(4, base.size() - 4 - 7);
-    return "backbone.layers." + std::string(bid) + ".mixer.dt_bias";
-  }
   if (base.starts_with("blk.")) {
     const std::size_t dot = base.find('.', 4);
     if (dot == std::string_view::npos) return {};
@@ -190,6 +128,17 @@ inline std::string gguf_to_hf_name(std::string_view arch, std::string_view gguf_
   return {};
 }
 
+/// What a family's GGUF map says about one tensor: its HF name and what to undo on read.
+struct gguf_tensor_fix {
+  std::string name;                     // HF name; "" keeps the GGUF name
+  std::vector<index_t> extents;         // HF-layout extents, outermost first (preset to the file's)
+  weight_transform transform = weight_transform::none;
+  index_t rope_heads = 0;               // unpermute_rope: heads of the projection
+};
+
+/// Called once per GGUF tensor with the file (its metadata) and the tensor's GGUF name.
+using gguf_tensor_mapper = std::function<void(const gguf_file&, std::string_view gguf_name, gguf_tensor_fix&)>;
+
 class weight_map {
  public:
   weight_map() = default;
@@ -201,7 +150,7 @@ class weight_map {
   /// Opens a Hugging Face folder (single or sharded safetensors), a .safetensors file, a
   /// model.safetensors.index.json, or a .gguf file. io_error when nothing can be read there,
   /// format_error for malformed files.
-  static weight_map open(const std::filesystem::path& path) {
+  static weight_map open(const std::filesystem::path& path, const gguf_tensor_mapper& map = {}) {
     namespace fs = std::filesystem;
     weight_map m;
     m.source_ = path.string();
@@ -221,7 +170,7 @@ class weight_map {
         if (!st.empty()) {
           for (const auto& p : st) m.load_safetensors(std::make_shared<safetensors_file>(p));
         } else if (gg.size() == 1) {
-          m.load_gguf(std::make_shared<gguf_file>(gg[0]));
+          m.load_gguf(std::make_shared<gguf_file>(gg[0]), map);
         } else {
           throw io_error(path.string() + ": no model.safetensors, model.safetensors.index.json, *.safetensors or single "
                                          "*.gguf in this folder");
@@ -234,7 +183,7 @@ class weight_map {
     } else {
       auto file = map_file(path);
       if (file->size() >= 4 && std::memcmp(file->data(), "GGUF", 4) == 0)
-        m.load_gguf(std::make_shared<gguf_file>(file));
+        m.load_gguf(std::make_shared<gguf_file>(file), map);
       else
         m.load_safetensors(std::make_shared<safetensors_file>(file));
     }
@@ -251,10 +200,10 @@ class weight_map {
     m.finish();
     return m;
   }
-  static weight_map from_gguf(std::shared_ptr<gguf_file> file) {
+  static weight_map from_gguf(std::shared_ptr<gguf_file> file, const gguf_tensor_mapper& map = {}) {
     weight_map m;
     m.source_ = file->path();
-    m.load_gguf(std::move(file));
+    m.load_gguf(std::move(file), map);
     m.finish();
     return m;
   }
@@ -537,14 +486,13 @@ class weight_map {
     }
   }
 
-  void load_gguf(std::shared_ptr<gguf_file> g) {
-    const std::string arch = g->try_string("general.architecture").value_or("");
-    const std::int64_t n_head = g->try_int(arch + ".attention.head_count").value_or(0);
-    const std::int64_t n_head_kv = g->try_int(arch + ".attention.head_count_kv").value_or(n_head);
+  void load_gguf(std::shared_ptr<gguf_file> g, const gguf_tensor_mapper& map) {
     for (const auto& t : g->tensors()) {
       auto e = std::make_unique<entry>();
-      std::string hf = gguf_to_hf_name(arch, t.name);
-      e->info.name = hf.empty() ? t.name : hf;
+      gguf_tensor_fix fix;
+      fix.extents = t.extents;
+      if (map) map(*g, t.name, fix);
+      e->info.name = fix.name.empty() ? t.name : fix.name;
       e->info.file_name = t.name;
       e->info.file = g->path();
       e->info.type_name = ggml_type_name(t.type);
@@ -560,42 +508,34 @@ class weight_map {
         case ggml_type::i64: e->info.type = dtype::i64; break;
         default: break;
       }
-      e->info.extents = e->stored_extents = t.extents;
+      e->stored_extents = t.extents;
+      e->info.extents = std::move(fix.extents);
       e->info.numel = t.numel;
       e->info.nbytes = t.nbytes;
       e->data = g->tensor_data(t);
-      const std::string_view n = t.name;
-      auto ends = [&](std::string_view s) { return n.ends_with(s); };
-      // Undo convert_hf_to_gguf.py's changes.
-      if (arch == "llama" || arch == "mistral") {
-        const bool q = ends(".attn_q.weight") || ends(".attn_q.bias");
-        const bool k = ends(".attn_k.weight") || ends(".attn_k.bias");
-        if ((q || k) && n_head > 0) {
-          e->rope_heads = q ? n_head : n_head_kv;
-          const index_t rows = t.extents.empty() ? 0 : t.extents[0];
-          if (e->rope_heads <= 0 || rows % (2 * e->rope_heads) != 0)
-            throw format_error(g->path() + ": tensor '" + t.name + "' has " + std::to_string(rows) +
-                               " rows, not a multiple of 2 x " + std::to_string(e->rope_heads) + " heads");
-          e->transform = weight_transform::unpermute_rope;
-        }
-      } else if (arch == "gpt2") {
-        if (t.extents.size() == 2 && (ends(".attn_qkv.weight") || ends(".attn_output.weight") || ends(".ffn_up.weight") ||
-                                      ends(".ffn_down.weight"))) {
-          e->transform = weight_transform::transpose;
-          e->info.extents = {t.extents[1], t.extents[0]};
-        }
-      } else if (arch == "mamba" || arch == "mamba2") {
-        if (ends(".ssm_a")) e->transform = weight_transform::log_neg;
-        if (ends(".ssm_conv1d.weight") && t.extents.size() == 2) e->info.extents = {t.extents[0], 1, t.extents[1]};
-        if (arch == "mamba2") {
-          if ((ends(".ssm_a") || ends(".ssm_d")) && t.extents.size() == 2 && t.extents[1] == 1)
-            e->info.extents = {t.extents[0]};
-          if (ends(".ssm_norm.weight") && t.extents.size() == 2) e->info.extents = {t.extents[0] * t.extents[1]};
-        }
-      }
+      e->transform = fix.transform;
+      e->rope_heads = fix.rope_heads;
+      check_fix(*e, g->path());
       add(std::move(e));
     }
     gguf_ = std::move(g);
+  }
+
+  // What a mapper asked for must fit the stored tensor: same element count, and for the data
+  // transforms the shapes they assume.
+  static void check_fix(const entry& e, const std::string& path) {
+    const std::string what = path + ": tensor '" + e.info.file_name + "'";
+    std::int64_t numel = 1;
+    for (index_t x : e.info.extents) numel *= x;
+    if (numel != e.info.numel) throw format_error(what + ": the family's GGUF map reshapes it to another element count");
+    if (e.transform == weight_transform::unpermute_rope) {
+      const index_t rows = e.stored_extents.empty() ? 0 : e.stored_extents[0];
+      if (e.rope_heads <= 0 || rows % (2 * e.rope_heads) != 0)
+        throw format_error(what + " has " + std::to_string(rows) + " rows, not a multiple of 2 x " +
+                           std::to_string(e.rope_heads) + " heads");
+    }
+    if (e.transform == weight_transform::transpose && e.stored_extents.size() != 2)
+      throw format_error(what + ": only a matrix can be transposed");
   }
 
   void finish() {
