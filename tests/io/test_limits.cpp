@@ -66,6 +66,15 @@ TEST_CASE("limits: GGUF counts and lengths beyond the file are format_errors nam
              Contains("tensor 't'") && Contains("lies outside the file"));
 }
 
+TEST_CASE("limits: an empty tensor may not claim more rows than the file could hold", "[io][limits]") {
+  // fuzz_gguf: a (2^60, 0) weight has no bytes, but the GPT-2 loader's transpose looped 2^60 times
+  using Catch::Matchers::Contains;
+  CHECK_THAT(refused_fast<format_error>([] { io::gguf_file(bad / "gguf_empty_tensor_2e60_rows.gguf"); }),
+             Contains("tensor 't': dims describe more than the"));
+  CHECK_THAT(refused_fast<format_error>([] { io::safetensors_file(bad / "st_empty_tensor_2e60_rows.safetensors"); }),
+             Contains("tensor 't': shape [1152921504606846976, 0] describes more than the"));
+}
+
 TEST_CASE("limits: GGUF metadata sizes of a model are config_errors naming the key and value", "[io][limits]") {
   using Catch::Matchers::Contains;
   CHECK_THAT(refused_fast<config_error>([] { load_config(bad / "gguf_block_count_1e9.gguf"); }, 1e9),
@@ -82,7 +91,10 @@ TEST_CASE("limits: safetensors overlapping offsets, a byte size past 64 bits and
              Contains("tensor 'b' overlaps the previous tensor"));
   // shape [2^61] of F64 is 2^67 bytes: the product wrapped to 0 and matched data_offsets [0, 0]
   CHECK_THAT(refused_fast<format_error>([] { io::safetensors_file(bad / "st_bytes_overflow.safetensors"); }),
-             Contains("tensor 'big': shape [2305843009213693952] of F64 needs more bytes than the data block of 0 bytes"));
+             Contains("tensor 'big': shape [2305843009213693952] describes more than the 664 elements a file of 82 bytes"));
+  // a shape the file could describe but whose bytes are not in the data block: checked before multiplying
+  CHECK_THAT(refused_fast<format_error>([] { io::safetensors_file(bad / "st_bytes_past_data.safetensors"); }),
+             Contains("tensor 'big': shape [100] of F64 needs more bytes than the data block of 0 bytes"));
   CHECK_THAT(refused_fast<format_error>([] { io::safetensors_file(bad / "st_duplicate_name.safetensors"); }),
              Contains("tensor 'w' appears twice"));
   // the same through weight_map (what loaders open)

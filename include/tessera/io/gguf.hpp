@@ -321,6 +321,9 @@ class gguf_file {
 
   static bool valid_type(std::uint32_t t) noexcept { return t <= 12; }
 
+  /// Elements a file of `bytes` bytes can hold at most (ggml's densest types take > 1/8 byte each).
+  static std::uint64_t max_elements(std::uint64_t bytes) noexcept { return bytes * 8 + 8; }
+
   // Reads one scalar of type t into v (integers to v.i, floats to v.f, strings to v.s).
   void read_scalar(detail::byte_reader& r, gguf_type t, gguf_value& v, const std::string& key) {
     const char* what = "metadata value";
@@ -435,13 +438,20 @@ class gguf_file {
       const auto n_dims = r.read<std::uint32_t>("tensor rank");
       if (n_dims > 4) r.fail("tensor '" + t.name + "': rank " + std::to_string(n_dims) + " > 4");
       std::int64_t numel = 1;
+      std::uint64_t nonzero = 1;  // product of the non-zero dims: what loops over an empty tensor run
       for (std::uint32_t d = 0; d < n_dims; ++d) {
         const auto ne = r.read<std::int64_t>("tensor dimension");
         if (ne < 0) r.fail("tensor '" + t.name + "': negative dimension " + std::to_string(ne));
         if (ne != 0 && numel > INT64_MAX / ne) r.fail("tensor '" + t.name + "': element count overflows");
         numel *= ne;
+        if (ne != 0) nonzero = nonzero > max_elements(f.size()) / static_cast<std::uint64_t>(ne) ? max_elements(f.size()) + 1 : nonzero * static_cast<std::uint64_t>(ne);
         t.ne.push_back(ne);
       }
+      // Even an empty tensor (a zero dim) may not claim more rows than the file could hold: a
+      // (2^60, 0) matrix has no bytes, but transposing it loops 2^60 times.
+      if (nonzero > max_elements(f.size()))
+        r.fail("tensor '" + t.name + "': dims describe more than the " + std::to_string(max_elements(f.size())) +
+               " elements a file of " + std::to_string(f.size()) + " bytes can hold");
       t.numel = numel;
       t.extents.assign(t.ne.rbegin(), t.ne.rend());
       const auto ty = r.read<std::uint32_t>("tensor type");

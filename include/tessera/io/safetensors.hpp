@@ -195,14 +195,21 @@ class safetensors_file {
       if (bits == 0) fail(where + ": unknown dtype \"" + t.dtype_name + "\"");
       t.type = safetensors_to_dtype(t.dtype_name);
       std::uint64_t numel = 1;
+      std::uint64_t nonzero = 1;  // product of the non-zero dims: what loops over an empty tensor run
+      const std::uint64_t most = f.size() * 8 + 8;  // elements a file this size can hold (>= 1 bit each)
       for (const auto& d : *shape) {
         bool ok = true;
         const std::uint64_t x = get_u64(d, ok);
         if (!ok) fail(where + ": shape entries must be non-negative integers");
         if (x != 0 && numel > (std::uint64_t{1} << 62) / x) fail(where + ": element count overflows");
         numel *= x;
+        if (x != 0) nonzero = nonzero > most / x ? most + 1 : nonzero * x;
         t.extents.push_back(static_cast<index_t>(x));
       }
+      // Even an empty tensor (a zero dim) may not claim more rows than the file could hold.
+      if (nonzero > most)
+        fail(where + ": shape " + to_shape_string(t.extents) + " describes more than the " + std::to_string(most) +
+             " elements a file of " + std::to_string(f.size()) + " bytes can hold");
       t.numel = static_cast<std::int64_t>(numel);
       // numel · bits / 8 must fit the data block; compared before multiplying (2^62 · 64 wraps).
       if (numel > data_size / static_cast<std::uint64_t>(bits) * 8 + 7)

@@ -55,7 +55,12 @@ def main():
     write("gguf_tensor_numel_overflow.gguf", gguf_header(1, 0) + ms.g_str("t") + struct.pack("<I", 2) +
           struct.pack("<QQ", 1 << 40, 1 << 40) + struct.pack("<IQ", 0, 0) + b"\0" * 32)
     write("gguf_tensor_past_end.gguf", gguf_header(1, 0) + ms.g_str("t") + struct.pack("<I", 2) +
-          struct.pack("<QQ", 1 << 20, 1 << 20) + struct.pack("<IQ", 0, 0) + b"\0" * 32)
+          struct.pack("<QQ", 16, 16) + struct.pack("<IQ", 0, 0) + b"\0" * 32)
+    # an empty tensor (a zero dim) claiming 2^60 rows: no bytes, but loops over its rows
+    write("gguf_empty_tensor_2e60_rows.gguf", gguf_header(1, 0) + ms.g_str("t") + struct.pack("<I", 2) +
+          struct.pack("<QQ", 0, 1 << 60) + struct.pack("<IQ", 0, 0) + b"\0" * 32)
+    hdr = b'{"t":{"dtype":"F32","shape":[1152921504606846976,0],"data_offsets":[0,0]}}'
+    write("st_empty_tensor_2e60_rows.safetensors", struct.pack("<Q", len(hdr)) + hdr)
     # metadata sizes: a huge block count, context_length 0
     write("gguf_block_count_1e9.gguf", llama_gguf_with({"llama.block_count": (ms.T_U32, 1000000000)}))
     write("gguf_block_count_2e40.gguf", llama_gguf_with({"llama.block_count": (ms.T_U64, 1 << 40)}))
@@ -66,6 +71,8 @@ def main():
           .replace(b'"data_offsets":[16,32]', b'"data_offsets":[8,24]'))
     hdr = b'{"big":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}}'
     write("st_bytes_overflow.safetensors", struct.pack("<Q", len(hdr)) + hdr)
+    hdr = b'{"big":{"dtype":"F64","shape":[100],"data_offsets":[0,0]}}'
+    write("st_bytes_past_data.safetensors", struct.pack("<Q", len(hdr)) + hdr)
     hdr = (b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
            b'"w":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}')
     write("st_duplicate_name.safetensors", struct.pack("<Q", len(hdr)) + hdr + b"\0" * 12)
