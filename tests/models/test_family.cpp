@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string_view>
 
+#include <cstdint>
+
 #include <tessera/families/registry.hpp>
 
 #include "common/test_util.hpp"
@@ -442,4 +444,22 @@ TEST_CASE("GGUF names by family: a HF checkpoint and its GGUF conversion load to
     if (info.extents.size() == 2) CHECK(std::memcmp(gg.f32<2>(name).data(), hf.f32<2>(name).data(), bytes) == 0);
     else CHECK(std::memcmp(gg.f32<1>(name).data(), hf.f32<1>(name).data(), bytes) == 0);
   }
+}
+
+TEST_CASE("config: a GGUF context_length of 0 is refused, load_options::max_memory refuses before reading",
+          "[io][config][errors]") {
+  test::gguf_builder g;
+  g.kv_str("general.architecture", "llama");
+  g.kv_u32("llama.context_length", 0);
+  g.kv_u32("llama.embedding_length", 8);
+  g.kv_u32("llama.block_count", 1);
+  g.kv_u32("llama.attention.head_count", 2);
+  g.kv_u32("llama.vocab_size", 4);
+  g.tensor_f32("token_embd.weight", {8, 4}, test::random_vector(32));
+  test::temp_dir dir("ctx0");
+  test::write_file(dir / "m.gguf", g.bytes());
+  CHECK_THROWS_WITH(load_config(dir / "m.gguf"), Catch::Contains("llama.context_length' = 0 must be positive"));
+  const auto llama = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "models" / "llama";
+  CHECK_THROWS_WITH(load_language_model(llama, {.max_memory = 1000}), Catch::Contains("max_memory = 1000"));
+  CHECK(load_language_model(llama, {.max_memory = std::uint64_t{1} << 34}) != nullptr);
 }

@@ -92,7 +92,7 @@ int run_generate(const generate_options& o) {
     const model_config c = load_config(path);
     const index_t want = saturating_add(static_cast<index_t>(prompt.size()), o.n_new);
     const index_t context = c.max_position > 0 ? c.max_position : std::min(want, unbounded_context);
-    check_max_memory(o.common, path, std::max<index_t>(1, std::min(context, want)), 4);
+    check_max_memory(o.common, path, std::max<index_t>(1, std::min(context, want)), dtype_size(o.cache_type));
   }
   auto m = load_model(path, o.common.verbose);
   const model_config& cfg = m.model->config();
@@ -349,7 +349,7 @@ int run_bench(const bench_options& o) {
   if (o.common.max_memory) {  // the session below, estimated before the load
     const model_config c = load_config(path);
     const index_t context = c.max_position > 0 ? c.max_position : unbounded_bench_context;
-    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), 4);
+    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), dtype_size(o.cache_type));
   }
   auto m = load_model(path, o.common.verbose);
   const model_config& cfg = m.model->config();

@@ -383,7 +383,11 @@ inline model_config config_from_gguf(const io::gguf_file& g) {
   c.d_model = k.req("embedding_length");
   c.n_layers = k.req("block_count");
   config_fields::check_layer_count(c.n_layers, g.path());
-  c.max_position = k.opt("context_length").value_or(0);
+  if (auto v = k.opt("context_length")) {  // absent: unknown (0); present, it must be a real context
+    if (*v <= 0)
+      throw config_error(g.path() + ": GGUF key '" + *arch + ".context_length' = " + std::to_string(*v) + " must be positive");
+    c.max_position = *v;
+  }
   // vocab: <arch>.vocab_size, else the tokenizer, else the embedding rows
   if (auto v = k.opt("vocab_size")) c.vocab = *v;
   else if (const auto* toks = g.find("tokenizer.ggml.tokens"); toks && toks->is_array()) c.vocab = static_cast<index_t>(toks->size());

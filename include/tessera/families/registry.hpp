@@ -55,10 +55,21 @@ inline std::unique_ptr<text_encoder> load_encoder(const std::filesystem::path& p
   return load_encoder(cfg, std::make_shared<const io::weight_map>(open_weights(path)));
 }
 
+/// What a load may take.
+struct load_options {
+  std::uint64_t max_memory = 0;  // bytes the weights may need (as f32, from the headers); 0: no limit
+};
+
 /// Loads a causal LM from a Hugging Face folder (config.json + *.safetensors) or a .gguf file.
-inline std::unique_ptr<language_model> load_language_model(const std::filesystem::path& path) {
+/// With opt.max_memory, a checkpoint whose weights need more is refused (range_error) before any
+/// of them is read.
+inline std::unique_ptr<language_model> load_language_model(const std::filesystem::path& path, const load_options& opt = {}) {
   const model_config cfg = load_config(path);
-  return load_language_model(cfg, std::make_shared<const io::weight_map>(open_weights(path)));
+  auto weights = std::make_shared<const io::weight_map>(open_weights(path));
+  if (opt.max_memory > 0 && weights->f32_bytes() > opt.max_memory)
+    throw range_error(path.string() + ": the weights need " + std::to_string(weights->f32_bytes()) +
+                      " bytes as f32, more than load_options::max_memory = " + std::to_string(opt.max_memory));
+  return load_language_model(cfg, std::move(weights));
 }
 
 }  // namespace v0
