@@ -66,17 +66,6 @@ inline std::size_t gemm_workspace_bytes(index_t k, int threads = num_threads()) 
 
 namespace detail {
 
-template <class W>
-void check_gemm_shapes(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
-                       const tensor_view<float, 2>& c) {
-  expect_equal(a.extent(1), w.extent(1), "gemm: a columns (k) vs w columns (k)");
-  expect_equal(c.extent(0), a.extent(0), "gemm: c rows vs a rows (m)");
-  expect_equal(c.extent(1), w.extent(0), "gemm: c columns vs w rows (n)");
-  expect_rows_contiguous(a, "gemm: a");
-  expect_rows_contiguous(w, "gemm: w");
-  expect_rows_contiguous(c, "gemm: c");
-}
-
 template <class T>
 index_t row_stride(const tensor_view<T, 2>& v) noexcept {
   return v.extent(0) > 1 ? v.stride(0) : v.extent(1);
@@ -307,7 +296,7 @@ void gemm_packed(const tensor_view<const float, 2>& a, const tensor_view<const W
 template <class W, class Arch>
 void gemm_dispatch(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c,
                    workspace& ws, bool accumulate) {
-  check_gemm_shapes(a, w, c);
+  check_product_shapes(a, w, c, "gemm");
   const auto [m, k] = a.extents();
   const index_t n = w.extent(0);
   if (m == 0 || n == 0) return;
@@ -331,7 +320,7 @@ void gemm_dispatch(tensor_view<const float, 2> a, tensor_view<const W, 2> w, ten
 template <class W>
 void gemm(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c, workspace&,
           simd::scalar) {
-  detail::check_gemm_shapes(a, w, c);
+  detail::check_product_shapes(a, w, c, "gemm");
   detail::gemm_reference(a, w, c, false);
 }
 
@@ -347,7 +336,7 @@ void gemm(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<
 template <class W>
 void gemm_accumulate(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c, workspace&,
                      simd::scalar) {
-  detail::check_gemm_shapes(a, w, c);
+  detail::check_product_shapes(a, w, c, "gemm");
   detail::gemm_reference(a, w, c, true);
 }
 

@@ -42,6 +42,19 @@ namespace detail {
 // The weights widened to f32 in registers: simd::load_widened (simd/vec.hpp).
 using simd::load_widened;
 
+/// c = a · wᵀ shapes, for gemm and gemv_rows (`op` names the caller in messages):
+/// a (m, k), w (n, k), c (m, n), rows contiguous.
+template <class W>
+void check_product_shapes(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
+                          const tensor_view<float, 2>& c, const char* op) {
+  expect_equal(a.extent(1), w.extent(1), check_name{op, nullptr, "a columns (k) vs w columns (k)"});
+  expect_equal(c.extent(0), a.extent(0), check_name{op, nullptr, "c rows vs a rows (m)"});
+  expect_equal(c.extent(1), w.extent(0), check_name{op, nullptr, "c columns vs w rows (n)"});
+  expect_rows_contiguous(a, check_name{op, nullptr, "a"});
+  expect_rows_contiguous(w, check_name{op, nullptr, "w"});
+  expect_rows_contiguous(c, check_name{op, nullptr, "c"});
+}
+
 /// Is this Arch one load_widened reads narrow types with in-register conversion (not the fallback)?
 template <class Arch>
 constexpr bool has_fast_widen() noexcept {

@@ -62,17 +62,6 @@ struct gemv_rows_shape {
   static constexpr int M = wide_file ? 8 : 4;
 };
 
-template <class W>
-void check_gemv_rows_shapes(const tensor_view<const float, 2>& a, const tensor_view<const W, 2>& w,
-                            const tensor_view<float, 2>& c) {
-  expect_equal(a.extent(1), w.extent(1), "gemv_rows: a columns (k) vs w columns (k)");
-  expect_equal(c.extent(0), a.extent(0), "gemv_rows: c rows vs a rows (m)");
-  expect_equal(c.extent(1), w.extent(0), "gemv_rows: c columns vs w rows (n)");
-  expect_rows_contiguous(a, "gemv_rows: a");
-  expect_rows_contiguous(w, "gemv_rows: w");
-  expect_rows_contiguous(c, "gemv_rows: c");
-}
-
 /// Makes the compiler hold v in a register from here on. GCC folds a load that feeds several FMAs
 /// into each of them (`vfmadd231ps (mem), w, acc`), which turns the M x-loads of a tile step into
 /// R * M loads: the tile then runs at the load ports' rate, ~55% of the FMA peak on Zen 3. An
@@ -273,7 +262,7 @@ void gemv_rows_run(const tensor_view<const float, 2>& a, const tensor_view<const
 /// c = a · wᵀ, scalar reference (the plain loop; the tests compare with a double reference).
 template <class W>
 void gemv_rows(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c, simd::scalar) {
-  detail::check_gemv_rows_shapes(a, w, c);
+  detail::check_product_shapes(a, w, c, "gemv_rows");
   detail::gemv_rows_reference(a, w, c, false);
 }
 
@@ -282,7 +271,7 @@ void gemv_rows(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_
 /// No workspace, no allocation.
 template <class W, class Arch = simd::default_arch>
 void gemv_rows(tensor_view<const float, 2> a, tensor_view<const W, 2> w, tensor_view<float, 2> c, Arch = {}) {
-  detail::check_gemv_rows_shapes(a, w, c);
+  detail::check_product_shapes(a, w, c, "gemv_rows");
   if constexpr (simd::is_scalar_v<Arch>) detail::gemv_rows_reference(a, w, c, false);
   else detail::gemv_rows_run<Arch>(a, w, c, false);
 }
@@ -304,7 +293,7 @@ void gemv_rows_many(tensor_view<const float, 2> a, const std::array<tensor_view<
   } else {
     std::array<index_t, N + 1> first{};  // first[i]: index of w[i]'s row 0 in the concatenation
     for (std::size_t i = 0; i < N; ++i) {
-      detail::check_gemv_rows_shapes(a, w[i], c[i]);
+      detail::check_product_shapes(a, w[i], c[i], "gemv_rows");
       first[i + 1] = first[i] + w[i].extent(0);
     }
     const index_t m = a.extent(0), k = a.extent(1);
