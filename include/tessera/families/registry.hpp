@@ -8,6 +8,7 @@
 // to try it.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 
