@@ -38,7 +38,7 @@ static void run(const families::hybrid_schedule& schedule) {
   cfg.d_ff = 128, cfg.n_experts = 4, cfg.n_experts_per_tok = 2;                         // MLP / MoE
   const auto file = std::filesystem::temp_directory_path() / "tessera_hybrid_decode.safetensors";
   testing::write_random_hybrid(cfg, schedule, {}, file, 42);
-  auto weights = std::make_shared<const io::weight_map>(open_weights(file));
+  auto weights = std::make_shared<const io::weight_map>(io::weight_map::open(file));
   auto model = families::load_hybrid(cfg, schedule, {}, weights);
   std::filesystem::remove(file);
   std::printf("schedule  mixers %s  ffns %s\n", schedule.mixers.c_str(), schedule.ffns.c_str());

@@ -84,7 +84,7 @@ std::vector<std::byte> convert_mamba(const std::filesystem::path& dir, bool sque
   }
   REQUIRE(!hf.contains("lm_head.weight"));
   for (const auto& name : hf.names()) {
-    const std::string gname = test::gguf_name_for("mamba", name, candidates);
+    const std::string gname = test::gguf_name_for([](std::string_view g) { return gguf_hf_name("mamba", g); }, name, candidates);
     INFO(name);
     REQUIRE(!gname.empty());
     std::vector<index_t> shape = hf.info(name).extents;
@@ -139,7 +139,7 @@ TEST_CASE("a GGUF conversion of the mamba fixture gives the same weights, config
     CHECK(cfg.bos_token_id == hf_cfg.bos_token_id);
 
     // every HF tensor under its HF name and shape; A_log = log(-(-exp(A_log))) to rounding
-    const auto gg = io::weight_map::open(file);
+    const auto gg = open_weights(file);
     CHECK(gg.size() == hf.size());
     for (const auto& name : hf.names()) {
       INFO(name);
