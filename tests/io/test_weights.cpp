@@ -111,7 +111,7 @@ TEST_CASE("weight_map: single and sharded safetensors load identically", "[io][w
   }
 }
 
-TEST_CASE("weight_map: a gguf_tensor_mapper renames, reshapes and transforms on read; GGUF names stay without one",
+TEST_CASE("weight_map: a gguf_tensor_mapper renames, reshapes and transforms on read, GGUF names stay without one",
           "[io][weights]") {
   test::gguf_builder g;
   g.kv_str("general.architecture", "toy");
