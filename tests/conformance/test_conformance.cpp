@@ -229,20 +229,34 @@ TEST_CASE("conformance: reductions", "[conformance]") {
   }
 }
 
+/// Operands of c = x · wᵀ (+ bias) for m rows, n outputs of size-class s: x with a padded row
+/// stride, w stored as W (row stride k + 3) and its f32 original, and a label for messages.
+template <class W>
+struct product_case {
+  index_t m, n, k;
+  tensor<float, 2> xs_;
+  tensor_view<float, 2> x;
+  tensor<float, 2> w32;
+  tensor<W, 2> wn;
+  tensor_view<const W, 2> w;
+  tensor_view<const float, 2> w_full;
+  tensor<float, 1> bias;
+  std::string sz;
+
+  product_case(index_t m_, index_t s)
+      : m(m_), n(s), k(s == 1000 ? 333 : s + 2), x(strided(xs_, m, k, 5)), w32(random_tensor<2>({n, k + 3})),
+        wn(narrow<W>(w32)), w(wn.cview().slice(1, 0, k)), w_full(w32.cview().slice(1, 0, k)),
+        bias(random_tensor<1>({n})),
+        sz(std::string(" ") + dtype_label<W>() + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+           " k=" + std::to_string(k)) {}
+};
+
 TEMPLATE_TEST_CASE("conformance: gemm, gemv and linear", "[conformance]", float, f16, bf16) {
-  const char* dt = dtype_label<TestType>();
   for (index_t s : sizes) {
-    const index_t m = std::min<index_t>(s, 33), n = s, k = s == 1000 ? 333 : s + 2;
-    tensor<float, 2> xs_, cs_;
-    auto x = strided(xs_, m, k, 5);
-    const auto w32 = random_tensor<2>({n, k + 3});
-    const auto wn = narrow<TestType>(w32);
-    const auto w = wn.cview().slice(1, 0, k);  // weight row stride k + 3
-    const auto w_full = w32.cview().slice(1, 0, k);
-    const auto bias = random_tensor<1>({n});
+    product_case<TestType> c(std::min<index_t>(s, 33), s);
+    const auto& [m, n, k, xs_, x, w32, wn, w, w_full, bias, sz] = c;
+    tensor<float, 2> cs_;
     workspace ws(ops::linear_workspace_bytes<TestType>(k));
-    const std::string sz = std::string(" ") + dt + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
-                           " k=" + std::to_string(k);
     const auto want_stored = ref::linear<TestType>(x, w, std::nullopt);
     const auto want_f32 = ref::linear<float>(x, w_full, std::nullopt);
     // gemm (odd output stride)
@@ -268,19 +282,11 @@ TEMPLATE_TEST_CASE("conformance: gemm, gemv and linear", "[conformance]", float,
 
 TEMPLATE_TEST_CASE("conformance: gemv_rows (batched decode) and linear at 2 .. gemv_rows_max_m rows", "[conformance]", float,
                    f16, bf16) {
-  const char* dt = dtype_label<TestType>();
-  for (index_t m : {index_t{2}, index_t{3}, index_t{5}, index_t{8}, kernels::gemv_rows_max_m<>})
+  for (index_t m_rows : {index_t{2}, index_t{3}, index_t{5}, index_t{8}, kernels::gemv_rows_max_m<>})
     for (index_t s : sizes) {
-      const index_t n = s, k = s == 1000 ? 333 : s + 2;
-      tensor<float, 2> xs_, cs_;
-      auto x = strided(xs_, m, k, 5);
-      const auto w32 = random_tensor<2>({n, k + 3});
-      const auto wn = narrow<TestType>(w32);
-      const auto w = wn.cview().slice(1, 0, k);  // weight row stride k + 3
-      const auto w_full = w32.cview().slice(1, 0, k);
-      const auto bias = random_tensor<1>({n});
-      const std::string sz = std::string(" ") + dt + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
-                             " k=" + std::to_string(k);
+      product_case<TestType> c(m_rows, s);
+      const auto& [m, n, k, xs_, x, w32, wn, w, w_full, bias, sz] = c;
+      tensor<float, 2> cs_;
       const auto want_stored = ref::linear<TestType>(x, w, std::nullopt);
       auto ca = strided(cs_, m, n, 1);  // odd output stride
       tensor<float, 2> cs({m, n});
