@@ -1,23 +1,7 @@
 // tessera/io/gguf_quants.hpp: ggml block formats → f32 (dequantization at load).
 //
-// Each function follows ggml's reference `dequantize_row_*` (ggml/src/ggml-quants.c) formula for
-// formula, so results are bit-identical to ggml's. Every product in these formulas is exact in
-// float (an f16 scale has 11 significant bits, the 6/8-bit sub-scales and 4/5/6-bit quants add at
-// most 13 more), so at most one rounding happens per element and the result does not depend on
-// whether the compiler contracts `a * b - c` into an FMA.
-//
-// Block layouts (bytes, little-endian; QK = elements per block):
-//   Q4_0 (32, 18):  f16 d | u8 qs[16]            x = (nibble - 8) * d; low nibbles → 0..15, high → 16..31
-//   Q4_1 (32, 20):  f16 d, f16 m | u8 qs[16]     x = nibble * d + m
-//   Q5_0 (32, 22):  f16 d | u32 qh | u8 qs[16]   x = ((nibble | bit << 4) - 16) * d; bit j of qh → x[j]
-//   Q5_1 (32, 24):  f16 d, f16 m | u32 qh | qs   x = (nibble | bit << 4) * d + m
-//   Q8_0 (32, 34):  f16 d | i8 qs[32]            x = q * d
-//   Q4_K (256, 144): f16 d, f16 dmin | u8 scales[12] (8 x 6-bit scale + 8 x 6-bit min) | u8 qs[128]
-//                    8 sub-blocks of 32: x = d * sc * nibble - dmin * m
-//   Q5_K (256, 176): as Q4_K plus u8 qh[32] before qs: the 5th bit of element l of sub-block
-//                    pair p comes from qh[l] bit 2p (low nibbles) / 2p+1 (high nibbles)
-//   Q6_K (256, 210): u8 ql[128] | u8 qh[64] | i8 scales[16] | f16 d
-//                    16 sub-blocks of 16: x = d * scale * (6-bit q - 32)
+// The block formats, their layouts and their bit-exact dequantization (ggml's dequantize_row_*)
+// live in core/blocks.hpp; this file maps a GGUF tensor's ggml type to them.
 #pragma once
 
 #include <bit>
@@ -27,6 +11,7 @@
 #include <string>
 
 #include <tessera/config.hpp>
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/io/gguf.hpp>
@@ -41,139 +26,18 @@ inline float load_f16(const std::uint8_t* p) noexcept {
   return tessera::detail::half_bits_to_float(static_cast<std::uint16_t>(p[0] | (p[1] << 8)));
 }
 
-inline void dequantize_q4_0(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 18, y += 32) {
-    const float d = load_f16(x);
-    const std::uint8_t* qs = x + 2;
-    for (int j = 0; j < 16; ++j) {
-      const int x0 = (qs[j] & 0x0F) - 8;
-      const int x1 = (qs[j] >> 4) - 8;
-      y[j] = static_cast<float>(x0) * d;
-      y[j + 16] = static_cast<float>(x1) * d;
-    }
+/// n_blocks blocks of B at x → y through the block's dequantize (core/blocks.hpp). Blocks of a
+/// GGUF tensor are 2-byte aligned; a caller's odd address is copied block by block instead.
+template <class B>
+void dequantize_blocks(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
+  if (reinterpret_cast<std::uintptr_t>(x) % alignof(B) == 0) {
+    tessera::dequantize(reinterpret_cast<const B*>(x), y, n_blocks);
+    return;
   }
-}
-
-inline void dequantize_q4_1(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 20, y += 32) {
-    const float d = load_f16(x);
-    const float m = load_f16(x + 2);
-    const std::uint8_t* qs = x + 4;
-    for (int j = 0; j < 16; ++j) {
-      y[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
-      y[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
-    }
-  }
-}
-
-inline void dequantize_q5_0(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 22, y += 32) {
-    const float d = load_f16(x);
-    std::uint32_t qh;
-    std::memcpy(&qh, x + 2, 4);
-    const std::uint8_t* qs = x + 6;
-    for (int j = 0; j < 16; ++j) {
-      const int xh0 = static_cast<int>(((qh >> j) << 4) & 0x10);
-      const int xh1 = static_cast<int>((qh >> (j + 12)) & 0x10);
-      y[j] = static_cast<float>(((qs[j] & 0x0F) | xh0) - 16) * d;
-      y[j + 16] = static_cast<float>(((qs[j] >> 4) | xh1) - 16) * d;
-    }
-  }
-}
-
-inline void dequantize_q5_1(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 24, y += 32) {
-    const float d = load_f16(x);
-    const float m = load_f16(x + 2);
-    std::uint32_t qh;
-    std::memcpy(&qh, x + 4, 4);
-    const std::uint8_t* qs = x + 8;
-    for (int j = 0; j < 16; ++j) {
-      const int xh0 = static_cast<int>(((qh >> j) << 4) & 0x10);
-      const int xh1 = static_cast<int>((qh >> (j + 12)) & 0x10);
-      y[j] = static_cast<float>((qs[j] & 0x0F) | xh0) * d + m;
-      y[j + 16] = static_cast<float>((qs[j] >> 4) | xh1) * d + m;
-    }
-  }
-}
-
-inline void dequantize_q8_0(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 34, y += 32) {
-    const float d = load_f16(x);
-    for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(static_cast<std::int8_t>(x[2 + j])) * d;
-  }
-}
-
-/// The j-th (0..7) 6-bit scale and min of a Q4_K / Q5_K block (ggml's get_scale_min_k4).
-inline void scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& sc, std::uint8_t& m) noexcept {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
-inline void dequantize_q4_k(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 144) {
-    const float d = load_f16(x);
-    const float dmin = load_f16(x + 2);
-    const std::uint8_t* scales = x + 4;
-    const std::uint8_t* q = x + 16;
-    for (int is = 0; is < 8; is += 2, q += 32) {
-      std::uint8_t sc, m;
-      scale_min_k4(is, scales, sc, m);
-      const float d1 = d * sc, m1 = dmin * m;
-      scale_min_k4(is + 1, scales, sc, m);
-      const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
-    }
-  }
-}
-
-inline void dequantize_q5_k(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 176) {
-    const float d = load_f16(x);
-    const float dmin = load_f16(x + 2);
-    const std::uint8_t* scales = x + 4;
-    const std::uint8_t* qh = x + 16;
-    const std::uint8_t* ql = x + 48;
-    std::uint8_t u1 = 1, u2 = 2;
-    for (int is = 0; is < 8; is += 2, ql += 32) {
-      std::uint8_t sc, m;
-      scale_min_k4(is, scales, sc, m);
-      const float d1 = d * sc, m1 = dmin * m;
-      scale_min_k4(is + 1, scales, sc, m);
-      const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-      u1 = static_cast<std::uint8_t>(u1 << 2);
-      u2 = static_cast<std::uint8_t>(u2 << 2);
-    }
-  }
-}
-
-inline void dequantize_q6_k(const std::uint8_t* x, float* y, std::int64_t n_blocks) noexcept {
-  for (std::int64_t i = 0; i < n_blocks; ++i, x += 210) {
-    const float d = load_f16(x + 208);
-    const std::uint8_t* ql = x;
-    const std::uint8_t* qh = x + 128;
-    const auto* sc = reinterpret_cast<const std::int8_t*>(x + 192);
-    for (int n = 0; n < 256; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
-      for (int l = 0; l < 32; ++l) {
-        const int is = l / 16;
-        const int q1 = static_cast<std::int8_t>((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        const int q2 = static_cast<std::int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        const int q3 = static_cast<std::int8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        const int q4 = static_cast<std::int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        y[l + 0] = d * static_cast<float>(sc[is + 0]) * static_cast<float>(q1);
-        y[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
-        y[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
-        y[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
-      }
-    }
+  for (std::int64_t i = 0; i < n_blocks; ++i) {
+    B b;
+    std::memcpy(&b, x + i * static_cast<std::int64_t>(sizeof(B)), sizeof(B));
+    tessera::dequantize(&b, y + i * B::block_size, 1);
   }
 }
 
@@ -224,14 +88,14 @@ inline void dequantize(ggml_type t, const std::byte* src, float* dst, std::int64
     case ggml_type::i8: detail::widen<std::int8_t>(x, dst, n); break;
     case ggml_type::i16: detail::widen<std::int16_t>(x, dst, n); break;
     case ggml_type::i32: detail::widen<std::int32_t>(x, dst, n); break;
-    case ggml_type::q4_0: detail::dequantize_q4_0(x, dst, nb); break;
-    case ggml_type::q4_1: detail::dequantize_q4_1(x, dst, nb); break;
-    case ggml_type::q5_0: detail::dequantize_q5_0(x, dst, nb); break;
-    case ggml_type::q5_1: detail::dequantize_q5_1(x, dst, nb); break;
-    case ggml_type::q8_0: detail::dequantize_q8_0(x, dst, nb); break;
-    case ggml_type::q4_k: detail::dequantize_q4_k(x, dst, nb); break;
-    case ggml_type::q5_k: detail::dequantize_q5_k(x, dst, nb); break;
-    case ggml_type::q6_k: detail::dequantize_q6_k(x, dst, nb); break;
+    case ggml_type::q4_0: detail::dequantize_blocks<block_q4_0>(x, dst, nb); break;
+    case ggml_type::q4_1: detail::dequantize_blocks<block_q4_1>(x, dst, nb); break;
+    case ggml_type::q5_0: detail::dequantize_blocks<block_q5_0>(x, dst, nb); break;
+    case ggml_type::q5_1: detail::dequantize_blocks<block_q5_1>(x, dst, nb); break;
+    case ggml_type::q8_0: detail::dequantize_blocks<block_q8_0>(x, dst, nb); break;
+    case ggml_type::q4_k: detail::dequantize_blocks<block_q4_K>(x, dst, nb); break;
+    case ggml_type::q5_k: detail::dequantize_blocks<block_q5_K>(x, dst, nb); break;
+    case ggml_type::q6_k: detail::dequantize_blocks<block_q6_K>(x, dst, nb); break;
     default: break;
   }
 }
