@@ -1,0 +1,10 @@
+// tessera/kernels/quant.hpp: kernels on quantized (GGUF block) weights.
+//
+//   kernels/quant_dot.hpp     activation quantizers (f32 → q8_sum / q8_K) and vec_dot per block type
+//   kernels/quant_linear.hpp  quant_linear: out = x · dequantize(w)ᵀ, decode and prefill paths
+// The block types, dequantize and the reference quantizers are in core/blocks.hpp.
+#pragma once
+
+#include <tessera/core/blocks.hpp>
+#include <tessera/kernels/quant_dot.hpp>
+#include <tessera/kernels/quant_linear.hpp>

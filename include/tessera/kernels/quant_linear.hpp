@@ -1,0 +1,183 @@
+// tessera/kernels/quant_linear.hpp: out = x · dequantize(w)ᵀ with w kept in its GGUF blocks.
+//
+//   x:   (m, k) f32 activations, rows contiguous
+//   w:   (n, k / B::block_size) blocks of B (core/blocks.hpp), rows contiguous (a GGUF tensor)
+//   out: (m, n) f32, rows contiguous; overwritten
+//
+// Decode and batched decode (m <= quant_rows_max_m): the m rows of x are quantized once into
+// activation blocks (block_q8_sum or block_q8_K, kernels/quant_dot.hpp) in the workspace, then
+// threads take chunks of ~256 KB of weight rows as they come free (as gemv does) and each weight
+// row, read from memory once, is dotted with all m activation rows while it sits in L1:
+// integer products per block, one float multiply-add per block.
+//
+// Prefill (m > quant_rows_max_m): the packed gemm (kernels/gemm.hpp) on dequantized panels. Each
+// thread dequantizes 64 weight rows × kc columns (kc: 384, or 256 for the 256-element K-quant
+// blocks) into f32 scratch, which gemm_packed_range packs and multiplies with all m rows of x; the
+// dequantization is paid once per weight element for all m rows. Measured on Zen 3 (docs/quant.md)
+// this beat integer dot products from m = 16 on. x is not quantized on this path, so its rows carry
+// only the float rounding of the product, while the decode path adds the activation's 8-bit
+// quantization error (bounded in docs/quant.md).
+//
+// Scratch comes from the workspace (quant_linear_workspace_bytes); nothing is allocated.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+
+#include <tessera/core/blocks.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/parallel.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/core/workspace.hpp>
+#include <tessera/kernels/gemm.hpp>
+#include <tessera/kernels/quant_dot.hpp>
+#include <tessera/simd/arch.hpp>
+#include <tessera/simd/vec.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace kernels {
+
+/// Largest m for which quant_linear runs integer dot products (each weight row read once for all m
+/// rows); above it the dequantizing packed gemm runs. Zen 3 measurement in docs/quant.md.
+template <class Arch = simd::default_arch>
+inline constexpr index_t quant_rows_max_m = 12;
+
+namespace detail {
+
+/// Weight rows dequantized per packing step of the prefill path (a multiple of every NR).
+inline constexpr index_t quant_panel_rows = 64;
+
+/// Columns of w dequantized per packing step: a multiple of the block size, at most gemm's KC.
+template <class B>
+constexpr index_t quant_kc() noexcept {
+  return gemm_blocking::kc / B::block_size * B::block_size;
+}
+
+/// Per-thread scratch of the prefill path, bytes: the dequantized rows, their packed panels, and
+/// gemm's copy of a block of x.
+template <class B>
+constexpr std::size_t quant_gemm_thread_bytes() noexcept {
+  return 2 * workspace::bytes_for<float>(quant_panel_rows * quant_kc<B>()) +
+         workspace::bytes_for<float>(gemm_blocking::mc * gemm_blocking::kc);
+}
+
+template <class B>
+void check_quant_linear_shapes(const tensor_view<const float, 2>& x, const tensor_view<const B, 2>& w,
+                               const tensor_view<float, 2>& out) {
+  const index_t k = w.extent(1) * B::block_size;
+  if (x.extent(1) != k)
+    throw shape_error("quant_linear: x columns (k) " + std::to_string(x.extent(1)) + " != w's " +
+                      std::to_string(w.extent(1)) + " " + std::string(B::name) + " blocks × " +
+                      std::to_string(B::block_size) + " = " + std::to_string(k));
+  expect_equal(out.extent(0), x.extent(0), "quant_linear: out rows vs x rows (m)");
+  expect_equal(out.extent(1), w.extent(0), "quant_linear: out columns vs w rows (n)");
+  expect_rows_contiguous(x, "quant_linear: x");
+  expect_rows_contiguous(w, "quant_linear: w");
+  expect_rows_contiguous(out, "quant_linear: out");
+}
+
+/// Rows of w per chunk handed to a thread: ~256 KB of blocks, at least 4 chunks per thread, a
+/// multiple of 16 rows.
+inline index_t quant_chunk_rows(index_t n, index_t row_bytes) noexcept {
+  const index_t by_bytes = (index_t{262144} + row_bytes - 1) / std::max<index_t>(row_bytes, 1);
+  const index_t by_count = n / (4 * static_cast<index_t>(num_threads()));
+  return std::max<index_t>(16, (std::min(by_bytes, by_count) + 15) / 16 * 16);
+}
+
+/// out[i * ldo + j] = vec_dot(w row j, activation row i) for j in [lo, hi), all m rows.
+template <class Arch, class B, class A>
+void quant_rows_range(const B* w, index_t ldw, const A* act, index_t kb, index_t m, float* out, index_t ldo,
+                      index_t lo, index_t hi) noexcept {
+  for (index_t j = lo; j < hi; ++j) {
+    const B* row = w + j * ldw;
+    for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(row, act + i * kb, kb, Arch{});
+  }
+}
+
+/// The prefill path: out = x · dequantize(w)ᵀ through gemm_packed_range on dequantized panels.
+template <class Arch, class B>
+void quant_gemm(const tensor_view<const float, 2>& x, const tensor_view<const B, 2>& w,
+                const tensor_view<float, 2>& out, workspace& ws) {
+  const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
+  constexpr index_t P = quant_panel_rows, KC = quant_kc<B>(), bs = B::block_size;
+  const index_t kc_max = std::min(KC, k);
+  const std::size_t per_thread = quant_gemm_thread_bytes<B>();
+  const index_t panels = (n + P - 1) / P;
+  index_t threads = std::min<index_t>(
+      {num_threads(), panels, static_cast<index_t>((ws.capacity() - ws.used()) / per_thread)});
+  threads = std::max<index_t>(threads, 1);
+  workspace::frame frame(ws);
+  float* rows_buf = ws.alloc<float>(threads * P * KC);  // throws when even one thread's does not fit
+  float* packed = ws.alloc<float>(threads * P * KC);
+  float* a_buf = ws.alloc<float>(threads * gemm_blocking::mc * gemm_blocking::kc);
+  const float* xp = x.data();
+  const B* wp = w.data();
+  float* op = out.data();
+  const index_t ldx = row_stride(x), ldw = row_stride(w), ldo = row_stride(out);
+  (void)kc_max;
+  parallel_for_stealing(0, panels, 4, 1, static_cast<int>(threads), [&](index_t t, index_t p0, index_t p1) {
+    float* rows = rows_buf + t * P * KC;
+    float* pw = packed + t * P * KC;
+    float* pa = a_buf + t * gemm_blocking::mc * gemm_blocking::kc;
+    for (index_t j0 = p0 * P; j0 < std::min(n, p1 * P); j0 += P) {
+      const index_t nr = std::min(P, n - j0);
+      for (index_t pc = 0; pc < k; pc += KC) {
+        const index_t kc = std::min(KC, k - pc);
+        for (index_t r = 0; r < nr; ++r) dequantize(wp + (j0 + r) * ldw + pc / bs, rows + r * kc, kc / bs);
+        // rows (nr, kc) is now an f32 weight block: gemm packs and multiplies it with x[:, pc:pc+kc]
+        gemm_packed_range<Arch, float>(xp + pc, ldx, rows, kc, op + j0, ldo, m, kc, 0, nr, pw, pa, pc > 0);
+      }
+    }
+  });
+}
+
+}  // namespace detail
+
+/// Scratch bytes quant_linear needs for m activation rows of k features (the quantized
+/// activations; for m > quant_rows_max_m, the prefill path's per-thread panels instead).
+template <quant_block B>
+std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int threads = num_threads()) noexcept {
+  using A = activation_block_t<B>;
+  const std::size_t act = workspace::bytes_for<A>(m * (k / B::block_size));
+  if (m <= quant_rows_max_m<>) return act;
+  return std::max(act, detail::quant_gemm_thread_bytes<B>() * static_cast<std::size_t>(std::max(threads, 1)));
+}
+
+/// out (m, n) = x (m, k) · dequant(w)ᵀ, w: (n, k / B::block_size) blocks, rows contiguous. Takes
+/// scratch from ws, never allocates. Threads over weight rows. The scalar Arch is the reference:
+/// x quantized to activation blocks, vec_dot per (row, column), for every m.
+template <quant_block B, simd::arch_tag Arch = simd::default_arch>
+void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tensor_view<float, 2> out, workspace& ws,
+                  Arch = {}) {
+  detail::check_quant_linear_shapes(x, w, out);
+  using A = activation_block_t<B>;
+  const index_t m = x.extent(0), n = w.extent(0), kb = w.extent(1);
+  if (m == 0 || n == 0) return;
+  if (kb == 0) {
+    for (index_t i = 0; i < m; ++i) std::fill(out.row(i), out.row(i) + n, 0.f);
+    return;
+  }
+  if constexpr (!simd::is_scalar_v<Arch>) {
+    if (m > quant_rows_max_m<Arch>) return detail::quant_gemm<Arch>(x, w, out, ws);
+  }
+  workspace::frame frame(ws);
+  A* act = ws.alloc<A>(m * kb);
+  for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+  const B* wp = w.data();
+  const index_t ldw = detail::row_stride(w), ldo = detail::row_stride(out);
+  float* op = out.data();
+  if constexpr (simd::is_scalar_v<Arch>) {
+    detail::quant_rows_range<Arch>(wp, ldw, act, kb, m, op, ldo, 0, n);
+  } else {
+    const index_t chunk = detail::quant_chunk_rows(n, kb * static_cast<index_t>(sizeof(B)));
+    parallel_for_dynamic(0, n, chunk, [&](index_t lo, index_t hi) {
+      detail::quant_rows_range<Arch>(wp, ldw, act, kb, m, op, ldo, lo, hi);
+    });
+  }
+}
+
+}  // namespace kernels
+}  // namespace v0
+}  // namespace tessera
