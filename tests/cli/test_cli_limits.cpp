@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -117,4 +118,37 @@ TEST_CASE("tessera --max-memory refuses a model before loading it", "[cli][limit
   const run_result wrong = tessera({"info", "--max-memory", "lots"});
   CHECK(wrong.rc == 2);
   CHECK(wrong.err.find("--max-memory 'lots' is not a size") != std::string::npos);
+}
+
+TEST_CASE("tessera run --max-memory counts the model, its cache and the outputs before loading", "[cli][limits]") {
+  // input_ids [b, l] (I64, every id 7) for the bundled stories260K (vocab 512), written as a
+  // safetensors file by hand: u64 header length, JSON header, data
+  auto inputs = [](std::int64_t b, std::int64_t l) {
+    const std::string header = "{\"input_ids\":{\"dtype\":\"I64\",\"shape\":[" + std::to_string(b) + "," + std::to_string(l) +
+                               "],\"data_offsets\":[0," + std::to_string(b * l * 8) + "]}}";
+    const std::uint64_t header_size = header.size();
+    const std::vector<std::int64_t> ids(static_cast<std::size_t>(b * l), 7);
+    const fs::path p = fs::temp_directory_path() / ("tessera_cli_limits_" + std::to_string(::getpid()) + "_inputs_" +
+                                                    std::to_string(b) + "x" + std::to_string(l) + ".safetensors");
+    std::ofstream f(p, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(&header_size), sizeof header_size);  // little-endian hosts only
+    f << header;
+    f.write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * sizeof(std::int64_t)));
+    return p;
+  };
+  const fs::path small = inputs(1, 4), wide = inputs(64, 512);
+  const fs::path out = fs::temp_directory_path() / ("tessera_cli_limits_" + std::to_string(::getpid()) + "_outputs.safetensors");
+  check_refused({"run", "--max-memory", "64K", "--inputs", small.string(), "--outputs", out.string()}, "more than --max-memory 64K");
+  // weights and cache fit in 64 MiB; the logits [64, 512, 512] f32 (64 MiB, held twice) do not
+  check_refused({"run", "--max-memory", "64M", "--inputs", wide.string(), "--outputs", out.string()},
+                "outputs as f32, held twice to be written, 128.00 MiB), more than --max-memory 64M");
+  CHECK(!fs::exists(out));
+  const run_result ok = tessera({"run", "--max-memory", "1G", "--inputs", small.string(), "--outputs", out.string()});
+  INFO(ok.err);
+  CHECK(ok.rc == 0);
+  CHECK(fs::file_size(out) > 4 * 512 * sizeof(float));
+  const run_result wrong = tessera({"run", "--max-memory", "lots", "--inputs", small.string(), "--outputs", out.string()});
+  CHECK(wrong.rc == 2);
+  CHECK(wrong.err.find("--max-memory 'lots' is not a size") != std::string::npos);
+  for (const auto& p : {small, wide, out}) fs::remove(p);
 }

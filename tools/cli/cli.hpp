@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -116,9 +117,10 @@ void apply_threads(const common_options&);
 /// --max-memory (info.cpp): when given, estimates what loading `path` and one session of
 /// `context` tokens need (weights as f32, KV cache of `kv_elem_bytes` per element, SSM state)
 /// from the config and the files' headers, before anything is read or allocated, and throws a
-/// range_error naming the estimate and the limit when it is larger.
+/// range_error naming the estimate and the limit when it is larger. `f32_outputs` (run): the
+/// extents of the f32 tensors the command writes, counted twice (the tensor and the writer's copy).
 void check_max_memory(const common_options&, const std::filesystem::path& path, index_t context,
-                      std::uint64_t kv_elem_bytes);
+                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs = {});
 
 /// "8G", "512M", "64KiB", "1000000" -> bytes (powers of 1024); usage_error naming `option`.
 std::uint64_t parse_bytes(const std::string& text, const char* option);

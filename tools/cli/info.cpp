@@ -187,7 +187,7 @@ std::uint64_t parse_bytes(const std::string& text, const char* option) {
 }
 
 void check_max_memory(const common_options& o, const std::filesystem::path& path, index_t context,
-                      std::uint64_t kv_elem_bytes) {
+                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs) {
   if (!o.max_memory) return;
   const std::uint64_t limit = parse_bytes(*o.max_memory, "--max-memory");
   const model_config c = load_config(path);
@@ -196,11 +196,19 @@ void check_max_memory(const common_options& o, const std::filesystem::path& path
                       ssm = estimate_ssm_state_bytes(c);
   const std::string what = "the model";
   const checked_bytes b{what};
-  const std::uint64_t total = b.add(b.add(weights, kv), ssm);
+  std::uint64_t outputs = 0;  // each output twice: the tensor and the writer's copy of its bytes (written from there)
+  for (const auto& extents : f32_outputs) {
+    std::uint64_t bytes = 2 * sizeof(float);
+    for (const index_t e : extents) bytes = b.mul(bytes, size_of(e));
+    outputs = b.add(outputs, bytes);
+  }
+  const std::uint64_t total = b.add(b.add(b.add(weights, kv), ssm), outputs);
   if (total > limit)
     throw range_error(path.string() + ": loading it needs about " + human_bytes(total) + " (weights as f32 " +
                       human_bytes(weights) + ", KV cache " + human_bytes(kv) + " for " + std::to_string(context) +
-                      " tokens, SSM state " + human_bytes(ssm) + "), more than --max-memory " + *o.max_memory);
+                      " tokens, SSM state " + human_bytes(ssm) +
+                      (f32_outputs.empty() ? std::string() : ", outputs as f32, held twice to be written, " + human_bytes(outputs)) +
+                      "), more than --max-memory " + *o.max_memory);
 }
 
 int run_info(const info_options& o) {

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   add_common(r, run.common);
   r->add_option("--inputs", run.inputs, "safetensors file with input_ids [b, l] (I64 or I32) and optionally attention_mask")->required();
   r->add_option("--outputs", run.outputs, "safetensors file to write (logits f32 [b, l, vocab])")->required();
+  add_max_memory(r, run.common);
 
   info_options info;
   auto* i = app.add_subcommand("info", "family, shapes, parameter count, dtypes, memory needed");

@@ -266,6 +266,16 @@ int run_run(const run_options& o) {
                       to_string(ids->extents()));
   const auto dec_ids = get("decoder_input_ids");
   const auto dec_mask = get("decoder_attention_mask");
+  if (o.common.max_memory) {  // estimated from the inputs' shapes, before the model is loaded
+    // One session at a time, of one row: an encoder-decoder caches its l encoder tokens (cross
+    // attention) and its l_dec decoder tokens; an encoder's activations are counted as a cache of l.
+    const index_t d = cfg.d_model, dl = dec_ids ? dec_ids->extent(1) : l;
+    std::vector<std::vector<index_t>> outputs;
+    if (is_encoder) outputs = {{b, l, d}, {b, d}};  // last_hidden_state, pooler_output
+    else if (dec_ids) outputs = {{b, dl, cfg.vocab}, {b, l, d}};  // logits, encoder_last_hidden_state
+    else outputs = {{b, l, cfg.vocab}};  // logits
+    check_max_memory(o.common, path, dec_ids ? saturating_add(l, dl) : l, sizeof(float), outputs);
+  }
   io::safetensors_writer out;
   const auto t0 = std::chrono::steady_clock::now();
 
