@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <tessera/kernels/quant_dot.hpp>
+#include <tessera/kernels/quant_rows.hpp>
 
 #include "quant/quant_test_util.hpp"
 
@@ -149,4 +150,26 @@ TEMPLATE_TEST_CASE("vec_dot: extreme quants (all -128 / all top, largest scales)
   const double exact = c.exact_quantized();
   CHECK(std::abs(vec_dot(c.w.data(), c.a.data(), nb, simd::scalar{}) - exact) <= c.float_bound());
   CHECK(std::abs(vec_dot(c.w.data(), c.a.data(), nb, simd::default_arch{}) - exact) <= c.float_bound());
+}
+
+TEMPLATE_TEST_CASE("vec_dot_rows4: four rows at once = vec_dot per row up to float rounding", "[quant][dot]",
+                   TESSERA_WEIGHT_BLOCKS) {
+  using B = TestType;
+  rng(43);
+  for (index_t nb : {1, 5, 24}) {
+    const index_t ldw = nb + 3;  // rows further apart than their length
+    auto w = random_blocks<B>(4 * ldw);
+    const auto x = normal_vector(nb * B::block_size, 0.5f);
+    std::vector<activation_block_t<B>> a(static_cast<std::size_t>(nb * B::block_size / activation_block_t<B>::block_size));
+    quantize(x.data(), a.data(), static_cast<index_t>(a.size()));
+    float four[4];
+    kernels::vec_dot_rows4(w.data(), ldw, a.data(), nb, four, simd::default_arch{});
+    for (int r = 0; r < 4; ++r) {
+      const std::vector<B> row(w.begin() + r * ldw, w.begin() + r * ldw + nb);
+      const dot_case<B> c(row, x);
+      INFO("nb " << nb << " row " << r);
+      CHECK(std::abs(double(four[r]) - c.exact_quantized()) <= c.float_bound());
+      CHECK(std::abs(double(four[r]) - double(vec_dot(row.data(), a.data(), nb, simd::scalar{}))) <= 2 * c.float_bound());
+    }
+  }
 }

@@ -1,6 +1,7 @@
 // tessera/kernels/quant.hpp: kernels on quantized (GGUF block) weights.
 //
 //   kernels/quant_dot.hpp     activation quantizers (f32 → q8_sum / q8_K) and vec_dot per block type
+//   kernels/quant_rows.hpp    vec_dot_rows4: four weight rows against one activation row
 //   kernels/quant_linear.hpp  quant_linear: out = x · dequantize(w)ᵀ, decode and prefill paths
 // The block types, dequantize and the reference quantizers are in core/blocks.hpp.
 #pragma once
@@ -8,3 +9,4 @@
 #include <tessera/core/blocks.hpp>
 #include <tessera/kernels/quant_dot.hpp>
 #include <tessera/kernels/quant_linear.hpp>
+#include <tessera/kernels/quant_rows.hpp>

@@ -32,6 +32,7 @@
 #include <tessera/core/workspace.hpp>
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/quant_dot.hpp>
+#include <tessera/kernels/quant_rows.hpp>
 #include <tessera/simd/arch.hpp>
 #include <tessera/simd/vec.hpp>
 
@@ -86,14 +87,21 @@ inline index_t quant_chunk_rows(index_t n, index_t row_bytes) noexcept {
   return std::max<index_t>(16, (std::min(by_bytes, by_count) + 15) / 16 * 16);
 }
 
-/// out[i * ldo + j] = vec_dot(w row j, activation row i) for j in [lo, hi), all m rows.
+/// out[i * ldo + j] = vec_dot(w row j, activation row i) for j in [lo, hi), all m rows: four rows of
+/// w at a time (vec_dot_rows4, sharing each activation block), each against every activation row
+/// while it sits in L1; the last 0-3 rows one by one.
 template <class Arch, class B, class A>
 void quant_rows_range(const B* w, index_t ldw, const A* act, index_t kb, index_t m, float* out, index_t ldo,
                       index_t lo, index_t hi) noexcept {
-  for (index_t j = lo; j < hi; ++j) {
-    const B* row = w + j * ldw;
-    for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(row, act + i * kb, kb, Arch{});
-  }
+  index_t j = lo;
+  for (; j + 4 <= hi; j += 4)
+    for (index_t i = 0; i < m; ++i) {
+      float r[4];
+      vec_dot_rows4(w + j * ldw, ldw, act + i * kb, kb, r, Arch{});
+      for (int t = 0; t < 4; ++t) out[i * ldo + j + t] = r[t];
+    }
+  for (; j < hi; ++j)
+    for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(w + j * ldw, act + i * kb, kb, Arch{});
 }
 
 /// The prefill path: out = x · dequantize(w)ᵀ through gemm_packed_range on dequantized panels.
