@@ -77,12 +77,19 @@ struct detokenize_options {
   bool skip_special = false;
 };
 
+struct quantize_options {
+  common_options common;  // -t and -v (no model: IN is the input)
+  std::string input, output;
+  std::string type;       // a llama-quantize preset name: Q4_K_M, Q8_0, ... (checked by run_quantize)
+};
+
 int run_generate(const generate_options&);
 int run_run(const run_options&);
 int run_info(const info_options&);
 int run_bench(const bench_options&);
 int run_tokenize(const tokenize_options&);
 int run_detokenize(const detokenize_options&);
+int run_quantize(const quantize_options&);
 
 // ---- the tokenizer, behind a wall (text_commands.cpp) ------------------------------------
 // tokenizer.hpp names tok::decoder unqualified inside namespace tessera, which clashes with the

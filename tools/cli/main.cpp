@@ -97,6 +97,14 @@ int main(int argc, char** argv) {
   d->add_option("--tokens", detok.tokens, "token ids, e.g. 1,2,3")->required();
   d->add_flag("--skip-special", detok.skip_special, "leave special tokens out");
 
+  quantize_options quant;
+  auto* q = app.add_subcommand("quantize", "write a GGUF file's weights in another type, with llama-quantize's presets and rules");
+  q->add_option("input", quant.input, "GGUF file to read (F32, F16, BF16 or quantized)")->required();
+  q->add_option("output", quant.output, "GGUF file to write")->required();
+  q->add_option("--type", quant.type, "Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q6_K, F16, BF16 or F32")->required();
+  q->add_option("-t,--threads", quant.common.threads, "number of threads (default: all cores)")->check(CLI::Range(1, 4096));
+  q->add_flag("-v,--verbose", quant.common.verbose, "each tensor's type on stderr");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -110,6 +118,7 @@ int main(int argc, char** argv) {
     if (b->parsed()) return run_bench(bench);
     if (t->parsed()) return run_tokenize(tok);
     if (d->parsed()) return run_detokenize(detok);
+    if (q->parsed()) return run_quantize(quant);
   } catch (const usage_error& e) {
     std::cout.flush();
     std::fprintf(stderr, "tessera: error: %s\n", e.what());
