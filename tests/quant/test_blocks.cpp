@@ -9,6 +9,7 @@
 #include <tessera/core/blocks.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/io/gguf_quants.hpp>
+#include <tessera/kernels/quant_dequant.hpp>
 
 #include "quant/quant_test_util.hpp"
 
@@ -217,4 +218,17 @@ TEST_CASE("quantize: activation blocks q8_sum and q8_K within d / 2 per element,
       }
       REQUIRE(s == b.bsums[g]);
     }
+}
+
+TEMPLATE_TEST_CASE("dequantize_row: the default arch's SIMD body = the scalar formulas, bit for bit", "[quant][blocks]",
+                   TESSERA_WEIGHT_BLOCKS) {
+  using B = TestType;
+  rng(19);
+  for (index_t nb : {1, 7}) {
+    const auto blocks = random_blocks<B>(nb);
+    std::vector<float> s(static_cast<std::size_t>(nb * B::block_size)), v(s.size(), -1.f);
+    kernels::dequantize_row(blocks.data(), s.data(), nb, simd::scalar{});
+    kernels::dequantize_row(blocks.data(), v.data(), nb, simd::default_arch{});
+    CHECK(std::memcmp(s.data(), v.data(), s.size() * sizeof(float)) == 0);
+  }
 }

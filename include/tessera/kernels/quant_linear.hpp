@@ -31,6 +31,7 @@
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
 #include <tessera/kernels/gemm.hpp>
+#include <tessera/kernels/quant_dequant.hpp>
 #include <tessera/kernels/quant_dot.hpp>
 #include <tessera/kernels/quant_rows.hpp>
 #include <tessera/simd/arch.hpp>
@@ -133,7 +134,7 @@ void quant_gemm(const tensor_view<const float, 2>& x, const tensor_view<const B,
       const index_t nr = std::min(P, n - j0);
       for (index_t pc = 0; pc < k; pc += KC) {
         const index_t kc = std::min(KC, k - pc);
-        for (index_t r = 0; r < nr; ++r) dequantize(wp + (j0 + r) * ldw + pc / bs, rows + r * kc, kc / bs);
+        for (index_t r = 0; r < nr; ++r) dequantize_row(wp + (j0 + r) * ldw + pc / bs, rows + r * kc, kc / bs, Arch{});
         // rows (nr, kc) is now an f32 weight block: gemm packs and multiplies it with x[:, pc:pc+kc]
         gemm_packed_range<Arch, float>(xp + pc, ldx, rows, kc, op + j0, ldo, m, kc, 0, nr, pw, pa, pc > 0);
       }
