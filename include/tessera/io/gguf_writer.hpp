@@ -18,8 +18,11 @@
 // no file io::gguf_file would refuse comes out: value types and integer ranges, bools 0 or 1,
 // array nesting (at most 8 deep), a power-of-two u32 `general.alignment`, duplicate keys and
 // tensor names, rank 1..4, dims >= 0, a row length that is not a multiple of the type's block
-// size (shape_error), every tensor's bytes complete at finish(). Tensor names are at most 63
-// bytes (llama.cpp's GGML_MAX_NAME - 1: its reader refuses longer ones). The file is written
+// size (shape_error), every tensor's bytes complete at finish(). (Not checked: the reader's
+// 1 GiB bound on parsed metadata, gguf_file::max_metadata_bytes.) Tensor names are at most 63
+// bytes (llama.cpp's GGML_MAX_NAME - 1: its reader refuses longer ones); arrays of arrays are
+// valid GGUF (gguf-py writes them, io::gguf_file reads them) but llama.cpp's reader refuses
+// them, so a file meant for llama.cpp should not use them. The file is written
 // as <path>.tmp and renamed at finish(); a writer destroyed before finish() (an exception, a
 // refused value) removes it, so a half-written file never takes the path's name. Write
 // failures (a full disk, a path in a folder that does not exist) are io_errors naming the path.
