@@ -291,15 +291,18 @@ class safetensors_writer {
                         std::vector<std::byte>(bytes.begin(), bytes.end())});
   }
 
-  /// Adds a view (any strides: gathered densely).
+  /// Adds a view (any strides: a strided one is gathered densely first).
   template <class T, std::size_t Rank>
   void add(std::string name, const tensor_view<T, Rank>& v) {
     using U = std::remove_const_t<T>;
-    const auto dense = tensor<U, Rank>::copy_of(v);
     std::vector<index_t> ext(v.extents().begin(), v.extents().end());
-    add(std::move(name), dtype_of<U>(), std::move(ext),
-        std::span<const std::byte>(reinterpret_cast<const std::byte*>(dense.data()),
-                                   static_cast<std::size_t>(dense.size()) * sizeof(U)));
+    auto add_dense = [&](const U* data) {
+      add(std::move(name), dtype_of<U>(), std::move(ext),
+          std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(v.size()) * sizeof(U)));
+    };
+    if (v.is_contiguous()) return add_dense(v.data());
+    const auto dense = tensor<U, Rank>::copy_of(v);
+    add_dense(dense.data());
   }
   template <class T, std::size_t Rank>
   void add(std::string name, const tensor<T, Rank>& t) {
@@ -309,16 +312,10 @@ class safetensors_writer {
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
 
   std::vector<std::byte> bytes() const {
-    nlohmann::json header = nlohmann::json::object();
-    if (!metadata_.empty()) header["__metadata__"] = metadata_;
-    std::uint64_t off = 0;
-    for (const auto& e : entries_) {
-      header[e.name] = {{"dtype", e.dtype_name}, {"shape", e.extents}, {"data_offsets", {off, off + e.data.size()}}};
-      off += e.data.size();
-    }
-    std::string text = header.dump();
-    text.resize((text.size() + 8 + 7) / 8 * 8 - 8, ' ');
-    std::vector<std::byte> out(8 + text.size() + off);
+    const std::string text = header_text();
+    std::uint64_t data_size = 0;
+    for (const auto& e : entries_) data_size += e.data.size();
+    std::vector<std::byte> out(8 + text.size() + data_size);
     const std::uint64_t n = text.size();
     std::memcpy(out.data(), &n, 8);
     std::memcpy(out.data() + 8, text.data(), text.size());
@@ -330,14 +327,19 @@ class safetensors_writer {
     return out;
   }
 
-  /// Writes the file (to `path`.tmp, then renamed); io_error when that fails.
+  /// Writes the file (to `path`.tmp, then renamed); io_error when that fails. The tensors are
+  /// written one after the other: no second copy of the file in memory.
   void write(const std::filesystem::path& path) const {
-    const auto b = bytes();
+    const std::string text = header_text();
+    const std::uint64_t n = text.size();
     const std::filesystem::path tmp = path.string() + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       if (!out) throw io_error(tmp.string() + ": cannot open for writing");
-      out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+      out.write(reinterpret_cast<const char*>(&n), 8);
+      out.write(text.data(), static_cast<std::streamsize>(text.size()));
+      for (const auto& e : entries_)
+        if (!e.data.empty()) out.write(reinterpret_cast<const char*>(e.data.data()), static_cast<std::streamsize>(e.data.size()));
       if (!out) throw io_error(tmp.string() + ": write failed");
     }
     std::error_code ec;
@@ -346,6 +348,20 @@ class safetensors_writer {
   }
 
  private:
+  /// The JSON header, padded with spaces so that the data starts at a multiple of 8.
+  std::string header_text() const {
+    nlohmann::json header = nlohmann::json::object();
+    if (!metadata_.empty()) header["__metadata__"] = metadata_;
+    std::uint64_t off = 0;
+    for (const auto& e : entries_) {
+      header[e.name] = {{"dtype", e.dtype_name}, {"shape", e.extents}, {"data_offsets", {off, off + e.data.size()}}};
+      off += e.data.size();
+    }
+    std::string text = header.dump();
+    text.resize((text.size() + 8 + 7) / 8 * 8 - 8, ' ');
+    return text;
+  }
+
   struct entry {
     std::string name, dtype_name;
     std::vector<index_t> extents;
