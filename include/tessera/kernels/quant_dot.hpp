@@ -270,50 +270,39 @@ inline float vec_dot(const block_q5_1* w, const block_q8_sum* a, index_t n_block
 }
 
 namespace detail {
-/// Σ_s sc_s Σ_l q a and Σ_s m_s Σ_l a over the 8 sub-blocks of a q4_K / q5_K block; q(j) gives the
-/// quant of element j.
-template <class Q>
-void k4_dot(const std::uint8_t* scales, const block_q8_K& a, Q q, int& scaled, int& mins) noexcept {
-  scaled = mins = 0;
-  for (int s = 0; s < 8; ++s) {
-    std::uint8_t sc, m;
-    scale_min_k4(s, scales, sc, m);
-    int dot = 0;
-    for (int l = 0; l < 32; ++l) dot += q(32 * s + l) * a.qs[32 * s + l];
-    scaled += sc * dot;
-    mins += m * (a.bsums[2 * s] + a.bsums[2 * s + 1]);
+/// q4_K / q5_K against q8_K: per block Σ_s sc_s Σ_l q a and Σ_s m_s Σ_l a over the 8 sub-blocks of
+/// 32, exact in integers, then d · a.d and dmin · a.d. quant(block, j) gives the quant of element j.
+template <class B, class Quant>
+float k4_vec_dot(const B* w, const block_q8_K* a, index_t n_blocks, Quant quant) noexcept {
+  float sum = 0.f;
+  for (index_t b = 0; b < n_blocks; ++b) {
+    int scaled = 0, mins = 0;
+    for (int s = 0; s < 8; ++s) {
+      std::uint8_t sc, m;
+      scale_min_k4(s, w[b].scales, sc, m);
+      int dot = 0;
+      for (int l = 0; l < 32; ++l) dot += quant(w[b], 32 * s + l) * a[b].qs[32 * s + l];
+      scaled += sc * dot;
+      mins += m * (a[b].bsums[2 * s] + a[b].bsums[2 * s + 1]);
+    }
+    sum += a[b].d * (to_float(w[b].d) * static_cast<float>(scaled) - to_float(w[b].dmin) * static_cast<float>(mins));
   }
+  return sum;
 }
+
+/// Element j's nibble of a q4_K / q5_K block: sub-block pair j / 64, low nibbles for its first 32.
+inline int k4_nibble(const std::uint8_t* qs, int j) noexcept { return (qs[32 * (j / 64) + j % 32] >> (j % 64 < 32 ? 0 : 4)) & 0xF; }
 }  // namespace detail
 
 inline float vec_dot(const block_q4_K* w, const block_q8_K* a, index_t n_blocks, simd::scalar) noexcept {
-  float sum = 0.f;
-  for (index_t b = 0; b < n_blocks; ++b) {
-    const std::uint8_t* qs = w[b].qs;
-    // element j of sub-block pair p = j / 64: low nibbles for the first 32, high for the next
-    auto q = [qs](int j) { return (qs[32 * (j / 64) + j % 32] >> (j % 64 < 32 ? 0 : 4)) & 0xF; };
-    int scaled, mins;
-    detail::k4_dot(w[b].scales, a[b], q, scaled, mins);
-    sum += a[b].d * (to_float(w[b].d) * static_cast<float>(scaled) - to_float(w[b].dmin) * static_cast<float>(mins));
-  }
-  return sum;
+  return detail::k4_vec_dot(w, a, n_blocks, [](const block_q4_K& b, int j) { return detail::k4_nibble(b.qs, j); });
 }
 
 inline float vec_dot(const block_q5_K* w, const block_q8_K* a, index_t n_blocks, simd::scalar) noexcept {
-  float sum = 0.f;
-  for (index_t b = 0; b < n_blocks; ++b) {
-    const std::uint8_t* qs = w[b].qs;
-    const std::uint8_t* qh = w[b].qh;
-    // as q4_K, plus bit s (the sub-block) of qh[j % 32] as the 5th bit
-    auto q = [qs, qh](int j) {
-      const int low = (qs[32 * (j / 64) + j % 32] >> (j % 64 < 32 ? 0 : 4)) & 0xF;
-      return low | (((qh[j % 32] >> (j / 32)) & 1) << 4);
-    };
-    int scaled, mins;
-    detail::k4_dot(w[b].scales, a[b], q, scaled, mins);
-    sum += a[b].d * (to_float(w[b].d) * static_cast<float>(scaled) - to_float(w[b].dmin) * static_cast<float>(mins));
-  }
-  return sum;
+  // as q4_K, plus bit s (the sub-block) of qh[j % 32] as the 5th bit
+  return detail::k4_vec_dot(w, a, n_blocks, [](const block_q5_K& b, int j) {
+    return detail::k4_nibble(b.qs, j) | (((b.qh[j % 32] >> (j / 32)) & 1) << 4);
+  });
 }
 
 inline float vec_dot(const block_q6_K* w, const block_q8_K* a, index_t n_blocks, simd::scalar) noexcept {
