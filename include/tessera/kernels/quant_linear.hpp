@@ -88,14 +88,11 @@ inline index_t quant_chunk_rows(index_t n, index_t row_bytes) noexcept {
   return std::max<index_t>(16, (std::min(by_bytes, by_count) + 15) / 16 * 16);
 }
 
-#ifndef TESSERA_QUANT_PREFETCH
-#define TESSERA_QUANT_PREFETCH 8192
-#endif
 /// Bytes ahead of the current group of rows that the decode path prefetches. A group of four q8_0
 /// rows of 768 is four interleaved streams of 13 cache lines each, too short for the hardware
 /// prefetcher to follow: without software prefetches the decode read weights from memory at
 /// 40-45% of a plain read of the same bytes on Zen 3 (docs/quant.md).
-inline constexpr index_t quant_prefetch_distance = TESSERA_QUANT_PREFETCH;
+inline constexpr index_t quant_prefetch_distance = 8192;
 
 /// out[i * ldo + j] = vec_dot(w row j, activation row i) for j in [lo, hi), all m rows: four rows of
 /// w at a time (vec_dot_rows4, sharing each activation block), each against every activation row
@@ -129,7 +126,6 @@ void quant_gemm(const tensor_view<const float, 2>& x, const tensor_view<const B,
                 const tensor_view<float, 2>& out, workspace& ws) {
   const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
   constexpr index_t P = quant_panel_rows, KC = quant_kc<B>(), bs = B::block_size;
-  const index_t kc_max = std::min(KC, k);
   const std::size_t per_thread = quant_gemm_thread_bytes<B>();
   const index_t panels = (n + P - 1) / P;
   index_t threads = std::min<index_t>(
@@ -143,7 +139,6 @@ void quant_gemm(const tensor_view<const float, 2>& x, const tensor_view<const B,
   const B* wp = w.data();
   float* op = out.data();
   const index_t ldx = row_stride(x), ldw = row_stride(w), ldo = row_stride(out);
-  (void)kc_max;
   parallel_for_stealing(0, panels, 4, 1, static_cast<int>(threads), [&](index_t t, index_t p0, index_t p1) {
     float* rows = rows_buf + t * P * KC;
     float* pw = packed + t * P * KC;
