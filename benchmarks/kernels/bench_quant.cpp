@@ -191,7 +191,7 @@ void run_path(benchmark::State& state, bool integer, index_t n, index_t k, index
   const auto x = random_data<float>(std::size_t(m * k), 1);
   std::vector<float> out(std::size_t(m * n));
   workspace ws(std::max(kernels::quant_linear_workspace_bytes<B>(m, k),
-                        kernels::quant_linear_workspace_bytes<B>(kernels::quant_rows_max_m<> + 1, k)) +
+                        kernels::quant_linear_workspace_bytes<B>(kernels::quant_rows_max_m<B> + 1, k)) +
                workspace::bytes_for<kernels::activation_block_t<B>>(m * (k / B::block_size)));
   const tensor_view<const B, 2> wv(w.data(), {n, k / B::block_size});
   const tensor_view<const float, 2> xv(x.data(), {m, k});

@@ -173,3 +173,28 @@ TEMPLATE_TEST_CASE("vec_dot_rows4: four rows at once = vec_dot per row up to flo
     }
   }
 }
+
+TEMPLATE_TEST_CASE("vec_dot_rows4: four rows against 1-4 activation rows = vec_dot per pair", "[quant][dot]",
+                   TESSERA_WEIGHT_BLOCKS) {
+  using B = TestType;
+  using A = activation_block_t<B>;
+  rng(44);
+  const index_t nb = 6, ldw = nb + 1, ka = nb * B::block_size / A::block_size;
+  auto w = random_blocks<B>(4 * ldw);
+  for (int m = 1; m <= 4; ++m) {
+    const auto x = normal_vector(m * nb * B::block_size, 0.5f);
+    std::vector<A> a(static_cast<std::size_t>(m * ka));
+    quantize(x.data(), a.data(), m * ka);
+    std::vector<float> out(static_cast<std::size_t>(m * 6), -1.f);  // ldo = 6: two untouched columns per row
+    kernels::vec_dot_rows4(w.data(), ldw, a.data(), ka, m, nb, out.data(), 6, simd::default_arch{});
+    for (int i = 0; i < m; ++i) {
+      CHECK(out[std::size_t(i * 6 + 4)] == -1.f);
+      for (int r = 0; r < 4; ++r) {
+        const std::vector<B> row(w.begin() + r * ldw, w.begin() + r * ldw + nb);
+        const dot_case<B> c(row, std::vector<float>(x.begin() + i * nb * B::block_size, x.begin() + (i + 1) * nb * B::block_size));
+        INFO("m " << m << " activation row " << i << " weight row " << r);
+        CHECK(std::abs(double(out[std::size_t(i * 6 + r)]) - c.exact_quantized()) <= c.float_bound());
+      }
+    }
+  }
+}

@@ -6,17 +6,17 @@
 //
 // Decode and batched decode (m <= quant_rows_max_m): the m rows of x are quantized once into
 // activation blocks (block_q8_sum or block_q8_K, kernels/quant_dot.hpp) in the workspace, then
-// threads take chunks of ~256 KB of weight rows as they come free (as gemv does) and each weight
-// row, read from memory once, is dotted with all m activation rows while it sits in L1:
-// integer products per block, one float multiply-add per block.
+// threads take chunks of ~256 KB of weight rows as they come free (as gemv does) and each group of
+// four weight rows, read from memory once, is dotted with all m activation rows while it sits in
+// L1 (kernels/quant_rows.hpp): integer products per block, one float multiply-add per block.
 //
 // Prefill (m > quant_rows_max_m): the packed gemm (kernels/gemm.hpp) on dequantized panels. Each
 // thread dequantizes 64 weight rows × kc columns (kc: 384, or 256 for the 256-element K-quant
 // blocks) into f32 scratch, which gemm_packed_range packs and multiplies with all m rows of x; the
 // dequantization is paid once per weight element for all m rows. Measured on Zen 3 (docs/quant.md)
-// this beat integer dot products from m = 16 on. x is not quantized on this path, so its rows carry
-// only the float rounding of the product, while the decode path adds the activation's 8-bit
-// quantization error (bounded in docs/quant.md).
+// this beat the integer dot products from m = 16-24 on (quant_rows_max_m). x is not quantized on
+// this path, so its rows carry only the float rounding of the product, while the decode path adds
+// the activation's 8-bit quantization error (bounded in docs/quant.md).
 //
 // Scratch comes from the workspace (quant_linear_workspace_bytes); nothing is allocated.
 #pragma once
@@ -42,9 +42,11 @@ inline namespace v0 {
 namespace kernels {
 
 /// Largest m for which quant_linear runs integer dot products (each weight row read once for all m
-/// rows); above it the dequantizing packed gemm runs. Zen 3 measurement in docs/quant.md.
-template <class Arch = simd::default_arch>
-inline constexpr index_t quant_rows_max_m = 12;
+/// rows, a weight block unpacked once for 4 of them); above it the dequantizing packed gemm runs.
+/// Zen 3, 2048 x 768, 1 thread (docs/quant.md): the gemm path overtook the integer one between m =
+/// 16 and 24 for q4_0 and q8_0, between 12 and 16 for q4_K (whose rows are not tiled).
+template <class B, class Arch = simd::default_arch>
+inline constexpr index_t quant_rows_max_m = B::block_size == 32 ? 20 : 12;
 
 namespace detail {
 
@@ -95,8 +97,8 @@ inline index_t quant_chunk_rows(index_t n, index_t row_bytes) noexcept {
 inline constexpr index_t quant_prefetch_distance = 8192;
 
 /// out[i * ldo + j] = vec_dot(w row j, activation row i) for j in [lo, hi), all m rows: four rows of
-/// w at a time (vec_dot_rows4, sharing each activation block), each against every activation row
-/// while it sits in L1; the last 0-3 rows one by one. The lines quant_prefetch_distance bytes past
+/// w at a time (vec_dot_rows4, sharing each activation block), against the activation rows four at
+/// a time while they sit in L1; the last 0-3 rows one by one. The lines quant_prefetch_distance bytes past
 /// each group are prefetched, up to the end of the range (the rows after it may be another
 /// thread's).
 template <class Arch, class B, class A>
@@ -110,11 +112,9 @@ void quant_rows_range(const B* w, index_t ldw, const A* act, index_t kb, index_t
       const char* ahead = reinterpret_cast<const char*>(w + j * ldw) + quant_prefetch_distance;
       for (index_t off = 0; off < group_bytes && ahead + off < limit; off += 64) __builtin_prefetch(ahead + off, 0, 1);
     }
-    for (index_t i = 0; i < m; ++i) {
-      float r[4];
-      vec_dot_rows4(w + j * ldw, ldw, act + i * kb, kb, r, Arch{});
-      for (int t = 0; t < 4; ++t) out[i * ldo + j + t] = r[t];
-    }
+    for (index_t i = 0; i < m; i += 4)  // up to 4 activation rows per pass over the 4 weight rows
+      vec_dot_rows4(w + j * ldw, ldw, act + i * kb, kb, static_cast<int>(std::min<index_t>(4, m - i)), kb,
+                    out + i * ldo + j, ldo, Arch{});
   }
   for (; j < hi; ++j)
     for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(w + j * ldw, act + i * kb, kb, Arch{});
@@ -163,7 +163,7 @@ template <quant_block B>
 std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int threads = num_threads()) noexcept {
   using A = activation_block_t<B>;
   const std::size_t act = workspace::bytes_for<A>(m * (k / B::block_size));
-  if (m <= quant_rows_max_m<>) return act;
+  if (m <= quant_rows_max_m<B>) return act;
   return std::max(act, detail::quant_gemm_thread_bytes<B>() * static_cast<std::size_t>(std::max(threads, 1)));
 }
 
@@ -182,7 +182,7 @@ void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tens
     return;
   }
   if constexpr (!simd::is_scalar_v<Arch>) {
-    if (m > quant_rows_max_m<Arch>) return detail::quant_gemm<Arch>(x, w, out, ws);
+    if (m > quant_rows_max_m<B, Arch>) return detail::quant_gemm<Arch>(x, w, out, ws);
   }
   workspace::frame frame(ws);
   A* act = ws.alloc<A>(m * kb);

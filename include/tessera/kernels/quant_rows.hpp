@@ -1,15 +1,16 @@
 // tessera/kernels/quant_rows.hpp: four weight rows against one activation row at once.
 //
 //   w:   4 rows of n_blocks weight blocks, row r at w + r · ldw (blocks)
-//   a:   n_blocks activation blocks (activation_block_t<B>)
-//   out: out[r] = vec_dot(w + r · ldw, a, n_blocks), r < 4
+//   a:   m (1 .. 4) rows of n_blocks activation blocks (activation_block_t<B>), row i at a + i · lda
+//   out: out[i · ldo + r] = vec_dot(w + r · ldw, a + i · lda, n_blocks), r < 4, i < m
 //
 // For the 32-element formats one row at a time spends as much on each block's scale (an f16
 // conversion, a multiply, a broadcast, an int → float conversion and an FMA per block) as on its
 // integer dot. Four rows share the work per activation block: its quants are loaded once, the four
 // rows' integer sums are reduced together (vphaddw / vphaddd) into one vector of 4 row sums, the
 // four f16 scales are converted by one vcvtph2ps, and one FMA applies them. q4_0 on Zen 3, hot in
-// L2: 1.67 → 1.39 ns per block (docs/quant.md). The unsigned quants' i16 pair sums stay below
+// L2: 1.67 → 1.39 ns per block (docs/quant.md). With several activation rows (batched decode) the
+// four weight blocks are unpacked and their scales converted once for up to 4 of them. The unsigned quants' i16 pair sums stay below
 // 2 · 31 · 127 = 7874, so four of them add up in 16 bits before the 32-bit widening; q8_0's (up to
 // 32512) are widened first. K-quants, whose per-block work is spread over 256 elements, run one
 // row at a time (vec_dot).
@@ -57,65 +58,100 @@ inline constexpr int quant_offset = std::is_same_v<B, block_q4_0> ? 8 : std::is_
 template <class B>
 inline constexpr bool has_min = std::is_same_v<B, block_q4_1> || std::is_same_v<B, block_q5_1>;
 
-/// 4 rows of q4_0 / q4_1 / q5_0 / q5_1 against one q8_sum row.
-template <class B>
-void vec_dot_rows4_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t n_blocks, float* out) noexcept {
-  __m128 acc = _mm_setzero_ps(), acc_m = _mm_setzero_ps();
+/// 4 rows of q4_0 / q4_1 / q5_0 / q5_1 against M q8_sum rows (a + i · lda): each weight block is
+/// unpacked and its four scales converted once for the M activation rows (batched decode).
+template <int M, class B>
+void vec_dot_rows4_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t lda, index_t n_blocks, float* out,
+                        index_t ldo) noexcept {
+  __m128 acc[M], acc_m[M];
+  for (int i = 0; i < M; ++i) acc[i] = acc_m[i] = _mm_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (index_t b = 0; b < n_blocks; ++b) {
-    const __m256i av = load_256(a[b].qs);
-    const __m256i p0 = _mm256_maddubs_epi16(unsigned_quants(w[b]), av);
-    const __m256i p1 = _mm256_maddubs_epi16(unsigned_quants(w[ldw + b]), av);
-    const __m256i p2 = _mm256_maddubs_epi16(unsigned_quants(w[2 * ldw + b]), av);
-    const __m256i p3 = _mm256_maddubs_epi16(unsigned_quants(w[3 * ldw + b]), av);
-    // [r0 r0 r1 r1 r2 r2 r3 r3 | the same for the upper 16 elements], each a sum of 4 i16 pair sums
-    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
-    const __m256i s = _mm256_madd_epi16(h, ones);
-    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    if constexpr (quant_offset<B> != 0) r = _mm_sub_epi32(r, _mm_set1_epi32(quant_offset<B> * a[b].sum));
+    const __m256i q0 = unsigned_quants(w[b]), q1 = unsigned_quants(w[ldw + b]);
+    const __m256i q2 = unsigned_quants(w[2 * ldw + b]), q3 = unsigned_quants(w[3 * ldw + b]);
     const __m128 dw = halves_4(w, ldw, b, [](const B& x) { return x.d; });
-    acc = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(a[b].d)), _mm_cvtepi32_ps(r), acc);
-    if constexpr (has_min<B>) {
-      const __m128 m = halves_4(w, ldw, b, [](const B& x) { return x.m; });
-      acc_m = _mm_fmadd_ps(m, _mm_set1_ps(a[b].d * static_cast<float>(a[b].sum)), acc_m);
+    __m128 mw = _mm_setzero_ps();
+    if constexpr (has_min<B>) mw = halves_4(w, ldw, b, [](const B& x) { return x.m; });
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_sum& ab = a[i * lda + b];
+      const __m256i av = load_256(ab.qs);
+      const __m256i p0 = _mm256_maddubs_epi16(q0, av), p1 = _mm256_maddubs_epi16(q1, av);
+      const __m256i p2 = _mm256_maddubs_epi16(q2, av), p3 = _mm256_maddubs_epi16(q3, av);
+      // [r0 r0 r1 r1 r2 r2 r3 r3 | the same for the upper 16 elements], each a sum of 4 i16 pair sums
+      const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
+      const __m256i s = _mm256_madd_epi16(h, ones);
+      __m128i r = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      if constexpr (quant_offset<B> != 0) r = _mm_sub_epi32(r, _mm_set1_epi32(quant_offset<B> * ab.sum));
+      acc[i] = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(ab.d)), _mm_cvtepi32_ps(r), acc[i]);
+      if constexpr (has_min<B>) acc_m[i] = _mm_fmadd_ps(mw, _mm_set1_ps(ab.d * static_cast<float>(ab.sum)), acc_m[i]);
     }
   }
-  _mm_storeu_ps(out, has_min<B> ? _mm_add_ps(acc, acc_m) : acc);
+  for (int i = 0; i < M; ++i) _mm_storeu_ps(out + i * ldo, has_min<B> ? _mm_add_ps(acc[i], acc_m[i]) : acc[i]);
 }
 
-/// 4 rows of q8_0 against one q8_sum row (signed weights: |w| · sign(a, w), widened before adding).
-inline void vec_dot_rows4_avx2(const block_q8_0* w, index_t ldw, const block_q8_sum* a, index_t n_blocks,
-                               float* out) noexcept {
-  __m128 acc = _mm_setzero_ps();
-  auto dot = [](const block_q8_0& x, __m256i av) {
-    const __m256i wq = load_256(x.qs);
-    return dot_u8i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(av, wq));
-  };
+/// 4 rows of q8_0 against M q8_sum rows (signed weights: |w| · sign(a, w), widened before adding).
+template <int M>
+void vec_dot_rows4_avx2(const block_q8_0* w, index_t ldw, const block_q8_sum* a, index_t lda, index_t n_blocks,
+                        float* out, index_t ldo) noexcept {
+  __m128 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm_setzero_ps();
   for (index_t b = 0; b < n_blocks; ++b) {
-    const __m256i av = load_256(a[b].qs);
-    const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(dot(w[b], av), dot(w[ldw + b], av)),
-                                        _mm256_hadd_epi32(dot(w[2 * ldw + b], av), dot(w[3 * ldw + b], av)));
-    const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    const __m256i w0 = load_256(w[b].qs), w1 = load_256(w[ldw + b].qs);
+    const __m256i w2 = load_256(w[2 * ldw + b].qs), w3 = load_256(w[3 * ldw + b].qs);
+    const __m256i u0 = _mm256_sign_epi8(w0, w0), u1 = _mm256_sign_epi8(w1, w1);
+    const __m256i u2 = _mm256_sign_epi8(w2, w2), u3 = _mm256_sign_epi8(w3, w3);
     const __m128 dw = halves_4(w, ldw, b, [](const block_q8_0& x) { return x.d; });
-    acc = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(a[b].d)), _mm_cvtepi32_ps(r), acc);
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_sum& ab = a[i * lda + b];
+      const __m256i av = load_256(ab.qs);
+      const __m256i s = _mm256_hadd_epi32(
+          _mm256_hadd_epi32(dot_u8i8(u0, _mm256_sign_epi8(av, w0)), dot_u8i8(u1, _mm256_sign_epi8(av, w1))),
+          _mm256_hadd_epi32(dot_u8i8(u2, _mm256_sign_epi8(av, w2)), dot_u8i8(u3, _mm256_sign_epi8(av, w3))));
+      const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      acc[i] = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(ab.d)), _mm_cvtepi32_ps(r), acc[i]);
+    }
   }
-  _mm_storeu_ps(out, acc);
+  for (int i = 0; i < M; ++i) _mm_storeu_ps(out + i * ldo, acc[i]);
+}
+
+/// Dispatches m (1 .. 4) to its compile-time tile.
+template <class B>
+void vec_dot_rows4_m(const B* w, index_t ldw, const block_q8_sum* a, index_t lda, int m, index_t n_blocks, float* out,
+                     index_t ldo) noexcept {
+  switch (m) {
+    case 1: vec_dot_rows4_avx2<1>(w, ldw, a, lda, n_blocks, out, ldo); break;
+    case 2: vec_dot_rows4_avx2<2>(w, ldw, a, lda, n_blocks, out, ldo); break;
+    case 3: vec_dot_rows4_avx2<3>(w, ldw, a, lda, n_blocks, out, ldo); break;
+    default: vec_dot_rows4_avx2<4>(w, ldw, a, lda, n_blocks, out, ldo); break;
+  }
 }
 
 #endif
 }  // namespace detail
 
-/// out[r] = vec_dot(w + r · ldw, a, n_blocks, Arch) for r < 4 (the float sums in another order).
+/// out[i · ldo + r] = vec_dot(w + r · ldw, a + i · lda, n_blocks, Arch) for r < 4 and i < m (1 .. 4):
+/// four weight rows against m activation rows, each weight block unpacked once for the m rows (the
+/// float sums in another order than vec_dot's).
 template <quant_block B, class Arch>
-void vec_dot_rows4(const B* w, index_t ldw, const activation_block_t<B>* a, index_t n_blocks, float* out,
-                   Arch) noexcept {
+void vec_dot_rows4(const B* w, index_t ldw, const activation_block_t<B>* a, index_t lda, int m, index_t n_blocks,
+                   float* out, index_t ldo, Arch) noexcept {
 #if defined(__AVX2__)
   if constexpr (detail::quant_x86<Arch>() && B::block_size == 32) {
-    detail::vec_dot_rows4_avx2(w, ldw, a, n_blocks, out);
+    detail::vec_dot_rows4_m(w, ldw, a, lda, m, n_blocks, out, ldo);
     return;
   }
 #endif
-  for (int r = 0; r < 4; ++r) out[r] = vec_dot(w + r * ldw, a, n_blocks, Arch{});
+  for (int i = 0; i < m; ++i)
+    for (int r = 0; r < 4; ++r) out[i * ldo + r] = vec_dot(w + r * ldw, a + i * lda, n_blocks, Arch{});
+}
+
+/// out[r] = vec_dot(w + r · ldw, a, n_blocks, Arch) for r < 4: four weight rows, one activation row.
+template <quant_block B, class Arch>
+void vec_dot_rows4(const B* w, index_t ldw, const activation_block_t<B>* a, index_t n_blocks, float* out,
+                   Arch) noexcept {
+  vec_dot_rows4(w, ldw, a, n_blocks, 1, n_blocks, out, 4, Arch{});
 }
 
 }  // namespace kernels
