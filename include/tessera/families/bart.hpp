@@ -146,6 +146,7 @@ inline void read_bart_config(const io::json_fields& f, model_config& c) {
   if (c.architecture.empty()) c.architecture = "BartForConditionalGeneration";
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool bart_registered = register_family({
     .name = "bart",
     .model_types = {"bart"},
@@ -156,6 +157,7 @@ inline const bool bart_registered = register_family({
     .load = load_bart,
     .load_encoder = {},
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

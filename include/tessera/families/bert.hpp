@@ -83,6 +83,7 @@ inline void read_bert_config(const io::json_fields& f, model_config& c) {
   if (c.architecture.empty()) c.architecture = "BertModel";
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool bert_registered = register_family({
     .name = "bert",
     .model_types = {"bert"},
@@ -93,6 +94,7 @@ inline const bool bert_registered = register_family({
     .load = {},
     .load_encoder = load_bert,
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

@@ -102,6 +102,7 @@ inline void read_gemma2_config(const io::json_fields& f, model_config& c) {
   if (c.architecture.empty()) c.architecture = "Gemma2ForCausalLM";
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool gemma2_registered = register_family({
     .name = "gemma2",
     .model_types = {"gemma2"},
@@ -111,6 +112,7 @@ inline const bool gemma2_registered = register_family({
     .read_gguf = {},
     .load = load_gemma2,
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

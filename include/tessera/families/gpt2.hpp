@@ -155,6 +155,7 @@ inline void fix_gpt2_gguf(const io::gguf_file&, std::string_view n, io::gguf_ten
   }
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool gpt2_registered = register_family({
     .name = "gpt2",
     .model_types = {"gpt2"},
@@ -166,6 +167,7 @@ inline const bool gpt2_registered = register_family({
     .gguf_fix = fix_gpt2_gguf,
     .load = load_gpt2,
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

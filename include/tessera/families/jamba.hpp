@@ -86,6 +86,7 @@ inline void read_jamba_config(const io::json_fields& f, model_config& c) {
 }
 
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool jamba_registered = register_family({
     .name = "jamba",
     .model_types = {"jamba"},
@@ -97,6 +98,7 @@ inline const bool jamba_registered = register_family({
       return load_jamba(c, std::move(w));
     },
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

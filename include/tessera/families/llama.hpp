@@ -159,6 +159,7 @@ inline void fix_llama_gguf(const io::gguf_file& g, std::string_view name, io::gg
   fix.rope_heads = q ? n_head : g.try_int(arch + ".attention.head_count_kv").value_or(n_head);
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool llama_registered = register_family({
     .name = "llama",
     .model_types = {"llama", "mistral", "qwen2", "qwen3"},
@@ -171,6 +172,7 @@ inline const bool llama_registered = register_family({
     .gguf_fix = fix_llama_gguf,
     .load = load_llama,
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

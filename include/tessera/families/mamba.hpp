@@ -157,6 +157,7 @@ inline void fix_mamba_gguf(const io::gguf_file&, std::string_view n, io::gguf_te
   if (n.ends_with(".ssm_conv1d.weight") && fix.extents.size() == 2) fix.extents = {fix.extents[0], 1, fix.extents[1]};
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool mamba_registered = register_family({
     .name = "mamba",
     .model_types = {"mamba"},
@@ -170,6 +171,7 @@ inline const bool mamba_registered = register_family({
       return load_mamba(c, std::move(w));
     },
 });
+#endif
 
 }  // namespace families
 }  // namespace v0

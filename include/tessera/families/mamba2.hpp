@@ -52,6 +52,7 @@ inline void fix_mamba2_gguf(const io::gguf_file& g, std::string_view n, io::gguf
   if (n.ends_with(".ssm_norm.weight") && fix.extents.size() == 2) fix.extents = {fix.extents[0] * fix.extents[1]};
 }
 
+#ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool mamba2_registered = register_family({
     .name = "mamba2",
     .model_types = {"mamba2"},
@@ -65,6 +66,7 @@ inline const bool mamba2_registered = register_family({
       return load_mamba2(c, std::move(w));
     },
 });
+#endif
 
 }  // namespace families
 }  // namespace v0
