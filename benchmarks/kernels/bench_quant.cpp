@@ -292,6 +292,7 @@ int main(int argc, char** argv) {
   bench::register_paths<block_q4_0>();
   bench::register_paths<block_q4_K>();
   bench::register_paths<block_q8_0>();
+  bench::register_paths<block_q6_K>();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }

@@ -462,62 +462,89 @@ TESSERA_ALWAYS_INLINE __m128i k4_mins(__m128i mins16, const block_q8_K& a) noexc
   return _mm_madd_epi16(mins16, _mm_hadd_epi16(lo, hi));  // pair sums <= 2 · 16 · 127: no overflow
 }
 
-/// q4_K / q5_K: Σ_b (d · a.d · Σ_s sc_s dot_s - dmin · a.d · Σ_s m_s asum_s). quants(b, p, lo, hi)
-/// sets the quants of sub-blocks 2p (lo) and 2p + 1 (hi) of block b.
-template <class B, class Quants>
-TESSERA_ALWAYS_INLINE float vec_dot_k4(const B* w, const block_q8_K* a, index_t n_blocks, Quants quants) noexcept {
-  __m256 acc = _mm256_setzero_ps();
-  __m128 acc_m = _mm_setzero_ps();
+/// The quants of sub-blocks 2p (lo) and 2p + 1 (hi) of a q4_K block: low and high nibbles.
+TESSERA_ALWAYS_INLINE void k4_quants(const block_q4_K& w, int p, __m256i& lo, __m256i& hi) noexcept {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i q = load_256(w.qs + 32 * p);
+  lo = _mm256_and_si256(q, low4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+}
+
+/// As for q4_K, plus the 5th bits: bit 2p of qh[l] for element l of sub-block 2p, bit 2p + 1 for
+/// sub-block 2p + 1, shifted to bit 4 of each byte (16-bit shifts; the mask drops what crossed a byte).
+TESSERA_ALWAYS_INLINE void k4_quants(const block_q5_K& w, int p, __m256i& lo, __m256i& hi) noexcept {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  const __m256i qh = load_256(w.qh);
+  const __m256i h_lo = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * p), 4), bit4);
+  const __m256i h_hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * p + 1), 4), bit4);
+  const __m256i q = load_256(w.qs + 32 * p);
+  lo = _mm256_or_si256(_mm256_and_si256(q, low4), h_lo);
+  hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h_hi);
+}
+
+/// q4_K / q5_K, one weight row against M activation rows (a + i · lda), out[i · ldo] for i < M:
+/// Σ_b (d · a.d · Σ_s sc_s dot_s - dmin · a.d · Σ_s m_s asum_s). A block's scales, mins and quants
+/// are unpacked once for the M rows.
+template <int M, class B>
+void vec_dot_k4(const B* w, const block_q8_K* a, index_t lda, index_t n_blocks, float* out, index_t ldo) noexcept {
+  __m256 acc[M];
+  __m128 acc_m[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps(), acc_m[i] = _mm_setzero_ps();
   const __m256i spread_even[4] = {broadcast_i16_mask(0), broadcast_i16_mask(2), broadcast_i16_mask(4), broadcast_i16_mask(6)};
   const __m256i spread_odd[4] = {broadcast_i16_mask(1), broadcast_i16_mask(3), broadcast_i16_mask(5), broadcast_i16_mask(7)};
   for (index_t b = 0; b < n_blocks; ++b) {
     const __m256i sm = k4_scales_mins(w[b].scales);
     const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);  // the 8 scales in both lanes
-    __m256i isum0 = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
+    __m256i isum[M];
+    for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int p = 0; p < 4; ++p) {
       __m256i lo, hi;
-      quants(b, p, lo, hi);
-      const __m256i plo = _mm256_maddubs_epi16(lo, load_256(a[b].qs + 64 * p));
-      const __m256i phi = _mm256_maddubs_epi16(hi, load_256(a[b].qs + 64 * p + 32));
-      isum0 = _mm256_add_epi32(isum0, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(scales, spread_even[p])));
-      isum1 = _mm256_add_epi32(isum1, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(scales, spread_odd[p])));
+      k4_quants(w[b], p, lo, hi);
+      const __m256i sc_lo = _mm256_shuffle_epi8(scales, spread_even[p]), sc_hi = _mm256_shuffle_epi8(scales, spread_odd[p]);
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) {
+        const std::int8_t* aq = a[i * lda + b].qs + 64 * p;
+        const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_256(aq)), sc_lo);
+        const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_256(aq + 32)), sc_hi);
+        isum[i] = _mm256_add_epi32(isum[i], _mm256_add_epi32(plo, phi));
+      }
     }
-    const float da = a[b].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(da * half_to_float(w[b].d)), _mm256_cvtepi32_ps(_mm256_add_epi32(isum0, isum1)), acc);
-    const __m128i mins = k4_mins(_mm256_extracti128_si256(sm, 1), a[b]);
-    acc_m = _mm_fmadd_ps(_mm_set1_ps(da * half_to_float(w[b].dmin)), _mm_cvtepi32_ps(mins), acc_m);
+    const float d = half_to_float(w[b].d), dmin = half_to_float(w[b].dmin);
+    const __m128i mins16 = _mm256_extracti128_si256(sm, 1);
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_K& ab = a[i * lda + b];
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(ab.d * d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
+      acc_m[i] = _mm_fmadd_ps(_mm_set1_ps(ab.d * dmin), _mm_cvtepi32_ps(k4_mins(mins16, ab)), acc_m[i]);
+    }
   }
-  __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-  m = _mm_add_ss(m, _mm_movehdup_ps(m));
-  return hsum(acc) - _mm_cvtss_f32(m);
+  for (int i = 0; i < M; ++i) {
+    __m128 m = _mm_add_ps(acc_m[i], _mm_movehl_ps(acc_m[i], acc_m[i]));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    out[i * ldo] = hsum(acc[i]) - _mm_cvtss_f32(m);
+  }
 }
 
 inline float vec_dot_avx2(const block_q4_K* w, const block_q8_K* a, index_t n_blocks) noexcept {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  return vec_dot_k4(w, a, n_blocks, [w, low4](index_t b, int p, __m256i& lo, __m256i& hi) {
-    const __m256i q = load_256(w[b].qs + 32 * p);
-    lo = _mm256_and_si256(q, low4);
-    hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-  });
+  float out;
+  vec_dot_k4<1>(w, a, 0, n_blocks, &out, 0);
+  return out;
 }
 
 inline float vec_dot_avx2(const block_q5_K* w, const block_q8_K* a, index_t n_blocks) noexcept {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-  return vec_dot_k4(w, a, n_blocks, [w, low4, bit4](index_t b, int p, __m256i& lo, __m256i& hi) {
-    // bit 2p of qh[l] is the 5th bit of element l of sub-block 2p, bit 2p + 1 of sub-block 2p + 1:
-    // shifted to bit 4 of each byte (16-bit shifts; the mask drops what crossed a byte)
-    const __m256i qh = load_256(w[b].qh);
-    const __m256i h_lo = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * p), 4), bit4);
-    const __m256i h_hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * p + 1), 4), bit4);
-    const __m256i q = load_256(w[b].qs + 32 * p);
-    lo = _mm256_or_si256(_mm256_and_si256(q, low4), h_lo);
-    hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h_hi);
-  });
+  float out;
+  vec_dot_k4<1>(w, a, 0, n_blocks, &out, 0);
+  return out;
 }
 
-inline float vec_dot_avx2(const block_q6_K* w, const block_q8_K* a, index_t n_blocks) noexcept {
-  __m256 acc = _mm256_setzero_ps();
+/// q6_K, one weight row against M activation rows (a + i · lda), out[i · ldo] for i < M:
+/// Σ_b d · a.d · Σ_sub sc (Σ q a - 32 Σ a); a block's quants and scales unpacked once for the M rows.
+template <int M>
+void vec_dot_q6k(const block_q6_K* w, const block_q8_K* a, index_t lda, index_t n_blocks, float* out,
+                 index_t ldo) noexcept {
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
   const __m256i low4 = _mm256_set1_epi8(0x0F), high2 = _mm256_set1_epi8(0x30);
   // shuffles that spread scale 2g (lanes 0-7) and 2g + 1 (lanes 8-15) of 8 16-bit scales
   auto spread = [](int g) {
@@ -527,9 +554,11 @@ inline float vec_dot_avx2(const block_q6_K* w, const block_q8_K* a, index_t n_bl
   const __m256i spread_g[4] = {spread(0), spread(1), spread(2), spread(3)};
   for (index_t b = 0; b < n_blocks; ++b) {
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
-    // Σ_sub sc · 32 · bsums: the offset of the 6-bit quants
-    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load_256(a[b].bsums)), 5);
-    __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), offset);
+    __m256i isum[M];
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i)  // - Σ_sub sc · 32 · bsums: the offset of the 6-bit quants
+      isum[i] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_slli_epi32(_mm256_madd_epi16(sc16, load_256(a[i * lda + b].bsums)), 5));
 #pragma GCC unroll 2
     for (int half = 0; half < 2; ++half) {
       const std::uint8_t* ql = w[b].ql + 64 * half;
@@ -544,13 +573,26 @@ inline float vec_dot_avx2(const block_q6_K* w, const block_q8_K* a, index_t n_bl
                                        : _mm256_permute2x128_si256(sc16, sc16, 0x11);  // scales 8-15
 #pragma GCC unroll 4
       for (int g = 0; g < 4; ++g) {
-        const __m256i p = _mm256_maddubs_epi16(q[g], load_256(a[b].qs + 128 * half + 32 * g));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, spread_g[g])));
+        const __m256i sc = _mm256_shuffle_epi8(scales, spread_g[g]);
+#pragma GCC unroll 4
+        for (int i = 0; i < M; ++i) {
+          const __m256i p = _mm256_maddubs_epi16(q[g], load_256(a[i * lda + b].qs + 128 * half + 32 * g));
+          isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, sc));
+        }
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * half_to_float(w[b].d)), _mm256_cvtepi32_ps(isum), acc);
+    const float d = half_to_float(w[b].d);
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(a[i * lda + b].d * d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
   }
-  return hsum(acc);
+  for (int i = 0; i < M; ++i) out[i * ldo] = hsum(acc[i]);
+}
+
+inline float vec_dot_avx2(const block_q6_K* w, const block_q8_K* a, index_t n_blocks) noexcept {
+  float out;
+  vec_dot_q6k<1>(w, a, 0, n_blocks, &out, 0);
+  return out;
 }
 
 #endif

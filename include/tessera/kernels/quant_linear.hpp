@@ -44,9 +44,9 @@ namespace kernels {
 /// Largest m for which quant_linear runs integer dot products (each weight row read once for all m
 /// rows, a weight block unpacked once for 4 of them); above it the dequantizing packed gemm runs.
 /// Zen 3, 2048 x 768, 1 thread (docs/quant.md): the gemm path overtook the integer one between m =
-/// 16 and 24 for q4_0 and q8_0, between 12 and 16 for q4_K (whose rows are not tiled).
+/// 16 and 24 for q4_0 and q8_0; for q4_K the integer path was still ahead at m = 32.
 template <class B, class Arch = simd::default_arch>
-inline constexpr index_t quant_rows_max_m = B::block_size == 32 ? 20 : 12;
+inline constexpr index_t quant_rows_max_m = B::block_size == 32 ? 20 : 24;
 
 namespace detail {
 

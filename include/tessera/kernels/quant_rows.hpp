@@ -1,4 +1,4 @@
-// tessera/kernels/quant_rows.hpp: four weight rows against one activation row at once.
+// tessera/kernels/quant_rows.hpp: four weight rows against 1-4 activation rows at once.
 //
 //   w:   4 rows of n_blocks weight blocks, row r at w + r · ldw (blocks)
 //   a:   m (1 .. 4) rows of n_blocks activation blocks (activation_block_t<B>), row i at a + i · lda
@@ -10,10 +10,11 @@
 // rows' integer sums are reduced together (vphaddw / vphaddd) into one vector of 4 row sums, the
 // four f16 scales are converted by one vcvtph2ps, and one FMA applies them. q4_0 on Zen 3, hot in
 // L2: 1.67 → 1.39 ns per block (docs/quant.md). With several activation rows (batched decode) the
-// four weight blocks are unpacked and their scales converted once for up to 4 of them. The unsigned quants' i16 pair sums stay below
-// 2 · 31 · 127 = 7874, so four of them add up in 16 bits before the 32-bit widening; q8_0's (up to
-// 32512) are widened first. K-quants, whose per-block work is spread over 256 elements, run one
-// row at a time (vec_dot).
+// four weight blocks are unpacked and their scales converted once for up to 4 of them. The
+// unsigned quants' i16 pair sums stay below 2 · 31 · 127 = 7874, so four of them add up in 16 bits
+// before the 32-bit widening; q8_0's (up to 32512) are widened first. q4_K / q5_K run one weight row at a time against the m activation
+// rows (their scales, mins and quants unpacked once for them); q6_K one row and one activation row
+// at a time (vec_dot).
 #pragma once
 
 #include <type_traits>
@@ -116,9 +117,25 @@ void vec_dot_rows4_avx2(const block_q8_0* w, index_t ldw, const block_q8_sum* a,
   for (int i = 0; i < M; ++i) _mm_storeu_ps(out + i * ldo, acc[i]);
 }
 
+/// 4 rows of q4_K / q5_K against M q8_K rows: one weight row at a time (its scales, mins and
+/// quants unpacked once for the M activation rows).
+template <int M, class B>
+  requires(std::is_same_v<B, block_q4_K> || std::is_same_v<B, block_q5_K>)
+void vec_dot_rows4_avx2(const B* w, index_t ldw, const block_q8_K* a, index_t lda, index_t n_blocks, float* out,
+                        index_t ldo) noexcept {
+  for (int r = 0; r < 4; ++r) vec_dot_k4<M>(w + r * ldw, a, lda, n_blocks, out + r, ldo);
+}
+
+/// 4 rows of q6_K against M q8_K rows: one weight row at a time.
+template <int M>
+void vec_dot_rows4_avx2(const block_q6_K* w, index_t ldw, const block_q8_K* a, index_t lda, index_t n_blocks,
+                        float* out, index_t ldo) noexcept {
+  for (int r = 0; r < 4; ++r) vec_dot_q6k<M>(w + r * ldw, a, lda, n_blocks, out + r, ldo);
+}
+
 /// Dispatches m (1 .. 4) to its compile-time tile.
-template <class B>
-void vec_dot_rows4_m(const B* w, index_t ldw, const block_q8_sum* a, index_t lda, int m, index_t n_blocks, float* out,
+template <class B, class A>
+void vec_dot_rows4_m(const B* w, index_t ldw, const A* a, index_t lda, int m, index_t n_blocks, float* out,
                      index_t ldo) noexcept {
   switch (m) {
     case 1: vec_dot_rows4_avx2<1>(w, ldw, a, lda, n_blocks, out, ldo); break;
@@ -138,7 +155,7 @@ template <quant_block B, class Arch>
 void vec_dot_rows4(const B* w, index_t ldw, const activation_block_t<B>* a, index_t lda, int m, index_t n_blocks,
                    float* out, index_t ldo, Arch) noexcept {
 #if defined(__AVX2__)
-  if constexpr (detail::quant_x86<Arch>() && B::block_size == 32) {
+  if constexpr (detail::quant_x86<Arch>()) {
     detail::vec_dot_rows4_m(w, ldw, a, lda, m, n_blocks, out, ldo);
     return;
   }
