@@ -3,11 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <string>
 #include <cmath>
 #include <vector>
 
 #include <tessera/core/blocks.hpp>
 #include <tessera/core/tensor_view.hpp>
+#include <tessera/io/gguf.hpp>
 #include <tessera/io/gguf_quants.hpp>
 #include <tessera/kernels/quant_dequant.hpp>
 
@@ -231,4 +234,30 @@ TEMPLATE_TEST_CASE("dequantize_row: the default arch's SIMD body = the scalar fo
     kernels::dequantize_row(blocks.data(), v.data(), nb, simd::default_arch{});
     CHECK(std::memcmp(s.data(), v.data(), s.size() * sizeof(float)) == 0);
   }
+}
+
+TEST_CASE("quantize reproduces gguf-py's q8_0 / q4_0 / q5_0 blocks from their dequantized values", "[quant][blocks]") {
+  // tests/data/gguf/quants_gguf_py.gguf (tools/fixtures/make_gguf_quants.py) holds gguf-py's
+  // quantization q.<TYPE> of random normals and ref.<TYPE>, its dequantization. Each of these
+  // blocks holds the quant its scale came from (±127 for q8_0, 0 for q4_0 / q5_0, i.e. -8 d and
+  // -16 d), so requantizing the dequantized values must give the same scale and quants back: a
+  // check of the quantizers' conventions (which sign, which rounding) against ggml's.
+  const io::gguf_file f(std::filesystem::path(TESSERA_TEST_DATA_DIR) / "gguf" / "quants_gguf_py.gguf");
+  auto check = [&f](const char* name, auto block) {
+    using B = decltype(block);
+    const io::gguf_tensor_info* q = f.find_tensor(std::string("q.") + name);
+    const io::gguf_tensor_info* r = f.find_tensor(std::string("ref.") + name);
+    REQUIRE(q != nullptr);
+    REQUIRE(r != nullptr);
+    const index_t nb = q->numel / B::block_size;
+    std::vector<float> x(static_cast<std::size_t>(r->numel));
+    std::memcpy(x.data(), f.tensor_data(*r), x.size() * sizeof(float));
+    std::vector<B> mine(static_cast<std::size_t>(nb));
+    quantize(x.data(), mine.data(), nb);
+    INFO(name);
+    CHECK(std::memcmp(mine.data(), f.tensor_data(*q), static_cast<std::size_t>(nb) * sizeof(B)) == 0);
+  };
+  check("Q8_0", block_q8_0{});
+  check("Q4_0", block_q4_0{});
+  check("Q5_0", block_q5_0{});
 }
