@@ -207,66 +207,53 @@ void quantize_activation(const float* x, A* y, index_t n_blocks, Arch) noexcept 
 // ---------------------------------------------------------------------------------------------
 // Scalar references: per block an exact integer dot, then one float multiply-add.
 
-inline float vec_dot(const block_q8_0* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
+namespace detail {
+
+/// The 32-element formats against q8_sum: per block Σ_j q_j a_j in integers (q_j = quant(block, j),
+/// the unsigned or signed quant), minus Offset · Σ a (q4_0: Σ (q - 8) a = Σ q a - 8 Σ a), times
+/// d_w · d_a; plus m_w · d_a · Σ a for the formats with a min (Σ (q d + m) a = d Σ q a + m Σ a).
+template <int Offset, class B, class Quant>
+float vec_dot_32(const B* w, const block_q8_sum* a, index_t n_blocks, Quant quant) noexcept {
   float sum = 0.f;
   for (index_t b = 0; b < n_blocks; ++b) {
     int isum = 0;
-    for (int j = 0; j < 32; ++j) isum += w[b].qs[j] * a[b].qs[j];
+    for (int j = 0; j < 32; ++j) isum += quant(w[b], j) * a[b].qs[j];
+    isum -= Offset * a[b].sum;
     sum += to_float(w[b].d) * a[b].d * static_cast<float>(isum);
+    if constexpr (requires { w[b].m; }) sum += to_float(w[b].m) * a[b].d * static_cast<float>(a[b].sum);
   }
   return sum;
+}
+
+/// Element j's nibble of a 32-element block: the low nibbles hold elements 0..15, the high 16..31.
+inline int nibble_32(const std::uint8_t* qs, int j) noexcept { return j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4; }
+
+/// The 5-bit quant j of a q5_0 / q5_1 block: nibble | 5th bit (bit j of qh) << 4.
+template <class B>
+int q5_value(const B& b, int j) noexcept {
+  return nibble_32(b.qs, j) | static_cast<int>(((load_qh(b.qh) >> j) & 1u) << 4);
+}
+
+}  // namespace detail
+
+inline float vec_dot(const block_q8_0* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
+  return detail::vec_dot_32<0>(w, a, n_blocks, [](const block_q8_0& b, int j) { return int{b.qs[j]}; });
 }
 
 inline float vec_dot(const block_q4_0* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
-  float sum = 0.f;
-  for (index_t b = 0; b < n_blocks; ++b) {
-    int isum = 0;  // Σ (q - 8) a = Σ q a - 8 Σ a
-    for (int j = 0; j < 16; ++j) isum += (w[b].qs[j] & 0xF) * a[b].qs[j] + (w[b].qs[j] >> 4) * a[b].qs[j + 16];
-    isum -= 8 * a[b].sum;
-    sum += to_float(w[b].d) * a[b].d * static_cast<float>(isum);
-  }
-  return sum;
+  return detail::vec_dot_32<8>(w, a, n_blocks, [](const block_q4_0& b, int j) { return detail::nibble_32(b.qs, j); });
 }
 
 inline float vec_dot(const block_q4_1* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
-  float sum = 0.f;
-  for (index_t b = 0; b < n_blocks; ++b) {
-    int isum = 0;  // Σ (q d + m) a = d Σ q a + m Σ a
-    for (int j = 0; j < 16; ++j) isum += (w[b].qs[j] & 0xF) * a[b].qs[j] + (w[b].qs[j] >> 4) * a[b].qs[j + 16];
-    sum += to_float(w[b].d) * a[b].d * static_cast<float>(isum) + to_float(w[b].m) * a[b].d * static_cast<float>(a[b].sum);
-  }
-  return sum;
+  return detail::vec_dot_32<0>(w, a, n_blocks, [](const block_q4_1& b, int j) { return detail::nibble_32(b.qs, j); });
 }
-
-namespace detail {
-/// The 5-bit quant j of a q5_0 / q5_1 block: nibble | 5th bit << 4.
-inline int q5_value(const std::uint8_t* qs, std::uint32_t qh, int j) noexcept {
-  const int nibble = j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4;
-  return nibble | static_cast<int>(((qh >> j) & 1u) << 4);
-}
-}  // namespace detail
 
 inline float vec_dot(const block_q5_0* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
-  float sum = 0.f;
-  for (index_t b = 0; b < n_blocks; ++b) {
-    const std::uint32_t qh = detail::load_qh(w[b].qh);
-    int isum = 0;
-    for (int j = 0; j < 32; ++j) isum += detail::q5_value(w[b].qs, qh, j) * a[b].qs[j];
-    isum -= 16 * a[b].sum;
-    sum += to_float(w[b].d) * a[b].d * static_cast<float>(isum);
-  }
-  return sum;
+  return detail::vec_dot_32<16>(w, a, n_blocks, [](const block_q5_0& b, int j) { return detail::q5_value(b, j); });
 }
 
 inline float vec_dot(const block_q5_1* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
-  float sum = 0.f;
-  for (index_t b = 0; b < n_blocks; ++b) {
-    const std::uint32_t qh = detail::load_qh(w[b].qh);
-    int isum = 0;
-    for (int j = 0; j < 32; ++j) isum += detail::q5_value(w[b].qs, qh, j) * a[b].qs[j];
-    sum += to_float(w[b].d) * a[b].d * static_cast<float>(isum) + to_float(w[b].m) * a[b].d * static_cast<float>(a[b].sum);
-  }
-  return sum;
+  return detail::vec_dot_32<0>(w, a, n_blocks, [](const block_q5_1& b, int j) { return detail::q5_value(b, j); });
 }
 
 namespace detail {
