@@ -198,3 +198,24 @@ TEMPLATE_TEST_CASE("vec_dot_rows4: four rows against 1-4 activation rows = vec_d
     }
   }
 }
+
+TEMPLATE_TEST_CASE("vec_dot_rows8: eight rows at once = vec_dot per row up to float rounding", "[quant][dot]",
+                   TESSERA_WEIGHT_BLOCKS) {
+  using B = TestType;
+  rng(45);
+  for (index_t nb : {1, 24}) {
+    const index_t ldw = nb + 2;
+    auto w = random_blocks<B>(8 * ldw);
+    const auto x = normal_vector(nb * B::block_size, -0.5f);
+    std::vector<activation_block_t<B>> a(static_cast<std::size_t>(nb * B::block_size / activation_block_t<B>::block_size));
+    quantize(x.data(), a.data(), static_cast<index_t>(a.size()));
+    float eight[8];
+    kernels::vec_dot_rows8(w.data(), ldw, a.data(), nb, eight, simd::default_arch{});
+    for (int r = 0; r < 8; ++r) {
+      const std::vector<B> row(w.begin() + r * ldw, w.begin() + r * ldw + nb);
+      const dot_case<B> c(row, x);
+      INFO("nb " << nb << " row " << r);
+      CHECK(std::abs(double(eight[r]) - c.exact_quantized()) <= c.float_bound());
+    }
+  }
+}
