@@ -128,6 +128,26 @@ TEST_CASE("bundled default: --cache-type f16 gives the same greedy ids, a bad ty
   CHECK(b.rc == 0);
 }
 
+TEST_CASE("bundled default: --quantize q8_0 computes in blocks, info counts the blocks, a bad type is refused", "[cli]") {
+  // stories260K (dim 64, ffn 172): every matrix but ffn_down (rows of 172) becomes q8_0 blocks
+  const auto r = tessera_cli({"generate", "-n", "40", "--temp", "0", "--print-ids", "--ignore-eos", "--quantize", "q8_0"});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(trim(r.out) == bundled_greedy_40);  // a trained model: 8-bit weights keep the greedy path
+  auto weights_line = [](const std::string& out) {
+    const auto p = out.find("memory (context");
+    return p == std::string::npos ? std::string() : out.substr(p, out.find('\n', p) - p);
+  };
+  const auto f32 = tessera_cli({"info", "--no-tensors"}), q = tessera_cli({"info", "--no-tensors", "--quantize", "Q8_0"});
+  REQUIRE(f32.rc == 0);
+  REQUIRE(q.rc == 0);
+  CHECK(weights_line(f32.out).find("weights 1.") != std::string::npos);    // ~1.1 MiB as f32
+  CHECK(weights_line(q.out).find("weights 4") != std::string::npos);       // ~0.4 MiB with q8_0 matrices
+  const auto bad = tessera_cli({"generate", "-n", "4", "--quantize", "q3_k"});
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("--quantize") != std::string::npos);
+}
+
 TEST_CASE("bundled default: text streams on stdout, timings only with -v on stderr", "[cli]") {
   const auto r = tessera_cli({"generate", "-n", "30", "--temp", "0"});
   REQUIRE(r.rc == 0);

@@ -61,7 +61,7 @@ tensor<float, 2> run(const L& layer, tensor_view<const float, 2> x, const layers
 // softmax attention of q (rows, H, hd) over k, v (rows, KV, hd) then o_proj, written out.
 tensor<float, 2> attend(tensor_view<const float, 3> q, tensor_view<const float, 3> k, tensor_view<const float, 3> v,
                         const layers::linear& o, const attention::attention_params& p) {
-  workspace ws(attention::softmax_attention_workspace_bytes(H, hd) + o.workspace_bytes() + (1 << 16));
+  workspace ws(attention::softmax_attention_workspace_bytes(H, hd) + o.workspace_bytes(rows) + (1 << 16));
   tensor<float, 3> att({rows, H, hd});
   attention::softmax_attention(q, k, v, att.view(), p, ws);
   tensor<float, 2> out({rows, d});
@@ -70,7 +70,7 @@ tensor<float, 2> attend(tensor_view<const float, 3> q, tensor_view<const float, 
 }
 
 tensor<float, 2> project(const layers::linear& l, tensor_view<const float, 2> x) {
-  workspace ws(l.workspace_bytes() + 1024);
+  workspace ws(l.workspace_bytes(x.extent(0)) + 1024);
   tensor<float, 2> out({x.extent(0), l.out_features()});
   l.forward(x, out.view(), ws);
   return out;
@@ -93,7 +93,7 @@ TEST_CASE("attention_layer: the output gate is o · sigmoid(gate), gate from q_p
     for (index_t h = 0; h < H; ++h)
       for (index_t e = 0; e < hd; ++e) q(r, h, e) = all(r, h * 2 * hd + e), gate(r, h, e) = all(r, h * 2 * hd + hd + e);
   const auto kk = project(k, x.cview()), vv = project(v, x.cview());
-  workspace ws(attention::softmax_attention_workspace_bytes(H, hd) + o.workspace_bytes() + (1 << 16));
+  workspace ws(attention::softmax_attention_workspace_bytes(H, hd) + o.workspace_bytes(rows) + (1 << 16));
   tensor<float, 3> att({rows, H, hd});
   attention::softmax_attention(q.cview(), kk.cview().reshape<3>({rows, KV, hd}), vv.cview().reshape<3>({rows, KV, hd}),
                                att.view(), {.causal = true}, ws);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <tessera/core/dtype.hpp>
+#include <tessera/io/gguf.hpp>
 #include <tessera/models/sampling.hpp>
 
 namespace tessera::cli {
@@ -31,6 +32,7 @@ struct common_options {
   int threads = 0;     // 0: leave the OpenMP default
   bool verbose = false;
   std::optional<std::string> max_memory;  // --max-memory: "8G", "512M", "1000000" (bytes)
+  std::optional<io::ggml_type> quantize;  // --quantize: f32 / f16 / bf16 matrices encoded into these blocks at load
 };
 
 struct generate_options {
@@ -122,7 +124,7 @@ std::filesystem::path resolve_model(const std::string& model);
 void apply_threads(const common_options&);
 
 /// --max-memory (info.cpp): when given, estimates what loading `path` and one session of
-/// `context` tokens need (weights as f32, KV cache of `kv_elem_bytes` per element, SSM state)
+/// `context` tokens need (weights as the model holds them, --quantize counted; KV cache of `kv_elem_bytes` per element, SSM state)
 /// from the config and the files' headers, before anything is read or allocated, and throws a
 /// range_error naming the estimate and the limit when it is larger. `f32_outputs` (run): the
 /// extents of the f32 tensors the command writes, counted twice (the tensor and the writer's copy).

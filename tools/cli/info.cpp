@@ -33,7 +33,7 @@ struct checkpoint_summary {
   index_t context = 0;                       // tokens the estimates are for
   std::uint64_t kv_cache_bytes = 0;          // f32 K and V of every attention layer, batch 1
   std::uint64_t ssm_state_bytes = 0;         // f32 conv + SSM states of every Mamba layer, batch 1
-  std::uint64_t f32_weight_bytes = 0;        // weights held as f32 (non-f32 tensors converted once)
+  std::uint64_t weight_bytes = 0;            // what a model holds: matrices in place (f16, bf16, blocks), the rest as f32
 };
 
 /// Products and sums of sizes, checked: a range_error naming `what` when one passes 2^64 bytes
@@ -94,10 +94,12 @@ std::uint64_t estimate_ssm_state_bytes(const model_config& c) {
 
 /// Gathers config, weights and memory estimates for `context` tokens (0: max_position, or 2048
 /// when that is unknown).
-checkpoint_summary summarize(const std::filesystem::path& path, index_t context = 0) {
+checkpoint_summary summarize(const std::filesystem::path& path, index_t context = 0,
+                             std::optional<io::ggml_type> quantize = {}) {
   checkpoint_summary s;
   s.config = load_config(path);
-  const auto m = open_weights(path);
+  auto m = open_weights(path);
+  m.set_matrix_quantization(quantize);
   s.files = m.files();
   if (m.gguf()) s.format = "gguf v" + std::to_string(m.gguf()->version());
   else s.format = s.files.size() > 1 ? "safetensors (" + std::to_string(s.files.size()) + " shards)" : "safetensors";
@@ -108,7 +110,7 @@ checkpoint_summary summarize(const std::filesystem::path& path, index_t context 
     const auto& i = m.info(n);
     s.tensors.push_back({n, i.type_name, i.extents});
   }
-  s.f32_weight_bytes = m.f32_bytes();
+  s.weight_bytes = m.resident_bytes();
   s.context = context > 0 ? context : (s.config.max_position > 0 ? s.config.max_position : 2048);
   s.kv_cache_bytes = estimate_kv_bytes(s.config, s.context, 4);
   s.ssm_state_bytes = estimate_ssm_state_bytes(s.config);
@@ -151,7 +153,7 @@ std::string to_string(const checkpoint_summary& s, bool with_tensors = true) {
   o << "weights:       " << human_bytes(s.bytes) << " in files;";
   for (const auto& [t, n] : s.dtype_counts) o << " " << t << " x" << n;
   o << "\n";
-  o << "memory (context " << s.context << "): weights as f32 " << human_bytes(s.f32_weight_bytes)
+  o << "memory (context " << s.context << "): weights " << human_bytes(s.weight_bytes)
     << ", KV cache " << human_bytes(s.kv_cache_bytes) << ", SSM state " << human_bytes(s.ssm_state_bytes)
     << "\n";
   if (with_tensors)
@@ -191,8 +193,9 @@ void check_max_memory(const common_options& o, const std::filesystem::path& path
   if (!o.max_memory) return;
   const std::uint64_t limit = parse_bytes(*o.max_memory, "--max-memory");
   const model_config c = load_config(path);
-  const auto m = open_weights(path);  // headers only: nothing of the weights is read
-  const std::uint64_t weights = m.f32_bytes(), kv = estimate_kv_bytes(c, context, kv_elem_bytes),
+  auto m = open_weights(path);  // headers only: nothing of the weights is read
+  m.set_matrix_quantization(o.quantize);
+  const std::uint64_t weights = m.resident_bytes(), kv = estimate_kv_bytes(c, context, kv_elem_bytes),
                       ssm = estimate_ssm_state_bytes(c);
   const std::string what = "the model";
   const checked_bytes b{what};
@@ -204,7 +207,7 @@ void check_max_memory(const common_options& o, const std::filesystem::path& path
   }
   const std::uint64_t total = b.add(b.add(b.add(weights, kv), ssm), outputs);
   if (total > limit)
-    throw range_error(path.string() + ": loading it needs about " + human_bytes(total) + " (weights as f32 " +
+    throw range_error(path.string() + ": loading it needs about " + human_bytes(total) + " (weights " +
                       human_bytes(weights) + ", KV cache " + human_bytes(kv) + " for " + std::to_string(context) +
                       " tokens, SSM state " + human_bytes(ssm) +
                       (f32_outputs.empty() ? std::string() : ", outputs as f32, held twice to be written, " + human_bytes(outputs)) +
@@ -219,7 +222,7 @@ int run_info(const info_options& o) {
     const index_t trained = load_config(path).max_position;
     check_max_memory(o.common, path, o.context > 0 ? o.context : (trained > 0 ? trained : 2048), 4);
   }
-  const auto summary = summarize(path, o.context);
+  const auto summary = summarize(path, o.context, o.common.quantize);
   std::cout << to_string(summary, o.tensors);
   return 0;
 }

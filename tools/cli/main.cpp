@@ -30,10 +30,19 @@ void add_common(CLI::App* cmd, common_options& o) {
   cmd->add_flag("-v,--verbose", o.verbose, "load time and tokens/s on stderr");
 }
 
-// --max-memory for the commands that load a model.
-void add_max_memory(CLI::App* cmd, common_options& o) {
+// --max-memory and --quantize for the commands that load a model.
+void add_load_options(CLI::App* cmd, common_options& o) {
   cmd->add_option("--max-memory", o.max_memory,
-                  "refuse, before loading, a model whose weights (as f32) and session need more than this (e.g. 8G, 512M)");
+                  "refuse, before loading, a model whose weights and session need more than this (e.g. 8G, 512M)");
+  cmd->add_option("--quantize", o.quantize,
+                  "quantize f32/f16/bf16 matrices at load and compute in their blocks: q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, "
+                  "q5_k, q6_k (quantized GGUF tensors stay as stored)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, io::ggml_type>{{"q8_0", io::ggml_type::q8_0}, {"q4_0", io::ggml_type::q4_0},
+                                               {"q4_1", io::ggml_type::q4_1}, {"q5_0", io::ggml_type::q5_0},
+                                               {"q5_1", io::ggml_type::q5_1}, {"q4_k", io::ggml_type::q4_k},
+                                               {"q5_k", io::ggml_type::q5_k}, {"q6_k", io::ggml_type::q6_k}},
+          CLI::ignore_case));
 }
 
 }  // namespace
@@ -46,7 +55,7 @@ int main(int argc, char** argv) {
   generate_options gen;
   auto* g = app.add_subcommand("generate", "generate text from a prompt (streams it as it is generated)");
   add_common(g, gen.common);
-  add_max_memory(g, gen.common);
+  add_load_options(g, gen.common);
   g->add_option("-p,--prompt", gen.prompt, "prompt text (encoded with the checkpoint's special tokens, e.g. BOS)");
   g->add_option("--tokens", gen.tokens, "prompt as token ids, e.g. 1,2,3 (used exactly: no BOS added)");
   g->add_option("-n,--n-predict", gen.n_new, "number of new tokens (default 256)");
@@ -65,19 +74,19 @@ int main(int argc, char** argv) {
   add_common(r, run.common);
   r->add_option("--inputs", run.inputs, "safetensors file with input_ids [b, l] (I64 or I32) and optionally attention_mask")->required();
   r->add_option("--outputs", run.outputs, "safetensors file to write (logits f32 [b, l, vocab])")->required();
-  add_max_memory(r, run.common);
+  add_load_options(r, run.common);
 
   info_options info;
   auto* i = app.add_subcommand("info", "family, shapes, parameter count, dtypes, memory needed");
   add_common(i, info.common);
-  add_max_memory(i, info.common);
+  add_load_options(i, info.common);
   i->add_option("-c,--context", info.context, "context length for the memory estimate (default: max_position)");
   i->add_flag("!--no-tensors", info.tensors, "do not list the tensors");
 
   bench_options bench;
   auto* b = app.add_subcommand("bench", "prefill and decode tokens/s on random token ids");
   add_common(b, bench.common);
-  add_max_memory(b, bench.common);
+  add_load_options(b, bench.common);
   b->add_option("-p,--n-prompt", bench.n_prompt, "prompt tokens (default 512)");
   b->add_option("-n,--n-gen", bench.n_gen, "decoded tokens (default 128)");
   b->add_option("-r,--reps", bench.reps, "repetitions; the median is printed (default 3)");

@@ -30,12 +30,12 @@ struct loaded_model {
   double load_seconds = 0;
 };
 
-loaded_model load_model(const std::filesystem::path& path, bool verbose) {
+loaded_model load_model(const std::filesystem::path& path, const common_options& o) {
   const auto t0 = std::chrono::steady_clock::now();
   loaded_model m;
-  m.model = load_language_model(path);
+  m.model = load_language_model(path, {.quantize = o.quantize});
   m.load_seconds = seconds_since(t0);
-  if (verbose) {
+  if (o.verbose) {
     const auto& c = m.model->config();
     std::fprintf(stderr, "tessera: loaded %s (%s, %lld layers, vocab %lld) in %.1f ms\n", path.string().c_str(),
                  c.family.c_str(), static_cast<long long>(c.n_layers), static_cast<long long>(c.vocab),
@@ -94,7 +94,7 @@ int run_generate(const generate_options& o) {
     const index_t context = c.max_position > 0 ? c.max_position : std::min(want, unbounded_context);
     check_max_memory(o.common, path, std::max<index_t>(1, std::min(context, want)), dtype_size(o.cache_type));
   }
-  auto m = load_model(path, o.common.verbose);
+  auto m = load_model(path, o.common);
   const model_config& cfg = m.model->config();
   detail::check_token_ids(prompt, cfg.vocab);
   const auto n_prompt = static_cast<index_t>(prompt.size());
@@ -307,7 +307,7 @@ int run_run(const run_options& o) {
     if (res.pooler_output) out.add("pooler_output", *res.pooler_output);
   } else {
     if (types) throw usage_error(o.inputs + ": token_type_ids given to a causal language model");
-    auto m = load_model(path, o.common.verbose);
+    auto m = load_model(path, o.common);
     const bool seq2seq = m.model->is_encoder_decoder();
     if (seq2seq != dec_ids.has_value())
       throw usage_error(o.inputs + (seq2seq ? ": an encoder-decoder model needs decoder_input_ids"
@@ -361,7 +361,7 @@ int run_bench(const bench_options& o) {
     const index_t context = c.max_position > 0 ? c.max_position : unbounded_bench_context;
     check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), dtype_size(o.cache_type));
   }
-  auto m = load_model(path, o.common.verbose);
+  auto m = load_model(path, o.common);
   const model_config& cfg = m.model->config();
   // Checked before adding (-p and -n may be as large as index_t holds) and before the id buffers
   // are sized: a model without a context limit still gets at most unbounded_bench_context tokens.

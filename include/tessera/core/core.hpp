@@ -1,6 +1,7 @@
 // tessera/core/core.hpp: the core module (tensors, views, dtypes, errors, workspace, threads).
 #pragma once
 
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/extents.hpp>

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 // Registration order is the order of the lists in messages ("supported: llama, mistral, ...").
 // clang-format off
@@ -58,19 +59,22 @@ inline std::unique_ptr<text_encoder> load_encoder(const std::filesystem::path& p
 
 /// What a load may take.
 struct load_options {
-  std::uint64_t max_memory = 0;  // bytes the weights may need (as f32, from the headers); 0: no limit
+  std::uint64_t max_memory = 0;           // bytes the weights may take (io::weight_map::resident_bytes); 0: no limit
+  std::optional<io::ggml_type> quantize;  // encode f32 / f16 / bf16 matrices into these blocks at load (Q8_0, Q4_K, ...)
 };
 
 /// Loads a causal LM from a Hugging Face folder (config.json + *.safetensors) or a .gguf file.
 /// With opt.max_memory, a checkpoint whose weights need more is refused (range_error) before any
-/// of them is read.
+/// of them is read. With opt.quantize, floating-point matrices whose rows are whole blocks are
+/// quantized once at load and computed in their blocks (quantized GGUF tensors stay as stored).
 inline std::unique_ptr<language_model> load_language_model(const std::filesystem::path& path, const load_options& opt = {}) {
   const model_config cfg = load_config(path);
-  auto weights = std::make_shared<const io::weight_map>(open_weights(path));
-  if (opt.max_memory > 0 && weights->f32_bytes() > opt.max_memory)
-    throw range_error(path.string() + ": the weights need " + std::to_string(weights->f32_bytes()) +
-                      " bytes as f32, more than load_options::max_memory = " + std::to_string(opt.max_memory));
-  return load_language_model(cfg, std::move(weights));
+  io::weight_map w = open_weights(path);
+  w.set_matrix_quantization(opt.quantize);
+  if (opt.max_memory > 0 && w.resident_bytes() > opt.max_memory)
+    throw range_error(path.string() + ": the weights need " + std::to_string(w.resident_bytes()) +
+                      " bytes, more than load_options::max_memory = " + std::to_string(opt.max_memory));
+  return load_language_model(cfg, std::make_shared<const io::weight_map>(std::move(w)));
 }
 
 }  // namespace v0

@@ -36,8 +36,10 @@
 #include <nlohmann/json.hpp>
 
 #include <tessera/config.hpp>
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
+#include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/io/gguf.hpp>
@@ -48,6 +50,36 @@
 namespace tessera {
 inline namespace v0 {
 namespace io {
+
+/// The ggml type id of a block layout (core/blocks.hpp).
+template <quant_block B>
+constexpr ggml_type ggml_type_of() noexcept {
+  if constexpr (std::is_same_v<B, block_q4_0>) return ggml_type::q4_0;
+  else if constexpr (std::is_same_v<B, block_q4_1>) return ggml_type::q4_1;
+  else if constexpr (std::is_same_v<B, block_q5_0>) return ggml_type::q5_0;
+  else if constexpr (std::is_same_v<B, block_q5_1>) return ggml_type::q5_1;
+  else if constexpr (std::is_same_v<B, block_q8_0>) return ggml_type::q8_0;
+  else if constexpr (std::is_same_v<B, block_q4_K>) return ggml_type::q4_k;
+  else if constexpr (std::is_same_v<B, block_q5_K>) return ggml_type::q5_k;
+  else if constexpr (std::is_same_v<B, block_q6_K>) return ggml_type::q6_k;
+  else static_assert(sizeof(B) == 0, "ggml_type_of: a block layout without a ggml type id");
+}
+
+/// Calls f(B{}) with the block layout of ggml type t; false (f not called) when t has none here.
+template <class F>
+bool with_block_layout(ggml_type t, F&& f) {
+  switch (t) {
+    case ggml_type::q8_0: f(block_q8_0{}); return true;
+    case ggml_type::q4_0: f(block_q4_0{}); return true;
+    case ggml_type::q4_1: f(block_q4_1{}); return true;
+    case ggml_type::q5_0: f(block_q5_0{}); return true;
+    case ggml_type::q5_1: f(block_q5_1{}); return true;
+    case ggml_type::q4_k: f(block_q4_K{}); return true;
+    case ggml_type::q5_k: f(block_q5_K{}); return true;
+    case ggml_type::q6_k: f(block_q6_K{}); return true;
+    default: return false;
+  }
+}
 
 /// What one weight is, as models see it.
 struct weight_info {
@@ -250,6 +282,29 @@ class weight_map {
     for (const auto& e : entries_) b += static_cast<std::uint64_t>(e->info.numel) * 4;  // numel < 2^62 / file bytes
     return b;
   }
+  /// Memory the weights take once a model holds them, known before anything is read: stored
+  /// bytes for what is read in place (f32 / f16 / bf16 and matrices of ggml blocks), the encoded
+  /// size for matrices quantized on load (set_matrix_quantization), 4 bytes per element for what
+  /// is widened to f32 (--max-memory and load_options::max_memory check it).
+  std::uint64_t resident_bytes() const {
+    std::uint64_t b = 0;
+    for (const auto& e : entries_) {
+      const auto numel = static_cast<std::uint64_t>(e->info.numel);
+      const bool matrix = e->info.extents.size() == 2;
+      std::uint64_t q = 0;  // bytes as blocks, 0 when not held in blocks
+      if (matrix && e->ggml) with_block_layout(*e->ggml, [&](auto tag) { q = stored_as<decltype(tag)>(*e) ? e->info.nbytes : 0; });
+      if (!q && matrix && quantize_ && e->info.type && is_floating(*e->info.type))
+        with_block_layout(*quantize_, [&](auto tag) {
+          using B = decltype(tag);
+          if (e->info.extents[1] % B::block_size == 0) q = numel / B::block_size * sizeof(B);
+        });
+      if (q) b += q;
+      else if (e->info.type == dtype::f16 || e->info.type == dtype::bf16) b += numel * 2;
+      else b += numel * 4;
+    }
+    return b;
+  }
+
   /// Stored type name ("F32", "Q4_K", ...) → number of tensors.
   std::map<std::string, index_t> dtype_counts() const {
     std::map<std::string, index_t> c;
@@ -270,6 +325,90 @@ class weight_map {
       return tensor_view<const T, Rank>(reinterpret_cast<const T*>(e.data), ext);
     std::call_once(*e.native_once, [&] { e.native = materialize_native(e); });
     return tensor_view<const T, Rank>(reinterpret_cast<const T*>(e.native.get()), ext);
+  }
+
+  /// Whether `name` is a matrix stored in ggml blocks of type B (block_q4_K, ...) that blocks<B>()
+  /// hands out as they are: 2-D, rows of whole blocks, not reshaped, transposed or log-transformed
+  /// by the family's GGUF map (a llama q/k row permutation is fine: it moves whole rows).
+  template <quant_block B>
+  bool stored_as(std::string_view name) const {
+    return stored_as<B>(entry_of(name));
+  }
+
+  /// `name` as its stored ggml blocks: a (rows, cols / B::block_size) matrix of B, zero-copy into
+  /// the mapping (GGUF aligns tensor data to 32 bytes; a block needs 2), or with its rows put back
+  /// in order once into owned storage when the family's map un-permutes them. format_error naming
+  /// the tensor when it is stored otherwise (ask stored_as<B>() first, or use f32()).
+  template <quant_block B>
+  tensor_view<const B, 2> blocks(std::string_view name) const {
+    const entry& e = entry_of(name);
+    if (!stored_as<B>(e))
+      throw format_error("weight_map::blocks: tensor '" + e.info.name + "' in " + e.info.file + " is stored as " +
+                         e.info.type_name + " (rank " + std::to_string(e.info.extents.size()) + "), not as a matrix of " +
+                         std::string(ggml_type_name(ggml_type_of<B>())) + " blocks the model can read in place");
+    const extents<2> ext{e.info.extents[0], e.info.extents[1] / B::block_size};
+    if (e.transform == weight_transform::none && reinterpret_cast<std::uintptr_t>(e.data) % alignof(B) == 0)
+      return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.data), ext);
+    std::call_once(*e.native_once, [&] {
+      e.native = tessera::detail::aligned_buffer<std::byte>(static_cast<index_t>(std::max<std::uint64_t>(1, e.info.nbytes)));
+      const std::size_t row_bytes = static_cast<std::size_t>(ext[1]) * sizeof(B);
+      if (e.transform == weight_transform::unpermute_rope) unpermute_rows(e, e.data, e.native.get(), row_bytes);
+      else std::memcpy(e.native.get(), e.data, static_cast<std::size_t>(e.info.nbytes));
+    });
+    return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.native.get()), ext);
+  }
+
+  /// Matrices stored as floats (f32 / f16 / bf16 / f64) are handed out quantized to blocks of
+  /// `type` by layers::weight_matrix::load (load_options::quantize, `tessera --quantize`); nullopt:
+  /// as stored. Set it before building the model. format_error for a type with no block layout.
+  void set_matrix_quantization(std::optional<ggml_type> type) {
+    if (type && !quantizable_to(*type))
+      throw format_error("weight_map: cannot quantize matrices to " + std::string(ggml_type_name(*type)) +
+                         " (supported: Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K)");
+    quantize_ = type;
+  }
+  std::optional<ggml_type> matrix_quantization() const noexcept { return quantize_; }
+
+  /// Whether quantized<B>(name) can encode `name`: a floating-point matrix whose rows are whole
+  /// blocks of B.
+  template <quant_block B>
+  bool quantizable(std::string_view name) const {
+    const entry& e = entry_of(name);
+    return e.info.type && is_floating(*e.info.type) && e.info.extents.size() == 2 &&
+           e.info.extents[1] % B::block_size == 0;
+  }
+
+  /// `name` encoded into blocks of B (core/blocks.hpp's quantize) once, kept, and handed out as a
+  /// (rows, cols / B::block_size) matrix; the f32 rows it was made from are not kept (a stored f32
+  /// matrix is read in place, others are widened into a temporary). format_error unless
+  /// quantizable<B>(name).
+  template <quant_block B>
+  tensor_view<const B, 2> quantized(std::string_view name) const {
+    const entry& e = entry_of(name);
+    if (!quantizable<B>(name))
+      throw format_error("weight_map::quantized: tensor '" + e.info.name + "' in " + e.info.file + " (" + e.info.type_name +
+                         ", rank " + std::to_string(e.info.extents.size()) + ") is not a floating-point matrix with rows of whole " +
+                         std::string(ggml_type_name(ggml_type_of<B>())) + " blocks of " + std::to_string(B::block_size));
+    const index_t rows = e.info.extents[0], blocks_per_row = e.info.extents[1] / B::block_size;
+    std::call_once(*e.quant_once, [&] {
+      fbuffer widened;
+      const float* x = nullptr;
+      if (e.info.type == dtype::f32 && e.transform == weight_transform::none &&
+          reinterpret_cast<std::uintptr_t>(e.data) % alignof(float) == 0) {
+        x = reinterpret_cast<const float*>(e.data);
+      } else {
+        widened = materialize_f32(e);
+        x = widened.get();
+      }
+      e.quant = tessera::detail::aligned_buffer<std::byte>(
+          std::max<index_t>(1, rows * blocks_per_row * static_cast<index_t>(sizeof(B))));
+      B* y = reinterpret_cast<B*>(e.quant.get());
+      const index_t cols = e.info.extents[1];
+      parallel_for(0, rows, 16, [&](index_t r0, index_t r1) {
+        for (index_t r = r0; r < r1; ++r) quantize(x + r * cols, y + r * blocks_per_row, blocks_per_row);
+      });
+    });
+    return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.quant.get()), {rows, blocks_per_row});
   }
 
   /// `name` as f32: zero-copy for aligned f32 tensors, converted once (and cached) otherwise.
@@ -300,9 +439,24 @@ class weight_map {
     index_t rope_heads = 0;                    // unpermute_rope: number of heads
     mutable std::unique_ptr<std::once_flag> native_once = std::make_unique<std::once_flag>();
     mutable std::unique_ptr<std::once_flag> f32_once = std::make_unique<std::once_flag>();
+    mutable std::unique_ptr<std::once_flag> quant_once = std::make_unique<std::once_flag>();
     mutable buffer native;
     mutable fbuffer f32;
+    mutable buffer quant;                       // quantized<B>(): the matrix encoded on request
   };
+
+  static bool quantizable_to(ggml_type t) {
+    return with_block_layout(t, [](auto) {});
+  }
+
+  template <quant_block B>
+  static bool stored_as(const entry& e) noexcept {
+    return e.ggml == ggml_type_of<B>() && e.info.extents.size() == 2 && e.info.extents == e.stored_extents &&
+           e.info.extents[1] % B::block_size == 0 &&
+           (e.transform == weight_transform::none || e.transform == weight_transform::unpermute_rope) &&
+           e.info.nbytes == static_cast<std::uint64_t>(e.info.extents[0]) *
+                                static_cast<std::uint64_t>(e.info.extents[1] / B::block_size) * sizeof(B);
+  }
 
   static bool is_floating(dtype t) noexcept {
     return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16 || t == dtype::f64;
@@ -345,6 +499,15 @@ class weight_map {
     return h * head_dim + 2 * i + j;
   }
 
+  // The llama q/k un-permutation of whole rows of `row_bytes` bytes (elements or quantized blocks).
+  static void unpermute_rows(const entry& e, const std::byte* src, std::byte* dst, std::size_t row_bytes) {
+    const std::int64_t rows = e.stored_extents[0];
+    const std::int64_t head_dim = rows / e.rope_heads;
+    for (std::int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + static_cast<std::size_t>(r) * row_bytes,
+                  src + static_cast<std::size_t>(rope_source_row(r, head_dim)) * row_bytes, row_bytes);
+  }
+
   // Applies the entry's transform to `src` (stored layout, elements of `elem` bytes) into `dst`.
   static void apply_transform(const entry& e, const std::byte* src, std::byte* dst, std::size_t elem) {
     const auto n = static_cast<std::size_t>(e.info.numel);
@@ -355,11 +518,7 @@ class weight_map {
       case weight_transform::unpermute_rope: {
         const std::int64_t rows = e.stored_extents[0];
         const std::int64_t cols = rows ? e.info.numel / rows : 0;
-        const std::int64_t head_dim = rows / e.rope_heads;
-        const std::size_t row_bytes = static_cast<std::size_t>(cols) * elem;
-        for (std::int64_t r = 0; r < rows; ++r)
-          std::memcpy(dst + static_cast<std::size_t>(r) * row_bytes,
-                      src + static_cast<std::size_t>(rope_source_row(r, head_dim)) * row_bytes, row_bytes);
+        unpermute_rows(e, src, dst, static_cast<std::size_t>(cols) * elem);
         return;
       }
       case weight_transform::transpose: {
@@ -543,6 +702,7 @@ class weight_map {
   }
 
   std::string source_;
+  std::optional<ggml_type> quantize_;
   std::vector<std::unique_ptr<entry>> entries_;
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<std::shared_ptr<safetensors_file>> st_files_;

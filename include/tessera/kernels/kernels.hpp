@@ -6,4 +6,5 @@
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/gemv.hpp>
 #include <tessera/kernels/gemv_rows.hpp>
+#include <tessera/kernels/quant.hpp>
 #include <tessera/kernels/reduce.hpp>

@@ -142,7 +142,7 @@ class attention_layer {
     const index_t h = opt_.n_heads * opt_.head_dim, kv = opt_.n_kv_heads * opt_.head_dim;
     return workspace::bytes_for<float>(rows * (opt_.output_gate ? 2 : 1) * h) + workspace::bytes_for<float>(rows * h) +
            2 * workspace::bytes_for<float>(rows * kv) +
-           std::max({q_.workspace_bytes(), k_.workspace_bytes(), v_.workspace_bytes(), o_.workspace_bytes(),
+           std::max({q_.workspace_bytes(rows), k_.workspace_bytes(rows), v_.workspace_bytes(rows), o_.workspace_bytes(rows),
                      attention::softmax_attention_workspace_bytes(opt_.n_heads, opt_.head_dim)}) +
            256;
   }

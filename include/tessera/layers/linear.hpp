@@ -1,12 +1,14 @@
 // tessera/layers/linear.hpp: a linear layer that owns (views of) its weights, y = x·Wᵀ + b.
 //
-//   weight: (n, k) in the nn.Linear layout, stored f32, f16 or bf16 as the checkpoint has it
-//           (quantized GGUF types arrive as f32, dequantized once by the weight_map)
+//   weight: (n, k) in the nn.Linear layout, stored as the checkpoint has it: f32, f16, bf16, or
+//           GGUF blocks (Q8_0, Q4_0, Q4_K, ...: a (n, k / block) matrix of core/blocks.hpp
+//           types, computed in their blocks by kernels/quant.hpp); other types widen to f32 once
 //   bias:   (n), widened to f32 once at load
 //
-// The weight's dtype is a run-time property of the checkpoint, so the layer keeps a view of
-// each kind and dispatches once per call to the typed op (ops::linear → gemv for one row,
-// gemv_rows for a few, gemm otherwise). Models stay free of dtype templates; kernels stay typed.
+// The weight's type is a run-time property of the checkpoint, so the layer keeps a view of each
+// kind and dispatches once per call to the typed op (ops::linear → gemv for one row, gemv_rows
+// for a few, gemm otherwise; quantized: kernels::quant_linear). Models stay free of dtype
+// templates; kernels stay typed.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <string>
 #include <variant>
 
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/io/weights.hpp>
 #include <tessera/ops/linear.hpp>
@@ -23,29 +26,56 @@ namespace tessera {
 inline namespace v0 {
 namespace layers {
 
-/// A read-only (n, k) weight of whichever float type the checkpoint stores.
+/// A read-only (n, k) weight of whichever type the checkpoint stores.
 class weight_matrix {
  public:
-  using any_view = std::variant<tensor_view<const float, 2>, tensor_view<const f16, 2>, tensor_view<const bf16, 2>>;
+  using any_view = std::variant<tensor_view<const float, 2>, tensor_view<const f16, 2>, tensor_view<const bf16, 2>,
+                                tensor_view<const block_q8_0, 2>, tensor_view<const block_q4_0, 2>,
+                                tensor_view<const block_q4_1, 2>, tensor_view<const block_q5_0, 2>,
+                                tensor_view<const block_q5_1, 2>, tensor_view<const block_q4_K, 2>,
+                                tensor_view<const block_q5_K, 2>, tensor_view<const block_q6_K, 2>>;
 
   weight_matrix() = default;
   explicit weight_matrix(any_view v) : view_(v) {}
 
-  /// The tensor `name` of the map, zero-copy when stored as f32/f16/bf16, else widened to f32.
+  /// The tensor `name` of the map, zero-copy when stored as f32/f16/bf16 or as a matrix of ggml
+  /// blocks the kernels compute in (any_view's block types), else widened to f32. When the map
+  /// asks for quantized matrices (weight_map::set_matrix_quantization), a floating-point matrix
+  /// whose rows are whole blocks is encoded into them once; other matrices stay as stored.
   static weight_matrix load(const io::weight_map& w, const std::string& name) {
     const auto& info = w.info(name);
     if (info.extents.size() != 2)
       throw shape_error("weight '" + name + "' in " + info.file + ": expected 2 dimensions, got " +
                         std::to_string(info.extents.size()));
+    if (const auto q = w.matrix_quantization()) {
+      std::optional<weight_matrix> m;
+      io::with_block_layout(*q, [&](auto tag) {
+        using B = decltype(tag);
+        if (w.quantizable<B>(name)) m = weight_matrix(w.quantized<B>(name));
+      });
+      if (m) return *m;
+    }
     if (info.type == dtype::f16) return weight_matrix(w.view<f16, 2>(name));
     if (info.type == dtype::bf16) return weight_matrix(w.view<bf16, 2>(name));
+    if (auto q = stored_blocks<block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q5_K,
+                               block_q6_K>(w, name))
+      return *q;
     return weight_matrix(w.f32<2>(name));
   }
 
+  /// The first of the block types B... that `name` is stored in, as it is stored.
+  template <class... B>
+  static std::optional<weight_matrix> stored_blocks(const io::weight_map& w, const std::string& name) {
+    std::optional<weight_matrix> q;
+    ((!q && w.stored_as<B>(name) ? void(q = weight_matrix(w.blocks<B>(name))) : void()), ...);
+    return q;
+  }
+
   index_t rows() const noexcept { return std::visit([](auto& v) { return v.extent(0); }, view_); }
-  index_t cols() const noexcept { return std::visit([](auto& v) { return v.extent(1); }, view_); }
-  dtype type() const noexcept {
-    return std::visit([](auto& v) { return dtype_of<typename std::decay_t<decltype(v)>::value_type>(); }, view_);
+  /// Columns in elements (k), whatever the storage: blocks hold block_elements_v of them each.
+  index_t cols() const noexcept {
+    return std::visit([](auto& v) { return v.extent(1) * block_elements_v<typename std::decay_t<decltype(v)>::value_type>; },
+                      view_);
   }
   std::size_t bytes() const noexcept {
     return std::visit([](auto& v) { return static_cast<std::size_t>(v.size()) * sizeof(typename std::decay_t<decltype(v)>::value_type); }, view_);
@@ -86,10 +116,15 @@ class linear {
   index_t out_features() const noexcept { return weight_.rows(); }
   const weight_matrix& weight() const noexcept { return weight_; }
 
-  /// Workspace bytes forward() needs.
-  std::size_t workspace_bytes() const noexcept {
-    return std::visit([&](auto& v) { return ops::linear_workspace_bytes<typename std::decay_t<decltype(v)>::element_type>(v.extent(1)); },
-                      weight_.view());
+  /// Workspace bytes forward() needs for up to `rows` rows of x.
+  std::size_t workspace_bytes(index_t rows) const noexcept {
+    return std::visit(
+        [&](auto& v) {
+          using T = typename std::decay_t<decltype(v)>::value_type;
+          if constexpr (quant_block<T>) return ops::linear_workspace_bytes<T>(rows, in_features());
+          else return ops::linear_workspace_bytes<T>(v.extent(1));
+        },
+        weight_.view());
   }
 
   // x: (m, in_features) → out: (m, out_features)
@@ -106,27 +141,32 @@ class linear {
   template <std::size_t N>
   static void forward_shared(tensor_view<const float, 2> x, const std::array<const linear*, N>& layers,
                              const std::array<tensor_view<float, 2>, N>& outs, workspace& ws) {
-    const bool one_type = std::all_of(layers.begin(), layers.end(),
-                                      [&](const linear* l) { return l->weight_.type() == layers[0]->weight_.type(); });
+    const auto type = layers[0]->weight_.view().index();
+    const bool one_type =
+        std::all_of(layers.begin(), layers.end(), [&](const linear* l) { return l->weight_.view().index() == type; });
+    const bool blocks = std::visit([](auto& v) { return quant_block<typename std::decay_t<decltype(v)>::value_type>; },
+                                   layers[0]->weight_.view());
     const index_t m = x.extent(0);
-    if (m < 1 || m > kernels::gemv_rows_max_m<> || !one_type) {
+    if (m < 1 || m > kernels::gemv_rows_max_m<> || !one_type || blocks) {  // blocks: one quant_linear per layer
       for (std::size_t i = 0; i < N; ++i) layers[i]->forward(x, outs[i], ws);
       return;
     }
     std::visit(
         [&](auto& first) {
           using view = std::decay_t<decltype(first)>;
-          std::array<view, N> w;
-          for (std::size_t i = 0; i < N; ++i) {
-            w[i] = std::get<view>(layers[i]->weight_.view());
-            expect_equal(outs[i].extent(0), m, "linear::forward_shared: out rows vs x rows");
-          }
-          if (m == 1) {
-            std::array<tensor_view<float, 1>, N> y;
-            for (std::size_t i = 0; i < N; ++i) y[i] = outs[i][0];
-            kernels::gemv_many(x[0], w, y);
-          } else {
-            kernels::gemv_rows_many(x, w, outs);
+          if constexpr (!quant_block<typename view::value_type>) {
+            std::array<view, N> w;
+            for (std::size_t i = 0; i < N; ++i) {
+              w[i] = std::get<view>(layers[i]->weight_.view());
+              expect_equal(outs[i].extent(0), m, "linear::forward_shared: out rows vs x rows");
+            }
+            if (m == 1) {
+              std::array<tensor_view<float, 1>, N> y;
+              for (std::size_t i = 0; i < N; ++i) y[i] = outs[i][0];
+              kernels::gemv_many(x[0], w, y);
+            } else {
+              kernels::gemv_rows_many(x, w, outs);
+            }
           }
         },
         layers[0]->weight_.view());

@@ -76,7 +76,7 @@ class linear_attention_mixer {
     const index_t hd = n_heads_ * head_dim_;
     return 4 * workspace::bytes_for<float>(rows * hd) + 2 * workspace::bytes_for<float>(rows * n_heads_) +
            std::max({attention::linear_attention_workspace_bytes(std::min<index_t>(rows, chunk), n_heads_, head_dim_, head_dim_),
-                     q_.workspace_bytes(), o_.workspace_bytes(), b_.workspace_bytes(), a_.workspace_bytes()}) +
+                     q_.workspace_bytes(rows), o_.workspace_bytes(rows), b_.workspace_bytes(rows), a_.workspace_bytes(rows)}) +
            256;
   }
 

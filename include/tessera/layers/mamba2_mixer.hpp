@@ -102,7 +102,7 @@ class mamba2_mixer {
                     workspace::bytes_for<float>(rows * di);
     const std::size_t ssd = ssm::ssd_prefill_workspace_bytes(h, cfg_.head_dim, cfg_.d_state, cfg_.n_groups,
                                                              std::min(cfg_.chunk, std::max<index_t>(rows, 1)));
-    b += std::max({ssd, in_proj_.workspace_bytes(), out_proj_.workspace_bytes()});
+    b += std::max({ssd, in_proj_.workspace_bytes(rows), out_proj_.workspace_bytes(rows)});
     return b + 256;
   }
 

@@ -133,8 +133,8 @@ class mamba_mixer {
     std::size_t b = workspace::bytes_for<float>(rows * 2 * di) + 3 * workspace::bytes_for<float>(rows * di) +
                     workspace::bytes_for<float>(rows * (r + 2 * n)) + workspace::bytes_for<float>(rows * r);
     if (cfg_.inner_norms) b += workspace::bytes_for<float>(rows * r) + 2 * workspace::bytes_for<float>(rows * n);
-    b += std::max({in_proj_.workspace_bytes(), x_proj_.workspace_bytes(), dt_proj_.workspace_bytes(),
-                   out_proj_.workspace_bytes()});
+    b += std::max({in_proj_.workspace_bytes(rows), x_proj_.workspace_bytes(rows), dt_proj_.workspace_bytes(rows),
+                   out_proj_.workspace_bytes(rows)});
     return b + 256;
   }
 

@@ -45,7 +45,7 @@ class gated_mlp {
   state_type make_state(const state_spec&) const noexcept { return {}; }
   std::size_t workspace_bytes(index_t rows) const noexcept {
     return 2 * workspace::bytes_for<float>(rows * d_ff()) +
-           std::max({gate_.workspace_bytes(), up_.workspace_bytes(), down_.workspace_bytes()}) + 128;
+           std::max({gate_.workspace_bytes(rows), up_.workspace_bytes(rows), down_.workspace_bytes(rows)}) + 128;
   }
   std::size_t weight_bytes() const noexcept {
     return gate_.weight().bytes() + up_.weight().bytes() + down_.weight().bytes();
@@ -82,7 +82,7 @@ class mlp {
   index_t d_ff() const noexcept { return fc_.out_features(); }
   state_type make_state(const state_spec&) const noexcept { return {}; }
   std::size_t workspace_bytes(index_t rows) const noexcept {
-    return workspace::bytes_for<float>(rows * d_ff()) + std::max(fc_.workspace_bytes(), proj_.workspace_bytes());
+    return workspace::bytes_for<float>(rows * d_ff()) + std::max(fc_.workspace_bytes(rows), proj_.workspace_bytes(rows));
   }
 
   // x: (rows, d_model) → out: (rows, d_model)

@@ -89,7 +89,7 @@ class sparse_moe {
   state_type make_state(const state_spec&) const noexcept { return {}; }
 
   std::size_t workspace_bytes(index_t rows) const noexcept {
-    std::size_t e = router_.workspace_bytes();
+    std::size_t e = router_.workspace_bytes(rows);
     for (const auto& x : experts_) e = std::max(e, x.workspace_bytes(rows));
     return workspace::bytes_for<float>(rows * cfg_.n_experts) + workspace::bytes_for<index_t>(rows * cfg_.top_k) +
            workspace::bytes_for<float>(rows * cfg_.top_k) + workspace::bytes_for<index_t>(rows) +

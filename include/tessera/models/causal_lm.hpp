@@ -418,7 +418,7 @@ class causal_lm_session final : public lm_session {
     // the head (prefill_all: every row) and the embedding stage
     ws += 3 * workspace::bytes_for<float>(rows * d) + workspace::bytes_for<float>(rows * c.vocab) +
           workspace::bytes_for<state_type*>(rows) + workspace::bytes_for<tensor_view<const float, 2>>(rows) +
-          workspace::bytes_for<std::int32_t>(rows) + m.p_.head.lm_head.workspace_bytes() + 4096;
+          workspace::bytes_for<std::int32_t>(rows) + m.p_.head.lm_head.workspace_bytes(rows) + 4096;
     ws_.reserve(ws);
     h_ = tensor<float, 2>({rows, d});
     logits_ = tensor<float, 1>({c.vocab});

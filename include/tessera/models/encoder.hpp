@@ -112,7 +112,7 @@ class encoder final : public text_encoder {
     std::size_t wsb = 2 * workspace::bytes_for<float>(rows * d) + workspace::bytes_for<state_type*>(n_seq) + 4096;
     std::size_t lw = 0;
     for (const auto& l : p_.layers) lw = std::max(lw, l.workspace_bytes(rows));
-    workspace ws(wsb + lw + (p_.pooler ? p_.pooler->workspace_bytes() : 0));
+    workspace ws(wsb + lw + (p_.pooler ? p_.pooler->workspace_bytes(rows) : 0));
     out.last_hidden_state = tensor<float, 2>({rows, d});
     auto h = out.last_hidden_state.view();
     embed(row_ids, pos, types, h, ws);

@@ -1,6 +1,7 @@
 // tessera/ops/embedding.hpp: get_rows, the embedding gather (ggml's GGML_OP_GET_ROWS).
 //
-//   table: (vocab, d) f32 / f16 / bf16, rows contiguous
+//   table: (vocab, d) f32 / f16 / bf16, rows contiguous; or (vocab, d / block) ggml blocks
+//          (core/blocks.hpp), each row dequantized as it is gathered
 //   ids:   (n) int32 token ids, each in [0, vocab)
 //   out:   (n, d) f32, rows contiguous: out[t] = float(table[ids[t]])
 // An id out of range is a range_error naming the id, its position and the vocab size.
@@ -12,6 +13,7 @@
 #include <string>
 #include <type_traits>
 
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -27,7 +29,7 @@ namespace detail {
 
 template <class W>
 void check_get_rows(const tensor_view<W, 2>& table, std::span<const std::int32_t> ids, const tensor_view<float, 2>& out) {
-  const auto [vocab, d] = table.extents();
+  const index_t vocab = table.extent(0), d = table.extent(1) * block_elements_v<W>;
   expect_shape(out, {static_cast<index_t>(ids.size()), d}, "get_rows", "out");
   expect_dense_rows(table, "get_rows", "table");
   expect_dense_rows(out, "get_rows", "out");
@@ -44,8 +46,10 @@ template <class W>
 void get_rows(tensor_view<W, 2> table, std::span<const std::int32_t> ids, tensor_view<float, 2> out, simd::scalar) {
   detail::check_get_rows(table, ids, out);
   const index_t d = table.extent(1);
-  for (std::size_t t = 0; t < ids.size(); ++t)
-    for (index_t i = 0; i < d; ++i) out(static_cast<index_t>(t), i) = to_float(table(ids[t], i));
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    if constexpr (quant_block<std::remove_const_t<W>>) dequantize(table.row(ids[t]), out.row(static_cast<index_t>(t)), d);
+    else for (index_t i = 0; i < d; ++i) out(static_cast<index_t>(t), i) = to_float(table(ids[t], i));
+  }
 }
 
 /// out[t] = float(table[ids[t]]): memcpy for f32, widened in registers for f16 / bf16.
@@ -61,7 +65,9 @@ void get_rows(tensor_view<W, 2> table, std::span<const std::int32_t> ids, tensor
     for (std::size_t t = 0; t < ids.size(); ++t) {
       const U* src = table.row(ids[t]);
       float* dst = out.row(static_cast<index_t>(t));
-      if constexpr (std::is_same_v<U, float>) {
+      if constexpr (quant_block<U>) {
+        dequantize(src, dst, d);  // d blocks
+      } else if constexpr (std::is_same_v<U, float>) {
         std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(d));
       } else {
         index_t i = 0;
@@ -75,7 +81,7 @@ void get_rows(tensor_view<W, 2> table, std::span<const std::int32_t> ids, tensor
 /// get_rows into a new (n, d) tensor.
 template <class W, simd::arch_tag Arch = simd::default_arch>
 tensor<float, 2> get_rows_copy(tensor_view<W, 2> table, std::span<const std::int32_t> ids, Arch = {}) {
-  tensor<float, 2> out({static_cast<index_t>(ids.size()), table.extent(1)});
+  tensor<float, 2> out({static_cast<index_t>(ids.size()), table.extent(1) * block_elements_v<W>});
   get_rows(table, ids, out.view(), Arch{});
   return out;
 }

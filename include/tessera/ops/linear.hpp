@@ -9,11 +9,14 @@
 // gemv_rows_max_m<Arch> (batched decode: 32 on AVX2, 16 on AVX-512) runs kernels::gemv_rows, which
 // reads each weight row once for all m rows and needs no scratch; larger m (prefill) runs the
 // packed kernels::gemm with scratch from ws (reserve linear_workspace_bytes<W>(k) there beforehand).
+// Weights in ggml blocks (w: (n, k / block) of core/blocks.hpp types) run kernels::quant_linear,
+// which quantizes x's rows once into its scratch (linear_workspace_bytes<B>(m, k)).
 #pragma once
 
 #include <optional>
 #include <type_traits>
 
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/core/workspace.hpp>
@@ -21,6 +24,7 @@
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/gemv.hpp>
 #include <tessera/kernels/gemv_rows.hpp>
+#include <tessera/kernels/quant.hpp>
 #include <tessera/ops/rows.hpp>
 #include <tessera/simd/arch.hpp>
 #include <tessera/simd/vec.hpp>
@@ -35,7 +39,21 @@ std::size_t linear_workspace_bytes(index_t k, int threads = num_threads()) noexc
   return kernels::gemm_workspace_bytes<std::remove_const_t<W>>(k, threads);
 }
 
+/// Workspace bytes linear needs for m rows of k input features and weights in blocks of type B.
+template <quant_block B>
+std::size_t linear_workspace_bytes(index_t m, index_t k, int threads = num_threads()) noexcept {
+  return kernels::quant_linear_workspace_bytes<B>(m, k, threads);
+}
+
 namespace detail {
+
+inline void add_bias(const std::optional<tensor_view<const float, 1>>& bias, tensor_view<float, 2> out, auto arch) {
+  if (!bias || out.extent(0) == 0) return;
+  expect_shape(*bias, {out.extent(1)}, "linear", "bias");
+  expect_dense_rows(*bias, "linear", "bias");
+  const index_t n = out.extent(1);
+  for_rows(out.extent(0), n, [&](index_t i) { kernels::vec_add(n, out.row(i), bias->data(), out.row(i), decltype(arch){}); });
+}
 
 template <class W>
 void check_linear(const tensor_view<const float, 2>& x, const tensor_view<W, 2>& w,
@@ -59,13 +77,11 @@ void check_linear(const tensor_view<const float, 2>& x, const tensor_view<W, 2>&
 template <class Arch, class W>
 void linear_impl(tensor_view<const float, 2> x, tensor_view<const W, 2> w,
                  const std::optional<tensor_view<const float, 1>>& bias, tensor_view<float, 2> out, workspace& ws) {
-  const auto [m, k] = x.extents();
-  const index_t n = w.extent(0);
+  const index_t m = x.extent(0);
   if (m == 1) kernels::gemv(x[0], w, out[0], Arch{});
   else if (m <= kernels::gemv_rows_max_m<Arch>) kernels::gemv_rows(x, w, out, Arch{});
   else kernels::gemm(x, w, out, ws, Arch{});
-  if (bias && m > 0)
-    for_rows(m, n, [&](index_t i) { kernels::vec_add(n, out.row(i), bias->data(), out.row(i), Arch{}); });
+  add_bias(bias, out, Arch{});
 }
 
 }  // namespace detail
@@ -84,6 +100,14 @@ void linear(tensor_view<const float, 2> x, tensor_view<W, 2> w, std::optional<te
             tensor_view<float, 2> out, workspace& ws, Arch = {}) {
   detail::check_linear(x, w, bias, out);
   detail::linear_impl<Arch, std::remove_const_t<W>>(x, w, bias, out, ws);
+}
+
+/// out = x · wᵀ + bias with w in ggml blocks (Q8_0, Q4_K, ...), computed in its blocks.
+template <quant_block B, simd::arch_tag Arch = simd::default_arch>
+void linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, std::optional<tensor_view<const float, 1>> bias,
+            tensor_view<float, 2> out, workspace& ws, Arch = {}) {
+  kernels::quant_linear(x, w, out, ws, Arch{});
+  detail::add_bias(bias, out, Arch{});
 }
 
 /// linear into a new (m, n) tensor (a workspace of the right size is made when ws is too small:
