@@ -87,14 +87,31 @@ std::string bytes_of(const io::gguf_file& f, const io::gguf_tensor_info& t) {
   return std::string(reinterpret_cast<const char*>(f.tensor_data(t)), t.nbytes);
 }
 
-/// A random llama-named model: n_layer layers of attention and SwiGLU matrices with rows of
-/// `row` elements (2 rows each) and ffn_down rows of `down_row`, norms, token_embd and (when
-/// `with_output`) output.weight. Only the names, shapes and metadata matter to the type rules.
-void write_llama_like(const fs::path& path, int n_layer, bool with_output, std::int64_t row = 256, std::int64_t down_row = 256) {
+/// A random F32 model of architecture `arch` with u32 metadata `kv` and tensors (name, ne). Only
+/// the names, shapes and metadata matter to the type rules.
+void write_model(const fs::path& path, const std::string& arch, const std::vector<std::pair<std::string, std::uint32_t>>& kv,
+                 const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& tensors) {
   io::gguf_writer w(path);
-  w.set_string("general.architecture", "llama");
-  w.set_u32("llama.block_count", static_cast<std::uint32_t>(n_layer));
-  w.set_u32("general.file_type", 0);
+  w.set_string("general.architecture", arch);
+  for (const auto& [key, value] : kv) w.set_u32(arch + "." + key, value);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.f, 0.02f);
+  for (const auto& t : tensors) w.add_tensor(t.first, ggml_type::f32, t.second);
+  for (const auto& t : tensors) {
+    std::int64_t n = 1;
+    for (const std::int64_t d : t.second) n *= d;
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (float& x : v) x = normal(rng);
+    w.write_tensor_data(t.first, std::as_bytes(std::span(v)));
+  }
+  w.finish();
+}
+
+/// A llama-named model: n_layer layers of attention and SwiGLU matrices with rows of `row`
+/// elements (2 rows each) and ffn_down rows of `down_row`, norms, token_embd and (when
+/// `with_output`) output.weight.
+void write_llama_like(const fs::path& path, int n_layer, bool with_output, std::int64_t row = 256, std::int64_t down_row = 256,
+                      std::vector<std::pair<std::string, std::uint32_t>> kv = {}) {
   std::vector<std::pair<std::string, std::vector<std::int64_t>>> tensors = {{"token_embd.weight", {row, 2}},
                                                                             {"output_norm.weight", {row}}};
   if (with_output) tensors.push_back({"output.weight", {row, 2}});
@@ -105,15 +122,8 @@ void write_llama_like(const fs::path& path, int n_layer, bool with_output, std::
     tensors.push_back({b + "attn_norm.weight", {row}});
     tensors.push_back({b + "ffn_norm.weight", {row}});
   }
-  std::mt19937 rng(5);
-  std::normal_distribution<float> normal(0.f, 0.02f);
-  for (const auto& t : tensors) w.add_tensor(t.first, ggml_type::f32, t.second);
-  for (const auto& t : tensors) {
-    std::vector<float> v(static_cast<std::size_t>(t.second[0] * (t.second.size() > 1 ? t.second[1] : 1)));
-    for (float& x : v) x = normal(rng);
-    w.write_tensor_data(t.first, std::as_bytes(std::span(v)));
-  }
-  w.finish();
+  kv.emplace_back("block_count", static_cast<std::uint32_t>(n_layer));
+  write_model(path, "llama", kv, tensors);
 }
 
 /// The type of each tensor of `path`, by name.
@@ -318,4 +328,61 @@ TEST_CASE("quantize: bad input is one message and status 1, usage mistakes statu
   CHECK(quantize_cli(s, {stories.string(), "--type", "Q8_0"}).rc == 2);  // no OUT
   CHECK(quantize_cli(s, {stories.string(), out, "--type", "Q8_0", "-t", "0"}).rc == 2);
   CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("quantize: llama.cpp's special cases - a 70B Llama, 8 experts, Falcon", "[cli][quantize]") {
+  scratch s("special");
+  const auto layer_of = [](const std::string& name) { return name.rfind("blk.", 0) == 0 ? std::stoi(name.substr(4)) : -1; };
+  const auto quantize_q4_k_m = [&](const std::string& model) {
+    const auto r = quantize_cli(s, {(s / model).string(), (s / "out.gguf").string(), "--type", "Q4_K_M"});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    return types_of(s / "out.gguf");
+  };
+
+  // 80 layers with GQA: LLM_TYPE_70B, whose attn_v gets Q5_K where it would get Q4_K
+  write_llama_like(s / "70b.gguf", 80, true, 256, 256, {{"attention.head_count", 64}, {"attention.head_count_kv", 8}});
+  for (const auto& [name, type] : quantize_q4_k_m("70b.gguf")) {
+    INFO(name);
+    const int i = layer_of(name);
+    const bool more_bits = i < 10 || i >= 70 || (i - 10) % 3 == 2;  // use_more_bits(i, 80)
+    if (name.find("attn_v") != std::string::npos) CHECK(type == (more_bits ? ggml_type::q6_k : ggml_type::q5_k));
+    else if (name.find("ffn_down") != std::string::npos) CHECK(type == (more_bits ? ggml_type::q6_k : ggml_type::q4_k));
+  }
+
+  // 8 experts: attn_v and attn_k Q8_0, attn_output Q5_K, ffn_down_exps by the layer in its name;
+  // the router (ffn_gate_inp) is not quantized
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> moe = {{"token_embd.weight", {256, 2}}, {"output.weight", {256, 2}}};
+  for (int i : {3, 0, 2, 1}) {  // experts' layers need not come in order
+    const std::string b = "blk." + std::to_string(i) + ".";
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_inp"}) moe.push_back({b + m + ".weight", {256, 2}});
+    for (const char* m : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) moe.push_back({b + m + ".weight", {256, 2, 8}});
+  }
+  write_model(s / "moe.gguf", "llama", {{"block_count", 4}, {"expert_count", 8}}, moe);
+  for (const auto& [name, type] : quantize_q4_k_m("moe.gguf")) {
+    INFO(name);
+    const int i = layer_of(name);
+    ggml_type expected = ggml_type::q4_k;
+    if (name == "output.weight") expected = ggml_type::q6_k;
+    else if (name.find("attn_v") != std::string::npos || name.find("attn_k") != std::string::npos) expected = ggml_type::q8_0;
+    else if (name.find("attn_output") != std::string::npos) expected = ggml_type::q5_k;
+    else if (name.find("ffn_gate_inp") != std::string::npos) expected = ggml_type::f32;
+    else if (name.find("ffn_down_exps") != std::string::npos && (i == 2 || i == 3)) expected = ggml_type::q6_k;  // use_more_bits(i, 4)
+    CHECK(type == expected);
+  }
+
+  // Falcon: output Q8_0, attn_qkv Q5_K, ffn_down Q5_K where use_more_bits holds
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> falcon = {{"token_embd.weight", {256, 2}}, {"output.weight", {256, 2}}};
+  for (int i = 0; i < 4; ++i)
+    for (const char* m : {"attn_qkv", "attn_output", "ffn_up", "ffn_down"}) falcon.push_back({"blk." + std::to_string(i) + "." + m + ".weight", {256, 2}});
+  write_model(s / "falcon.gguf", "falcon", {{"block_count", 4}}, falcon);
+  for (const auto& [name, type] : quantize_q4_k_m("falcon.gguf")) {
+    INFO(name);
+    const int i = layer_of(name);
+    ggml_type expected = ggml_type::q4_k;
+    if (name == "output.weight") expected = ggml_type::q8_0;
+    else if (name.find("attn_qkv") != std::string::npos) expected = ggml_type::q5_k;
+    else if (name.find("ffn_down") != std::string::npos && (i == 2 || i == 3)) expected = ggml_type::q5_k;
+    CHECK(type == expected);
+  }
 }
