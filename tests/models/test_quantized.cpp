@@ -202,3 +202,44 @@ TEST_CASE("quantized at load: memory is the blocks' size, bad requests are refus
   CHECK_THROWS_WITH(w.quantized<block_q4_K>("model.norm.weight"), Catch::Contains("model.norm.weight"));
   CHECK_THROWS_WITH(w.blocks<block_q8_0>("model.norm.weight"), Catch::Contains("not as a matrix of Q8_0 blocks"));
 }
+
+TEST_CASE("GGUFs quantized by llama.cpp's llama-quantize: weights read in their blocks, next-token distributions near the f32 model's",
+          "[models][quant][gguf]") {
+  // stories260K (trained) as llama-quantize wrote it (tests/data/gguf/README.md: the SwiGLU width
+  // padded 172 -> 256 with zeros, the same function), against the bundled f32 file
+  const fs::path gguf_dir = fs::path(TESSERA_TEST_DATA_DIR) / "gguf";
+  const auto f32 = load_language_model(fs::path(TESSERA_SOURCE_DIR) / "examples/models/stories260K.gguf");
+  struct expect {
+    const char* file;
+    double mean_kl_bound;  // mean over 40 greedy steps of KL(f32 || quantized), llama-perplexity's statistic
+    double max_kl_bound;   // and its largest step
+    int same_ids;          // leading greedy ids equal to the f32 model's
+  };
+  // measured (mean / max KL, leading ids): Q8_0 4.2e-4 / 2.4e-3, 40; Q4_K_M 5.8e-3 / 0.051, 40; Q4_0 0.027 / 0.23, 27
+  for (const expect& x : {expect{"stories260K-Q8_0.gguf", 1e-3, 5e-3, 40}, expect{"stories260K-Q4_K_M.gguf", 0.02, 0.1, 40},
+                          expect{"stories260K-Q4_0.gguf", 0.05, 0.4, 27}}) {
+    INFO(x.file);
+    const fs::path path = gguf_dir / x.file;
+    auto w = open_weights(path);
+    CHECK(w.resident_bytes() < fs::file_size(path) * 11 / 10);  // held as stored: nothing widened
+    const auto q = load_language_model(path);
+    auto sf = f32->new_session(), sq = q->new_session();
+    sf->prefill(std::vector<std::int32_t>{1});
+    sq->prefill(std::vector<std::int32_t>{1});
+    double kl = 0, kl_sum = 0;
+    int same = 0;
+    bool diverged = false;
+    for (int i = 0; i < 40; ++i) {
+      const double step_kl = kl_divergence(sf->logits(), sq->logits());
+      kl = std::max(kl, step_kl), kl_sum += step_kl;
+      const std::int32_t a = test::argmax(sf->logits()), b = test::argmax(sq->logits());
+      diverged = diverged || a != b;
+      if (!diverged) ++same;
+      sf->step(a), sq->step(a);  // both follow the f32 model's path
+    }
+    INFO("mean KL " << kl_sum / 40 << ", max KL " << kl << ", leading greedy ids equal " << same);
+    CHECK(kl_sum / 40 < x.mean_kl_bound);
+    CHECK(kl < x.max_kl_bound);
+    CHECK(same >= x.same_ids);
+  }
+}
