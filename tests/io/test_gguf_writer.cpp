@@ -196,7 +196,7 @@ TEST_CASE("gguf_writer: every metadata value and tensor byte reads back identica
       CHECK(t.ne == cases[k].ne);
       CHECK(t.offset == offset);
       CHECK(t.nbytes == data[k].size());
-      CHECK(std::memcmp(f.tensor_data(t), data[k].data(), data[k].size()) == 0);
+      CHECK((data[k].empty() || std::memcmp(f.tensor_data(t), data[k].data(), data[k].size()) == 0));
       offset += (t.nbytes + f.alignment() - 1) / f.alignment() * f.alignment();
     }
     CHECK(f.data_offset() + offset == std::filesystem::file_size(path));  // the last tensor is padded too
