@@ -2,6 +2,7 @@
 // type per tensor, blocks equal to core/blocks.hpp's quantizers), its summary, and bad input.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -199,6 +200,47 @@ TEST_CASE("quantize: stories260K as Q8_0 keeps the metadata and writes ggml's re
       CHECK(t.type == ggml_type::q8_0);
       CHECK(bytes_of(out, t) == reference_blocks<block_q8_0>(x));
     }
+  }
+}
+
+/// stories260K with its SwiGLU hidden size widened from 172 to 256 by zeros, as
+/// tools/fixtures/make_quantized_stories.sh does before it runs llama-quantize.
+void write_widened_stories(const fs::path& path) {
+  const io::gguf_file in(stories);
+  const std::int64_t old_ff = in.get_int("llama.feed_forward_length"), new_ff = 256;
+  io::gguf_writer w(path);
+  for (const auto& kv : in.metadata()) w.set(kv.first, kv.second);
+  w.set_u32("llama.feed_forward_length", static_cast<std::uint32_t>(new_ff));
+  const auto widened = [&](const io::gguf_tensor_info& t) {
+    const bool gate_up = t.name.find("ffn_gate") != std::string::npos || t.name.find("ffn_up") != std::string::npos;
+    std::vector<std::int64_t> ne = t.ne;
+    if (gate_up) ne[1] = new_ff;                                         // (ff, d_model): zero rows
+    else if (t.name.find("ffn_down") != std::string::npos) ne[0] = new_ff;  // (d_model, ff): zero columns
+    return ne;
+  };
+  for (const auto& t : in.tensors()) w.add_tensor(t.name, t.type, widened(t));
+  for (const auto& t : in.tensors()) {
+    const std::vector<std::int64_t> ne = widened(t);
+    const auto* x = reinterpret_cast<const float*>(in.tensor_data(t));
+    std::vector<float> v(static_cast<std::size_t>(ne[0] * (ne.size() > 1 ? ne[1] : 1)), 0.f);
+    const std::int64_t rows = t.numel / t.ne[0];
+    for (std::int64_t r = 0; r < rows; ++r) std::copy(x + r * t.ne[0], x + (r + 1) * t.ne[0], v.begin() + r * ne[0]);
+    w.write_tensor_data(t.name, std::as_bytes(std::span(v)));
+  }
+  w.finish();
+  REQUIRE(old_ff == 172);
+}
+
+TEST_CASE("quantize: the widened stories260K comes out as llama-quantize's own files, byte for byte", "[cli][quantize]") {
+  // tests/data/gguf/stories260K-*.gguf: written by llama.cpp c392e5094's llama-quantize
+  scratch s("llama_files");
+  write_widened_stories(s / "widened.gguf");
+  for (const std::string type : {"Q8_0", "Q4_0", "Q4_K_M"}) {
+    INFO(type);
+    const auto r = quantize_cli(s, {(s / "widened.gguf").string(), (s / "out.gguf").string(), "--type", type});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(slurp(s / "out.gguf") == slurp(fs::path(TESSERA_TEST_DATA_DIR) / "gguf" / ("stories260K-" + type + ".gguf")));
   }
 }
 
