@@ -101,6 +101,7 @@ struct quant_state {
   int n_attention_wv = 0, i_attention_wv = 0;
   int n_layer = 0, i_ffn_down = 0, i_ffn_gate = 0, i_ffn_up = 0;
   int n_fallback = 0;
+  int n_f16_fallback = 0;  // of which llama.cpp has no fallback for the preset's type (it refuses)
 };
 
 /// llama.cpp's use_more_bits: the first and last eighth of the layers and every third between.
@@ -181,7 +182,10 @@ ggml_type tensor_type(quant_state& qs, ggml_type new_type, const io::gguf_tensor
       case ggml_type::q4_k: new_type = ggml_type::q5_0; break;
       case ggml_type::q5_k: new_type = ggml_type::q5_1; break;
       case ggml_type::q6_k: new_type = ggml_type::q8_0; break;
-      default: new_type = ggml_type::f16; break;
+      default:
+        new_type = ggml_type::f16;
+        ++qs.n_f16_fallback;
+        break;
     }
     if (t.ne[0] % block_of(new_type) != 0) new_type = ggml_type::f16;
     fell_back = true;
@@ -352,6 +356,10 @@ int run_quantize(const quantize_options& o) {
   std::cout << "tensors: " << mib(in_bytes) << " -> " << mib(out_bytes) << "; file: " << mib(file_bytes) << "\n";
   if (qs.n_fallback > 0)
     std::cout << qs.n_fallback << " tensors took a fallback type: their row length is not a multiple of the block size\n";
+  std::cout.flush();
+  if (qs.n_f16_fallback > 0)
+    std::fprintf(stderr, "tessera: note: %d tensors are F16 because their rows do not divide into %s blocks; llama-quantize refuses such a model\n",
+                 qs.n_f16_fallback, io::ggml_type_name(pre.type).c_str());
   return 0;
 }
 
