@@ -278,14 +278,9 @@ std::string mib(std::uint64_t bytes) {
   return buf;
 }
 
-}  // namespace
-
-int run_quantize(const quantize_options& o) {
-  const preset pre = find_preset(o.type);
-  apply_threads(o.common);
-  const io::gguf_file in(o.input);
-
-  quant_state qs;
+/// The type of every tensor of `in` under preset `pre`, in llama-quantize's order; qs gets the
+/// counts the rules need (and the fallbacks they took).
+std::vector<tensor_plan> plan_tensors(const io::gguf_file& in, const preset& pre, quant_state& qs) {
   qs.ftype = pre.ftype;
   qs.arch = in.try_string("general.architecture").value_or("");
   const std::string a = qs.arch + ".";
@@ -305,7 +300,6 @@ int run_quantize(const quantize_options& o) {
   qs.is_70b = qs.arch == "llama" && qs.n_expert <= 1 && qs.n_layer == 80 &&
               in.try_int(a + "attention.head_count").value_or(0) != in.try_int(a + "attention.head_count_kv").value_or(0);
 
-  // The plan: each tensor's type, in llama-quantize's order.
   std::vector<tensor_plan> plan;
   for (const auto* t : order) {
     tensor_plan p{t, t->type, 0, false};
@@ -316,38 +310,23 @@ int run_quantize(const quantize_options& o) {
         throw format_error(in.path() + ": tensor '" + t->name + "' is " + io::ggml_type_name(t->type) +
                            ", which tessera cannot convert (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)");
     }
+    p.nbytes = static_cast<std::uint64_t>(t->numel / block_of(p.type) * io::ggml_traits(p.type).bytes);
     plan.push_back(p);
   }
+  return plan;
+}
 
-  // Metadata: every key/value of IN in its order, split keys dropped, then (as llama.cpp's
-  // gguf_set_val_u32 does: moved to the end) the quantization version and the file type.
-  io::gguf_writer out(o.output);
-  for (const auto& [key, value] : in.metadata())
-    if (key != "split.no" && key != "split.count" && key != "split.tensors.count") out.set(key, value);
-  out.remove("general.quantization_version");
-  out.set_u32("general.quantization_version", 2);  // GGML_QNT_VERSION
-  out.remove("general.file_type");
-  out.set_u32("general.file_type", pre.ftype);
-  for (auto& p : plan) p.nbytes = out.add_tensor(p.in->name, p.type, p.in->ne);
-
-  std::uint64_t in_bytes = 0;
-  for (const auto& p : plan) {
-    if (o.common.verbose)
-      std::fprintf(stderr, "%-36s %-6s -> %-6s%s\n", p.in->name.c_str(), io::ggml_type_name(p.in->type).c_str(),
-                   io::ggml_type_name(p.type).c_str(), p.fell_back ? " (fallback: row length)" : "");
-    if (p.type == p.in->type) out.write_tensor_data(p.in->name, std::span(in.tensor_data(*p.in), p.in->nbytes));
-    else convert(in, p, out);
-    in_bytes += p.in->nbytes;
-  }
-  const std::uint64_t file_bytes = out.finish();
-
-  // Summary: tensors and bytes per type, then the totals.
+/// stdout: tensors and bytes per type, the totals, the fallbacks; stderr: a note when tessera
+/// wrote F16 where llama-quantize would have refused the model.
+void print_summary(const quantize_options& o, const preset& pre, const quant_state& qs, const std::vector<tensor_plan>& plan,
+                   std::uint64_t file_bytes) {
   std::map<std::string, std::pair<int, std::uint64_t>> by_type;
-  std::uint64_t out_bytes = 0;
+  std::uint64_t in_bytes = 0, out_bytes = 0;
   for (const auto& p : plan) {
     auto& [count, bytes] = by_type[io::ggml_type_name(p.type)];
     ++count;
     bytes += p.nbytes;
+    in_bytes += p.in->nbytes;
     out_bytes += p.nbytes;
   }
   std::cout << o.output << ": " << pre.name << " (general.file_type " << pre.ftype << "), " << plan.size() << " tensors\n";
@@ -360,6 +339,37 @@ int run_quantize(const quantize_options& o) {
   if (qs.n_f16_fallback > 0)
     std::fprintf(stderr, "tessera: note: %d tensors are F16 because their rows do not divide into %s blocks; llama-quantize refuses such a model\n",
                  qs.n_f16_fallback, io::ggml_type_name(pre.type).c_str());
+}
+
+}  // namespace
+
+int run_quantize(const quantize_options& o) {
+  const preset pre = find_preset(o.type);
+  apply_threads(o.common);
+  const io::gguf_file in(o.input);
+  quant_state qs;
+  const std::vector<tensor_plan> plan = plan_tensors(in, pre, qs);
+
+  // Metadata: every key/value of IN in its order, split keys dropped, then (as llama.cpp's
+  // gguf_set_val_u32 does: moved to the end) the quantization version and the file type.
+  io::gguf_writer out(o.output);
+  for (const auto& [key, value] : in.metadata())
+    if (key != "split.no" && key != "split.count" && key != "split.tensors.count") out.set(key, value);
+  out.remove("general.quantization_version");
+  out.set_u32("general.quantization_version", 2);  // GGML_QNT_VERSION
+  out.remove("general.file_type");
+  out.set_u32("general.file_type", pre.ftype);
+  for (const auto& p : plan) out.add_tensor(p.in->name, p.type, p.in->ne);
+
+  // Data: each tensor copied or converted, in the plan's order.
+  for (const auto& p : plan) {
+    if (o.common.verbose)
+      std::fprintf(stderr, "%-36s %-6s -> %-6s%s\n", p.in->name.c_str(), io::ggml_type_name(p.in->type).c_str(),
+                   io::ggml_type_name(p.type).c_str(), p.fell_back ? " (fallback: row length)" : "");
+    if (p.type == p.in->type) out.write_tensor_data(p.in->name, std::span(in.tensor_data(*p.in), p.in->nbytes));
+    else convert(in, p, out);
+  }
+  print_summary(o, pre, qs, plan, out.finish());
   return 0;
 }
 
