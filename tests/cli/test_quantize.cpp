@@ -325,7 +325,7 @@ TEST_CASE("quantize: rows no block divides fall back as in llama.cpp, then to F1
   CHECK(types_of(s / "q4_0.gguf")["blk.0.ffn_up.weight"] == ggml_type::q4_0);
 }
 
-TEST_CASE("quantize: a quantized input is dequantized first; F32 gives its values back", "[cli][quantize]") {
+TEST_CASE("quantize: a quantized input is dequantized first, F32 gives its values back", "[cli][quantize]") {
   scratch s("requantize");
   REQUIRE(quantize_cli(s, {stories.string(), (s / "q4_0.gguf").string(), "--type", "Q4_0"}).rc == 0);
   const auto r = quantize_cli(s, {(s / "q4_0.gguf").string(), (s / "f32.gguf").string(), "--type", "F32"});

@@ -355,7 +355,7 @@ TEST_CASE("gguf_writer: what the reader would refuse is refused when given", "[i
   CHECK(f.find("k.deep8")->type_name() == "array<array<array<array<array<array<array<array<u8>>>>>>>>");
 }
 
-TEST_CASE("gguf_writer: an unfinished writer leaves nothing; unwritable paths are io_errors naming them", "[io][gguf_writer]") {
+TEST_CASE("gguf_writer: an unfinished writer leaves nothing, unwritable paths are io_errors naming them", "[io][gguf_writer]") {
   test::temp_dir dir("gguf_writer_io");
   const auto path = dir / "out.gguf";
   {
