@@ -107,8 +107,7 @@ void BM_decode_at_context(benchmark::State& state, const std::string& name, inde
   const double tokens = static_cast<double>(n_gen) * static_cast<double>(state.iterations());
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n_gen), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["cpu_tok/s"] = cpu > 0 ? tokens / cpu : 0.0;
-  state.counters["state_MB"] =
-      static_cast<double>(io::estimate_kv_bytes(cfg, context) + io::estimate_ssm_state_bytes(cfg)) / 1e6;
+  state.counters["state_MB"] = static_cast<double>(s.memory_bytes()) / 1e6;  // caches, states, buffers, workspace
 }
 
 /// "--threads=1,2" → {1, 2}; the flag is removed from argv.
