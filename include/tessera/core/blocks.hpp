@@ -311,6 +311,14 @@ inline void dequantize(const block_q8_sum* x, float* y, index_t n_blocks) noexce
     for (int j = 0; j < 32; ++j) y[j] = x[i].d * static_cast<float>(x[i].qs[j]);
 }
 
+// ggml builds these without FMA contraction: so must we, whatever -march the includer uses.
+#if defined(__clang__)
+#pragma float_control(push)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 // ---------------------------------------------------------------------------------------------
 // Reference quantizers: f32 → blocks, as ggml's quantize_row_*_ref (deterministic, scalar; used to
 // write files and in tests). x holds n_blocks * block_size floats.
@@ -356,7 +364,7 @@ inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L) noe
       const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
       const float w = x[i] * x[i];
       sumlx += w * x[i] * static_cast<float>(l);
-      suml2 += w * static_cast<float>(l * l);
+      suml2 += w * static_cast<float>(l) * static_cast<float>(l);
     }
   };
   auto assign = [&](float iscale) {
@@ -407,7 +415,7 @@ inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weig
   for (int i = 0; i < n; ++i) {
     L[i] = static_cast<std::uint8_t>(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
     const float diff = scale * L[i] + min - x[i];
-    best_error += weights[i] * diff * diff;
+    best_error += weights[i] * (diff * diff);
   }
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
@@ -416,7 +424,7 @@ inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weig
       const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
       Laux[i] = static_cast<std::uint8_t>(l);
       sum_l += weights[i] * static_cast<float>(l);
-      sum_l2 += weights[i] * static_cast<float>(l * l);
+      sum_l2 += weights[i] * static_cast<float>(l) * static_cast<float>(l);
       sum_xl += weights[i] * static_cast<float>(l) * x[i];
     }
     const float D = sum_w * sum_l2 - sum_l * sum_l;
@@ -430,7 +438,7 @@ inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weig
       float cur_error = 0;
       for (int i = 0; i < n; ++i) {
         const float diff = this_scale * Laux[i] + this_min - x[i];
-        cur_error += weights[i] * diff * diff;
+        cur_error += weights[i] * (diff * diff);
       }
       if (cur_error < best_error) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];
@@ -676,6 +684,12 @@ inline void quantize(const float* x, block_q6_K* y, index_t n_blocks) noexcept {
       }
   }
 }
+
+#if defined(__clang__)
+#pragma float_control(pop)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
 
 }  // namespace v0
 }  // namespace tessera
