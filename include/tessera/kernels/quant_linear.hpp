@@ -129,39 +129,66 @@ void quant_rows_range(const B* w, index_t ldw, const A* act, index_t kb, index_t
     for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(w + j * ldw, act + i * kb, kb, Arch{});
 }
 
+/// The scalar prefill path: gemm_reference's plain loop on rows dequantized KC columns at a time,
+/// the running sum kept in out between steps (the same float sums as gemm on the dequantized
+/// matrix, so a scalar build's prefill equals its dequantized twin's bit for bit).
+template <class B>
+void quant_gemm_reference(const tensor_view<const float, 2>& x, const tensor_view<const B, 2>& w,
+                          const tensor_view<float, 2>& out, workspace& ws) {
+  const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
+  constexpr index_t KC = quant_kc<B>(), bs = B::block_size;
+  workspace::frame frame(ws);
+  float* row = ws.alloc<float>(KC);
+  for (index_t j = 0; j < n; ++j)
+    for (index_t pc = 0; pc < k; pc += KC) {
+      const index_t kc = std::min(KC, k - pc);
+      dequantize_row(w.row(j) + pc / bs, row, kc / bs, simd::scalar{});
+      for (index_t i = 0; i < m; ++i) {
+        const float* xi = x.row(i) + pc;
+        float acc = pc == 0 ? 0.f : out(i, j);
+        for (index_t p = 0; p < kc; ++p) acc += xi[p] * row[p];
+        out(i, j) = acc;
+      }
+    }
+}
+
 /// The prefill path: out = x · dequantize(w)ᵀ through gemm_packed_range on dequantized panels.
 template <class Arch, class B>
 void quant_gemm(const tensor_view<const float, 2>& x, const tensor_view<const B, 2>& w,
                 const tensor_view<float, 2>& out, workspace& ws) {
-  const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
-  constexpr index_t P = quant_panel_rows, KC = quant_kc<B>(), bs = B::block_size;
-  const std::size_t per_thread = quant_gemm_thread_bytes<B>();
-  const index_t panels = (n + P - 1) / P;
-  index_t threads = std::min<index_t>(
-      {num_threads(), panels, static_cast<index_t>((ws.capacity() - ws.used()) / per_thread)});
-  threads = std::max<index_t>(threads, 1);
-  workspace::frame frame(ws);
-  float* rows_buf = ws.alloc<float>(threads * P * KC);  // throws when even one thread's does not fit
-  float* packed = ws.alloc<float>(threads * P * KC);
-  float* a_buf = ws.alloc<float>(threads * gemm_blocking::mc * gemm_blocking::kc);
-  const float* xp = x.data();
-  const B* wp = w.data();
-  float* op = out.data();
-  const index_t ldx = row_stride(x), ldw = row_stride(w), ldo = row_stride(out);
-  parallel_for_stealing(0, panels, 4, 1, static_cast<int>(threads), [&](index_t t, index_t p0, index_t p1) {
-    float* rows = rows_buf + t * P * KC;
-    float* pw = packed + t * P * KC;
-    float* pa = a_buf + t * gemm_blocking::mc * gemm_blocking::kc;
-    for (index_t j0 = p0 * P; j0 < std::min(n, p1 * P); j0 += P) {
-      const index_t nr = std::min(P, n - j0);
-      for (index_t pc = 0; pc < k; pc += KC) {
-        const index_t kc = std::min(KC, k - pc);
-        for (index_t r = 0; r < nr; ++r) dequantize_row(wp + (j0 + r) * ldw + pc / bs, rows + r * kc, kc / bs, Arch{});
-        // rows (nr, kc) is now an f32 weight block: gemm packs and multiplies it with x[:, pc:pc+kc]
-        gemm_packed_range<Arch, float>(xp + pc, ldx, rows, kc, op + j0, ldo, m, kc, 0, nr, pw, pa, pc > 0);
+  if constexpr (simd::is_scalar_v<Arch>) {
+    return quant_gemm_reference(x, w, out, ws);
+  } else {
+    const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
+    constexpr index_t P = quant_panel_rows, KC = quant_kc<B>(), bs = B::block_size;
+    const std::size_t per_thread = quant_gemm_thread_bytes<B>();
+    const index_t panels = (n + P - 1) / P;
+    index_t threads = std::min<index_t>(
+        {num_threads(), panels, static_cast<index_t>((ws.capacity() - ws.used()) / per_thread)});
+    threads = std::max<index_t>(threads, 1);
+    workspace::frame frame(ws);
+    float* rows_buf = ws.alloc<float>(threads * P * KC);  // throws when even one thread's does not fit
+    float* packed = ws.alloc<float>(threads * P * KC);
+    float* a_buf = ws.alloc<float>(threads * gemm_blocking::mc * gemm_blocking::kc);
+    const float* xp = x.data();
+    const B* wp = w.data();
+    float* op = out.data();
+    const index_t ldx = row_stride(x), ldw = row_stride(w), ldo = row_stride(out);
+    parallel_for_stealing(0, panels, 4, 1, static_cast<int>(threads), [&](index_t t, index_t p0, index_t p1) {
+      float* rows = rows_buf + t * P * KC;
+      float* pw = packed + t * P * KC;
+      float* pa = a_buf + t * gemm_blocking::mc * gemm_blocking::kc;
+      for (index_t j0 = p0 * P; j0 < std::min(n, p1 * P); j0 += P) {
+        const index_t nr = std::min(P, n - j0);
+        for (index_t pc = 0; pc < k; pc += KC) {
+          const index_t kc = std::min(KC, k - pc);
+          for (index_t r = 0; r < nr; ++r) dequantize_row(wp + (j0 + r) * ldw + pc / bs, rows + r * kc, kc / bs, Arch{});
+          // rows (nr, kc) is now an f32 weight block: gemm packs and multiplies it with x[:, pc:pc+kc]
+          gemm_packed_range<Arch, float>(xp + pc, ldx, rows, kc, op + j0, ldo, m, kc, 0, nr, pw, pa, pc > 0);
+        }
       }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace detail
@@ -177,8 +204,9 @@ std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int threads = num
 }
 
 /// out (m, n) = x (m, k) · dequant(w)ᵀ, w: (n, k / B::block_size) blocks, rows contiguous. Takes
-/// scratch from ws, never allocates. Threads over weight rows. The scalar Arch is the reference:
-/// x quantized to activation blocks, vec_dot per (row, column), for every m.
+/// scratch from ws, never allocates. Threads over weight rows. Every Arch takes the same path for
+/// the same m (a model's outputs do not depend on the build's arch); the scalar Arch's integer
+/// path is the reference: vec_dot per (row, column), one thread.
 template <quant_block B, simd::arch_tag Arch = simd::default_arch>
 void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tensor_view<float, 2> out, workspace& ws,
                   Arch = {}) {
@@ -190,9 +218,7 @@ void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tens
     for (index_t i = 0; i < m; ++i) std::fill(out.row(i), out.row(i) + n, 0.f);
     return;
   }
-  if constexpr (!simd::is_scalar_v<Arch>) {
-    if (m > quant_rows_max_m<B, Arch>) return detail::quant_gemm<Arch>(x, w, out, ws);
-  }
+  if (m > quant_rows_max_m<B, Arch>) return detail::quant_gemm<Arch>(x, w, out, ws);
   workspace::frame frame(ws);
   A* act = ws.alloc<A>(m * kb);
   for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
