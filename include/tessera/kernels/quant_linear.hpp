@@ -99,32 +99,24 @@ inline constexpr index_t quant_prefetch_distance = 8192;
 /// out[i * ldo + j] = vec_dot(w row j, activation row i) for j in [lo, hi), all m rows: four rows of
 /// w at a time (vec_dot_rows4, sharing each activation block), against the activation rows four at
 /// a time while they sit in L1 (eight rows of w at a time for m = 1: vec_dot_rows8); the last 0-3
-/// rows one by one. The lines quant_prefetch_distance bytes past
-/// each group are prefetched, up to the end of the range (the rows after it may be another
-/// thread's).
+/// rows one by one. Each group's tile prefetches, spread over its blocks (detail::prefetch_stream),
+/// the lines quant_prefetch_distance bytes past the group, up to the end of the range (the rows
+/// after it may be another thread's); with several activation rows, only their first pass.
 template <class Arch, class B, class A>
 void quant_rows_range(const B* w, index_t ldw, const A* act, index_t kb, index_t m, float* out, index_t ldo,
                       index_t lo, index_t hi) noexcept {
   const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + kb);
-  auto prefetch = [&](index_t j, index_t rows) {  // the lines quant_prefetch_distance past rows [j, j + rows)
-    if constexpr (!simd::is_scalar_v<Arch> && quant_prefetch_distance > 0) {
-      const char* ahead = reinterpret_cast<const char*>(w + j * ldw) + quant_prefetch_distance;
-      const index_t bytes = rows * ldw * static_cast<index_t>(sizeof(B));
-      for (index_t off = 0; off < bytes && ahead + off < limit; off += 64) __builtin_prefetch(ahead + off, 0, 1);
-    }
+  auto ahead = [&](index_t j) {  // the lines quant_prefetch_distance past row j, to the end of the range
+    if constexpr (simd::is_scalar_v<Arch> || quant_prefetch_distance == 0) return prefetch_stream{};
+    return prefetch_stream{reinterpret_cast<const char*>(w + j * ldw) + quant_prefetch_distance, limit};
   };
   index_t j = lo;
   if (m == 1)  // decode: eight rows at a time
-    for (; j + 8 <= hi; j += 8) {
-      prefetch(j, 8);
-      vec_dot_rows8(w + j * ldw, ldw, act, kb, out + j, Arch{});
-    }
-  for (; j + 4 <= hi; j += 4) {
-    prefetch(j, 4);
+    for (; j + 8 <= hi; j += 8) vec_dot_rows8(w + j * ldw, ldw, act, kb, out + j, Arch{}, ahead(j));
+  for (; j + 4 <= hi; j += 4)
     for (index_t i = 0; i < m; i += 4)  // up to 4 activation rows per pass over the 4 weight rows
       vec_dot_rows4(w + j * ldw, ldw, act + i * kb, kb, static_cast<int>(std::min<index_t>(4, m - i)), kb,
-                    out + i * ldo + j, ldo, Arch{});
-  }
+                    out + i * ldo + j, ldo, Arch{}, i == 0 ? ahead(j) : prefetch_stream{});
   for (; j < hi; ++j)
     for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(w + j * ldw, act + i * kb, kb, Arch{});
 }
