@@ -214,6 +214,13 @@ TEST_CASE("info, bench, tokenize and detokenize on the bundled model", "[cli]") 
   REQUIRE(b.rc == 0);
   CHECK(b.out.find("prefill pp32:") != std::string::npos);
   CHECK(b.out.find("decode  tg8:") != std::string::npos);
+  const auto bp = tessera_cli({"bench", "-p", "8", "-n", "4", "--reps", "1", "--parallel", "3"});
+  INFO(bp.err);
+  REQUIRE(bp.rc == 0);
+  CHECK(bp.out.find("prefill pp8 x 3 sequences:") != std::string::npos);
+  CHECK(bp.out.find("decode  tg4 x 3 sequences:") != std::string::npos);
+  check_clean_failure(tessera_cli({"bench", "--parallel", "0"}), "--parallel");
+  check_clean_failure(tessera_cli({"bench", "--parallel", "100000"}), "--parallel");
   const auto t = tessera_cli({"tokenize", "--text", "Once upon a time"});
   REQUIRE(t.rc == 0);
   CHECK(trim(t.out).rfind("1 403 407", 0) == 0);

@@ -64,6 +64,7 @@ struct bench_options {
   index_t n_gen = 128;
   int reps = 3;
   dtype cache_type = dtype::f32;
+  index_t parallel = 1;  // sequences prefilled and decoded together (prefill_batch / step_batch)
 };
 
 struct tokenize_options {
@@ -129,7 +130,8 @@ void apply_threads(const common_options&);
 /// range_error naming the estimate and the limit when it is larger. `f32_outputs` (run): the
 /// extents of the f32 tensors the command writes, counted twice (the tensor and the writer's copy).
 void check_max_memory(const common_options&, const std::filesystem::path& path, index_t context,
-                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs = {});
+                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs = {},
+                      index_t sessions = 1);
 
 /// "8G", "512M", "64KiB", "1000000" -> bytes (powers of 1024); usage_error naming `option`.
 std::uint64_t parse_bytes(const std::string& text, const char* option);

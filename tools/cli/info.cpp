@@ -189,16 +189,18 @@ std::uint64_t parse_bytes(const std::string& text, const char* option) {
 }
 
 void check_max_memory(const common_options& o, const std::filesystem::path& path, index_t context,
-                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs) {
+                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs,
+                      index_t sessions) {
   if (!o.max_memory) return;
   const std::uint64_t limit = parse_bytes(*o.max_memory, "--max-memory");
   const model_config c = load_config(path);
   auto m = open_weights(path);  // headers only: nothing of the weights is read
   m.set_matrix_quantization(o.quantize);
-  const std::uint64_t weights = m.resident_bytes(), kv = estimate_kv_bytes(c, context, kv_elem_bytes),
-                      ssm = estimate_ssm_state_bytes(c);
   const std::string what = "the model";
   const checked_bytes b{what};
+  const std::uint64_t weights = m.resident_bytes(),
+                      kv = b.mul(estimate_kv_bytes(c, context, kv_elem_bytes), size_of(sessions)),
+                      ssm = b.mul(estimate_ssm_state_bytes(c), size_of(sessions));
   std::uint64_t outputs = 0;  // each output twice: the tensor and the writer's copy of its bytes (written from there)
   for (const auto& extents : f32_outputs) {
     std::uint64_t bytes = 2 * sizeof(float);
@@ -209,7 +211,8 @@ void check_max_memory(const common_options& o, const std::filesystem::path& path
   if (total > limit)
     throw range_error(path.string() + ": loading it needs about " + human_bytes(total) + " (weights " +
                       human_bytes(weights) + ", KV cache " + human_bytes(kv) + " for " + std::to_string(context) +
-                      " tokens, SSM state " + human_bytes(ssm) +
+                      " tokens" + (sessions > 1 ? " × " + std::to_string(sessions) + " sequences" : std::string()) +
+                      ", SSM state " + human_bytes(ssm) +
                       (f32_outputs.empty() ? std::string() : ", outputs as f32, held twice to be written, " + human_bytes(outputs)) +
                       "), more than --max-memory " + *o.max_memory);
 }

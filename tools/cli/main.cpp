@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
   b->add_option("-p,--n-prompt", bench.n_prompt, "prompt tokens (default 512)");
   b->add_option("-n,--n-gen", bench.n_gen, "decoded tokens (default 128)");
   b->add_option("-r,--reps", bench.reps, "repetitions; the median is printed (default 3)");
+  b->add_option("--parallel", bench.parallel,
+                "sequences prefilled and decoded together, each its own session (prefill_batch, step_batch: "
+                "one weight read per step for all); tokens/s count every sequence's tokens (default 1)");
   add_cache_type(b, bench.cache_type);
 
   tokenize_options tok;

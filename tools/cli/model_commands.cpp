@@ -8,10 +8,12 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <random>
 #include <string_view>
+#include <vector>
 
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor.hpp>
@@ -350,16 +352,23 @@ int run_run(const run_options& o) {
 
 // ---- bench --------------------------------------------------------------------------------
 
+/// The most sequences `bench --parallel` runs together.
+constexpr index_t max_bench_parallel = 256;
+
 int run_bench(const bench_options& o) {
   apply_threads(o.common);
   if (o.n_prompt < 1) throw usage_error("bench: -p must be >= 1, got " + std::to_string(o.n_prompt));
   if (o.n_gen < 0) throw usage_error("bench: -n must be >= 0, got " + std::to_string(o.n_gen));
   if (o.reps < 1) throw usage_error("bench: --reps must be >= 1, got " + std::to_string(o.reps));
+  if (o.parallel < 1 || o.parallel > max_bench_parallel)
+    throw usage_error("bench: --parallel must be in [1, " + std::to_string(max_bench_parallel) + "], got " +
+                      std::to_string(o.parallel));
   const auto path = resolve_model(o.common.model);
-  if (o.common.max_memory) {  // the session below, estimated before the load
+  if (o.common.max_memory) {  // the sessions below, estimated before the load
     const model_config c = load_config(path);
     const index_t context = c.max_position > 0 ? c.max_position : unbounded_bench_context;
-    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), dtype_size(o.cache_type));
+    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), dtype_size(o.cache_type),
+                     {}, o.parallel);
   }
   auto m = load_model(path, o.common);
   const model_config& cfg = m.model->config();
@@ -371,28 +380,44 @@ int run_bench(const bench_options& o) {
                       (cfg.max_position > 0 ? "the model's context of " + std::to_string(context)
                                             : std::to_string(context) + ", the most bench runs on a model without a context limit"));
   const index_t need = o.n_prompt + o.n_gen;
-  auto session = m.model->new_session({.max_len = need, .kv_type = o.cache_type});
+  const auto n_seq = static_cast<std::size_t>(o.parallel);
+  std::vector<std::unique_ptr<lm_session>> owned;
+  std::vector<lm_session*> sessions;
+  for (std::size_t s = 0; s < n_seq; ++s) {
+    owned.push_back(m.model->new_session({.max_len = need, .kv_type = o.cache_type}));
+    sessions.push_back(owned.back().get());
+  }
 
+  // each sequence its own random prompt and continuation
   std::mt19937 gen(1234);
   std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(cfg.vocab - 1));
-  std::vector<std::int32_t> prompt(static_cast<std::size_t>(o.n_prompt)), next(static_cast<std::size_t>(o.n_gen));
-  for (auto& t : prompt) t = pick(gen);
-  for (auto& t : next) t = pick(gen);
+  std::vector<std::vector<std::int32_t>> prompt(n_seq, std::vector<std::int32_t>(static_cast<std::size_t>(o.n_prompt)));
+  std::vector<std::vector<std::int32_t>> next(static_cast<std::size_t>(o.n_gen), std::vector<std::int32_t>(n_seq));
+  for (auto& p : prompt)
+    for (auto& t : p) t = pick(gen);
+  for (auto& step : next)
+    for (auto& t : step) t = pick(gen);
+  std::vector<std::span<const std::int32_t>> prompts, warm;
+  for (const auto& p : prompt) {
+    prompts.emplace_back(p);
+    warm.emplace_back(p.data(), std::min<std::size_t>(p.size(), 16));
+  }
 
   // warm-up: page in the weights, size the thread pool
-  session->prefill(std::span<const std::int32_t>(prompt.data(), std::min<std::size_t>(prompt.size(), 16)));
-  if (o.n_gen > 0) session->step(next[0]);
+  m.model->prefill_batch(sessions, warm);
+  if (o.n_gen > 0) m.model->step_batch(sessions, next[0]);
 
   std::vector<double> pp, tg;
+  const double seqs = static_cast<double>(n_seq);
   for (int rep = 0; rep < o.reps; ++rep) {
-    session->reset();
+    for (auto* s : sessions) s->reset();
     auto t0 = std::chrono::steady_clock::now();
-    session->prefill(prompt);
-    pp.push_back(static_cast<double>(o.n_prompt) / seconds_since(t0));
+    m.model->prefill_batch(sessions, prompts);
+    pp.push_back(seqs * static_cast<double>(o.n_prompt) / seconds_since(t0));
     if (o.n_gen > 0) {
       t0 = std::chrono::steady_clock::now();
-      for (std::int32_t t : next) session->step(t);
-      tg.push_back(static_cast<double>(o.n_gen) / seconds_since(t0));
+      for (const auto& step : next) m.model->step_batch(sessions, step);
+      tg.push_back(seqs * static_cast<double>(o.n_gen) / seconds_since(t0));
     }
   }
   auto median = [](std::vector<double> v) {
@@ -400,14 +425,15 @@ int run_bench(const bench_options& o) {
     const std::size_t n = v.size();
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
   };
+  const std::string batch = o.parallel > 1 ? " x " + std::to_string(o.parallel) + " sequences" : std::string();
   std::printf("model: %s (%s, %lld layers, d_model %lld, vocab %lld), threads %d, reps %d\n", path.string().c_str(),
               cfg.family.c_str(), static_cast<long long>(cfg.n_layers), static_cast<long long>(cfg.d_model),
               static_cast<long long>(cfg.vocab), num_threads(), o.reps);
-  std::printf("prefill pp%lld: %.1f tokens/s (median; min %.1f, max %.1f)\n", static_cast<long long>(o.n_prompt), median(pp),
-              *std::min_element(pp.begin(), pp.end()), *std::max_element(pp.begin(), pp.end()));
+  std::printf("prefill pp%lld%s: %.1f tokens/s (median; min %.1f, max %.1f)\n", static_cast<long long>(o.n_prompt),
+              batch.c_str(), median(pp), *std::min_element(pp.begin(), pp.end()), *std::max_element(pp.begin(), pp.end()));
   if (o.n_gen > 0)
-    std::printf("decode  tg%lld: %.1f tokens/s (median; min %.1f, max %.1f)\n", static_cast<long long>(o.n_gen), median(tg),
-                *std::min_element(tg.begin(), tg.end()), *std::max_element(tg.begin(), tg.end()));
+    std::printf("decode  tg%lld%s: %.1f tokens/s (median; min %.1f, max %.1f)\n", static_cast<long long>(o.n_gen),
+                batch.c_str(), median(tg), *std::min_element(tg.begin(), tg.end()), *std::max_element(tg.begin(), tg.end()));
   return 0;
 }
 
