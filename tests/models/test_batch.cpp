@@ -84,7 +84,7 @@ void check_batched_equals_single(const std::string& name, index_t max_prefill) {
 }  // namespace
 
 TEST_CASE("batches: packed prefill of 3 prompts + 10 batched steps == each alone, every family", "[models][batch]") {
-  for (const char* name : {"llama", "mistral", "qwen2_sliding", "qwen3", "gpt2", "mamba", "mamba2", "jamba"}) {
+  for (const char* name : {"llama", "mistral", "qwen2_sliding", "qwen3", "gemma2", "gpt2", "mamba", "mamba2", "jamba"}) {
     check_batched_equals_single(name, 512);
     check_batched_equals_single(name, 7);  // forwards that split prompts and mix sequences
   }

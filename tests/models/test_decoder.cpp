@@ -3,6 +3,7 @@
 // contract (prefill/step equivalence, snapshot/restore, no allocation while decoding, errors).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -93,6 +94,19 @@ TEST_CASE("Qwen3 (q/k RMSNorm per head before RoPE, explicit head_dim) matches t
   check_parity("qwen3", models_dir / "qwen3");
   const auto c = load_config(models_dir / "qwen3");
   CHECK(c.head_dim != c.d_model / c.n_heads);  // the fixture's head_dim is explicit
+}
+
+TEST_CASE("Gemma 2 (√d embedding, (1+w) RMSNorm, sandwich norms, both softcaps, query_pre_attn_scalar, sliding/global layers, GeGLU tanh) matches transformers",
+          "[models][parity]") {
+  check_parity("gemma2", models_dir / "gemma2");
+  const auto c = load_config(models_dir / "gemma2");
+  // the fixture makes every option bite: a window shorter than the prompt on the sliding layers,
+  // query_pre_attn_scalar != head_dim, both softcaps small enough that tanh saturates (meta.json probe)
+  CHECK(c.sliding_window < 14);
+  CHECK(c.attention_multiplier != static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim))));
+  CHECK(c.attn_logit_softcap > 0.f);
+  CHECK(c.final_logit_softcap > 0.f);
+  CHECK(c.layer_types == std::vector<std::string>{"sliding_attention", "full_attention", "sliding_attention"});
 }
 
 TEST_CASE("dynamic NTK rope: each full forward uses the frequencies of its own length", "[models][parity]") {

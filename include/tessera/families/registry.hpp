@@ -3,9 +3,7 @@
 //
 // Each family registers itself when its header is included (families/family.hpp); this header
 // includes every family checked against transformers. A family of your own registers the same way
-// (examples/custom_family.cpp). families/gemma2.hpp is written but not included here until its
-// transformers fixture exists (tools/fixtures/make_fixtures.py --only gemma2): include it yourself
-// to try it.
+// (examples/custom_family.cpp).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +15,7 @@
 // clang-format off
 #include <tessera/families/family.hpp>
 #include <tessera/families/llama.hpp>
+#include <tessera/families/gemma2.hpp>
 #include <tessera/families/gpt2.hpp>
 #include <tessera/families/mamba.hpp>
 #include <tessera/families/mamba2.hpp>
