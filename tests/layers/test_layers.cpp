@@ -1,14 +1,17 @@
 // layers/attention.hpp options and layers/residual.hpp blocks on random weights, each against the
 // same computation written out with the ops and kernels it is made of: the output gate, ALiBi, the
 // q/k norm across heads, bidirectional mode, and the parallel / sandwich / postnorm blocks. (The
-// options and blocks that families use are also checked against transformers by the parity tests.)
+// options and blocks that families use are also checked against transformers by the parity tests;
+// the T5 relative bias against transformers' own T5Attention: tests/data/layers/t5_attention.)
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <deque>
+#include <filesystem>
 #include <vector>
 
 #include <tessera/attention/position_bias.hpp>
+#include <tessera/io/weights.hpp>
 #include <tessera/layers/attention.hpp>
 #include <tessera/layers/mlp.hpp>
 #include <tessera/layers/norm.hpp>
@@ -175,6 +178,60 @@ TEST_CASE("attention_layer: T5 relative buckets, bidirectional and causal, prefi
       r0 = r1;
     }
     CHECK(rel(got.cview(), want.cview()) <= 1e-5);
+  }
+}
+
+TEST_CASE("attention_layer with T5 relative buckets = transformers' T5Attention (encoder and decoder self-attention)",
+          "[layers]") {
+  // tools/fixtures/make_t5_attention.py: d_model 40, 4 heads of 12, 10 buckets, max_distance 20,
+  // 37 rows (past max_distance: the logarithmic buckets and the last bucket's clamp both occur)
+  const auto dir = std::filesystem::path(TESSERA_TEST_DATA_DIR) / "layers" / "t5_attention";
+  const auto w = io::weight_map::open(dir / "weights.safetensors");
+  const auto ref = io::weight_map::open(dir / "reference.safetensors");
+  const auto mat = [](const io::weight_map& m, const char* name) { return tensor<float, 2>::copy_of(m.f32<2>(name)); };
+  const auto qw = mat(w, "q.weight"), kw = mat(w, "k.weight"), vw = mat(w, "v.weight"), ow = mat(w, "o.weight");
+  const auto table = mat(w, "relative_attention_bias.weight");  // (num_buckets, n_heads)
+  const auto x = mat(ref, "x");
+  const index_t L = x.extent(0), dm = x.extent(1), nh = 4, dkv = 12;
+  REQUIRE(table.extent(1) == nh);
+  const auto lin = [](const tensor<float, 2>& t) { return layers::linear::from(layers::weight_matrix(t.cview())); };
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(L));
+  for (index_t i = 0; i < L; ++i) pos[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+  for (const bool decoder : {false, true}) {
+    INFO((decoder ? "decoder" : "encoder") << " self-attention");
+    const attention::t5_bucket_params bp{!decoder, table.extent(0), 20};
+    // the bucket function and the gather: T5Attention.compute_bias, (n_heads, L, L)
+    tensor<float, 3> bias({nh, L, L});
+    attention::t5_position_bias(table.cview(), bp, 0, bias.view());
+    const auto want_bias = tensor<float, 3>::copy_of(ref.f32<3>(decoder ? "decoder_bias" : "encoder_bias"));
+    CHECK(test::max_rel_err(bias.data(), want_bias.data(), bias.size()) == 0.0);
+    // the layer: no score scaling (T5), the bias by key - query distance
+    const layers::attention_layer layer(lin(qw), lin(kw), lin(vw), lin(ow),
+                                        {.n_heads = nh, .n_kv_heads = nh, .head_dim = dkv, .scale = 1.f,
+                                         .relative_bias = attention::make_t5_relative_bias(table.cview(), bp)});
+    const auto mode = decoder ? layers::attention_mode::causal : layers::attention_mode::bidirectional;
+    const auto want = mat(ref, decoder ? "decoder_out" : "encoder_out");
+    // the whole sequence as one forward; for the decoder also 5 rows of prefill, then one row at a
+    // time through the cache
+    for (const index_t first : decoder ? std::vector<index_t>{L, 5} : std::vector<index_t>{L}) {
+      workspace ws(layer.workspace_bytes(L) + (1 << 16));
+      auto st = layer.make_state({.max_len = 64, .reserve = 8});
+      layers::attention_layer::state_type* p = &st;
+      tensor<float, 2> got({L, dm});
+      for (index_t r0 = 0; r0 < L;) {
+        const index_t r1 = r0 == 0 ? first : r0 + 1;
+        const index_t starts[2] = {0, r1 - r0};
+        const layers::batch_context ctx{std::span<const index_t>(starts, 2),
+                                        std::span<const std::int32_t>(pos).subspan(static_cast<std::size_t>(r0),
+                                                                                   static_cast<std::size_t>(r1 - r0)),
+                                        mode, nullptr};
+        layer.forward(x.cview().slice(0, r0, r1), got.view().slice(0, r0, r1),
+                      layers::state_refs<layers::attention_layer::state_type>(&p, 1), ctx, ws);
+        r0 = r1;
+      }
+      INFO("first forward of " << first << " rows");
+      CHECK(rel(got.cview(), want.cview()) <= 1e-5);
+    }
   }
 }
 
