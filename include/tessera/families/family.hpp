@@ -344,6 +344,17 @@ struct gguf_keys {
   }
 };
 
+/// The attention sizes, RMSNorm epsilon and RoPE base that llama.cpp's decoder architectures
+/// write (llama, mistral, qwen2, qwen3, gemma2).
+inline void read_gguf_decoder_dims(const gguf_keys& k, model_config& c, double default_eps) {
+  c.n_heads = k.req("attention.head_count");
+  c.n_kv_heads = k.opt("attention.head_count_kv").value_or(c.n_heads);
+  c.d_ff = k.opt("feed_forward_length").value_or(0);
+  c.head_dim = k.opt("attention.key_length").value_or(c.n_heads > 0 ? c.d_model / c.n_heads : 0);
+  c.norm_eps = static_cast<float>(k.optf("attention.layer_norm_rms_epsilon").value_or(default_eps));
+  c.rope.theta = static_cast<float>(k.optf("rope.freq_base").value_or(10000.0));
+}
+
 /// The HF name of GGUF tensor `gguf_name` in a file of architecture `arch`, or "" (no rule, or
 /// no family of that architecture).
 inline std::string gguf_hf_name(std::string_view arch, std::string_view gguf_name) {

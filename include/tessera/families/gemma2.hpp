@@ -14,7 +14,8 @@
 // num_attention_heads, num_key_value_heads, head_dim, hidden_activation (hidden_act),
 // max_position_embeddings, rms_norm_eps, rope_theta / rope_parameters, attention_bias,
 // query_pre_attn_scalar, sliding_window, layer_types, final_logit_softcapping,
-// attn_logit_softcapping, tie_word_embeddings, bos/eos/pad_token_id.
+// attn_logit_softcapping, tie_word_embeddings, bos/eos/pad_token_id. GGUF (llama.cpp's gemma2):
+// read_gemma2_gguf.
 #pragma once
 
 #include <cmath>
@@ -102,14 +103,59 @@ inline void read_gemma2_config(const io::json_fields& f, model_config& c) {
   if (c.architecture.empty()) c.architecture = "Gemma2ForCausalLM";
 }
 
+/// GGUF metadata of llama.cpp's gemma2 architecture (convert_hf_to_gguf.py's Gemma2Model). The file
+/// does not carry query_pre_attn_scalar or layer_types: llama.cpp takes the scale from the model
+/// size (46 layers, Gemma 2 27B: d_model / n_heads = 144; otherwise head_dim, as 2B and 9B are) and
+/// slides the window on the even layers; so does this reader.
+inline void read_gemma2_gguf(const io::gguf_file& g, model_config& c) {
+  const gguf_keys k{g, "gemma2."};
+  c.architecture = "Gemma2ForCausalLM";
+  read_gguf_decoder_dims(k, c, 1e-6);
+  c.rope.neox = true;  // Gemma's q/k rows are not permuted by the converter
+  c.hidden_act = "gelu_pytorch_tanh";
+  const index_t qpas = c.n_layers == 46 && c.n_heads > 0 ? c.d_model / c.n_heads : c.head_dim;
+  if (qpas <= 0) throw config_error(g.path() + ": GGUF gemma2 model without a head size (attention.key_length)");
+  c.attention_multiplier = static_cast<float>(1.0 / std::sqrt(static_cast<double>(qpas)));
+  c.sliding_window = k.opt("attention.sliding_window").value_or(4096);
+  c.layer_types.clear();
+  for (index_t i = 0; i < c.n_layers; ++i) c.layer_types.push_back(i % 2 == 0 ? "sliding_attention" : "full_attention");
+  c.attn_logit_softcap = static_cast<float>(k.optf("attn_logit_softcapping").value_or(50.0));
+  c.final_logit_softcap = static_cast<float>(k.optf("final_logit_softcapping").value_or(30.0));
+  if (c.final_logit_softcap < 0.f || c.attn_logit_softcap < 0.f)
+    throw config_error(g.path() + ": GGUF gemma2 softcapping values must be >= 0");
+}
+
+// llama.cpp's gemma2 tensor names (llama-arch.cpp); every norm is stored as 1 + w (the converter adds
+// the 1 that Gemma's RMSNorm applies), read back as w.
+inline constexpr io::gguf_name_rule gemma2_gguf_global[] = {{"token_embd", "model.embed_tokens"},
+                                                            {"output_norm", "model.norm"}};
+inline constexpr io::gguf_name_rule gemma2_gguf_layer[] = {
+    {"attn_norm", "model.layers.{}.input_layernorm"},
+    {"attn_q", "model.layers.{}.self_attn.q_proj"},
+    {"attn_k", "model.layers.{}.self_attn.k_proj"},
+    {"attn_v", "model.layers.{}.self_attn.v_proj"},
+    {"attn_output", "model.layers.{}.self_attn.o_proj"},
+    {"post_attention_norm", "model.layers.{}.post_attention_layernorm"},
+    {"ffn_norm", "model.layers.{}.pre_feedforward_layernorm"},
+    {"post_ffw_norm", "model.layers.{}.post_feedforward_layernorm"},
+    {"ffn_gate", "model.layers.{}.mlp.gate_proj"},
+    {"ffn_up", "model.layers.{}.mlp.up_proj"},
+    {"ffn_down", "model.layers.{}.mlp.down_proj"}};
+
+inline void fix_gemma2_gguf(const io::gguf_file&, std::string_view name, io::gguf_tensor_fix& fix) {
+  if (name.ends_with("norm.weight")) fix.transform = io::weight_transform::minus_one;
+}
+
 #ifndef TESSERA_EXTERN_FAMILIES  // defined: one other translation unit registers the families (docs/architecture.md)
 inline const bool gemma2_registered = register_family({
     .name = "gemma2",
     .model_types = {"gemma2"},
     .architectures = {"Gemma2ForCausalLM", "Gemma2Model"},
-    .gguf_architectures = {},  // llama.cpp's gemma2 GGUF: names and its +1 in the norms not mapped yet
+    .gguf_architectures = {"gemma2"},
     .read_hf = read_gemma2_config,
-    .read_gguf = {},
+    .read_gguf = read_gemma2_gguf,
+    .gguf_name = [](std::string_view n) { return io::gguf_rename(gemma2_gguf_global, gemma2_gguf_layer, n); },
+    .gguf_fix = fix_gemma2_gguf,
     .load = load_gemma2,
 });
 #endif

@@ -115,12 +115,7 @@ inline void read_llama_gguf(const io::gguf_file& g, model_config& c) {
   const gguf_keys k{g, arch + "."};
   c.architecture = arch == "mistral" ? "MistralForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM"
                  : arch == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM";
-  c.n_heads = k.req("attention.head_count");
-  c.n_kv_heads = k.opt("attention.head_count_kv").value_or(c.n_heads);
-  c.d_ff = k.opt("feed_forward_length").value_or(0);
-  c.head_dim = k.opt("attention.key_length").value_or(c.n_heads > 0 ? c.d_model / c.n_heads : 0);
-  c.norm_eps = static_cast<float>(k.optf("attention.layer_norm_rms_epsilon").value_or(1e-5));
-  c.rope.theta = static_cast<float>(k.optf("rope.freq_base").value_or(10000.0));
+  read_gguf_decoder_dims(k, c, 1e-5);
   if (auto dims = k.opt("rope.dimension_count"); dims && c.head_dim > 0)
     c.rope.partial_rotary_factor = static_cast<float>(*dims) / static_cast<float>(c.head_dim);
   // weight_map un-permutes llama's q/k rows, so the model sees HF's rotate-half pairing.

@@ -99,7 +99,13 @@ enum class weight_transform {
   unpermute_rope,   // llama q/k: rows (n_head, head_dim/2, 2) → (n_head, 2, head_dim/2)
   transpose,        // GPT-2 Conv1D: (out, in) → (in, out)
   log_neg,          // Mamba A = -exp(A_log) → A_log = log(-A)
+  minus_one,        // Gemma RMSNorm weights: llama.cpp stores 1 + w → w
 };
+
+/// Whether `t` changes the values (read through f32() only), not just their order.
+constexpr bool changes_values(weight_transform t) noexcept {
+  return t == weight_transform::log_neg || t == weight_transform::minus_one;
+}
 
 namespace detail {
 
@@ -421,7 +427,7 @@ class weight_map {
     if (e.info.type && !is_floating(*e.info.type))
       throw format_error("weight_map::f32: tensor '" + e.info.name + "' in " + e.info.file + " has integer dtype " +
                          e.info.type_name + "; a weight must be floating-point (F32, F16, BF16, F64 or quantized)");
-    if (e.info.type == dtype::f32 && e.transform != weight_transform::log_neg) return view<float, Rank>(name);
+    if (e.info.type == dtype::f32 && !changes_values(e.transform)) return view<float, Rank>(name);
     std::call_once(*e.f32_once, [&] { e.f32 = materialize_f32(e); });
     return tensor_view<const float, Rank>(e.f32.get(), ext);
   }
@@ -529,15 +535,17 @@ class weight_map {
         return;
       }
       case weight_transform::log_neg:
-        if (n) std::memcpy(dst, src, n * elem);  // the log is applied by the f32 path only
+      case weight_transform::minus_one:
+        if (n) std::memcpy(dst, src, n * elem);  // the values are changed by the f32 path only
         return;
     }
   }
 
   static buffer materialize_native(const entry& e) {
-    if (e.transform == weight_transform::log_neg)
+    if (changes_values(e.transform))
       throw format_error("weight_map::view: tensor '" + e.info.name + "' in " + e.info.file +
-                         " is stored as A = -exp(A_log); use f32() to read it");
+                         (e.transform == weight_transform::log_neg ? " is stored as A = -exp(A_log)" : " is stored as 1 + w") +
+                         "; use f32() to read it");
     const std::size_t elem = dtype_size(*e.info.type);
     buffer b = tessera::detail::aligned_buffer<std::byte>(static_cast<index_t>(std::max<std::size_t>(1, e.info.numel * elem)));
     apply_transform(e, e.data, b.get(), elem);
@@ -583,6 +591,10 @@ class weight_map {
     if (e.transform == weight_transform::none) return raw;
     if (e.transform == weight_transform::log_neg) {
       for (index_t i = 0; i < n; ++i) raw[static_cast<std::size_t>(i)] = std::log(-raw[static_cast<std::size_t>(i)]);
+      return raw;
+    }
+    if (e.transform == weight_transform::minus_one) {  // exact for stored values in [0.5, 2] (Sterbenz)
+      for (index_t i = 0; i < n; ++i) raw[static_cast<std::size_t>(i)] -= 1.f;
       return raw;
     }
     fbuffer out = tessera::detail::aligned_buffer<float>(std::max<index_t>(1, n));
