@@ -35,7 +35,8 @@ struct gguf_py_case {
 const gguf_py_case gguf_py_cases[] = {
     {"F32", ggml_type::f32},   {"F16", ggml_type::f16},   {"BF16", ggml_type::bf16}, {"Q8_0", ggml_type::q8_0},
     {"Q4_0", ggml_type::q4_0}, {"Q4_1", ggml_type::q4_1}, {"Q5_0", ggml_type::q5_0}, {"Q5_1", ggml_type::q5_1},
-    {"Q4_K", ggml_type::q4_k}, {"Q5_K", ggml_type::q5_k}, {"Q6_K", ggml_type::q6_k},
+    {"Q4_K", ggml_type::q4_k}, {"Q5_K", ggml_type::q5_k}, {"Q6_K", ggml_type::q6_k}, {"IQ4_NL", ggml_type::iq4_nl},
+    {"IQ4_XS", ggml_type::iq4_xs},
 };
 
 /// "" when a and b hold the same bits, else the first differing index and both values.

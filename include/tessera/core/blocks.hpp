@@ -21,6 +21,11 @@
 //                    pair p comes from qh[l] bit 2p (low nibbles) / 2p+1 (high nibbles)
 //   q6_K (256, 210): u8 ql[128] | u8 qh[64] | i8 scales[16] | f16 d
 //                    16 sub-blocks of 16: x = d * scale * (6-bit q - 32)
+//   iq4_nl (32, 18):  f16 d | u8 qs[16]          x = d * kvalues_iq4nl[nibble] (a non-linear 4-bit grid)
+//   iq4_xs (256, 136): f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]
+//                    8 sub-blocks of 32 as iq4_nl, each scaled by d * (6-bit scale - 32)
+//                    (low 4 bits from scales_l, high 2 from scales_h). Storage and
+//                    dequantization only: computed as f32 after loading (no quantizer, no kernel).
 // Activation blocks (what the kernels quantize a row of activations into; never in a file):
 //   q8_K (256, 292): f32 d | i8 qs[256] | i16 bsums[16]   x = q * d; bsums: sums of 16 quants
 //   q8_sum (32, 40): f32 d | i32 sum | i8 qs[32]          x = q * d; sum: the sum of the 32 quants
@@ -118,6 +123,28 @@ struct block_q6_K {
   f16 d;
 };
 
+/// The 16 values of iq4_nl / iq4_xs quants (ggml's kvalues_iq4nl).
+inline constexpr std::int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                  1,    13,   25,  38,  53,  69,  89,  113};
+
+/// 32 4-bit indices into kvalues_iq4nl with an f16 scale.
+struct block_iq4_nl {
+  static constexpr index_t block_size = 32;
+  static constexpr std::string_view name = "iq4_nl";
+  f16 d;
+  std::uint8_t qs[16];
+};
+
+/// 256 4-bit indices into kvalues_iq4nl: an f16 scale and a 6-bit scale per sub-block of 32.
+struct block_iq4_xs {
+  static constexpr index_t block_size = 256;
+  static constexpr std::string_view name = "iq4_xs";
+  f16 d;
+  std::uint16_t scales_h;
+  std::uint8_t scales_l[4];
+  std::uint8_t qs[128];
+};
+
 /// Activations for the K-quant dot products: 256 8-bit quants, a float scale, sums of 16.
 struct block_q8_K {
   static constexpr index_t block_size = 256;
@@ -145,6 +172,8 @@ static_assert(alignof(block_q8_0) <= 2 && alignof(block_q4_0) <= 2 && alignof(bl
                   alignof(block_q5_K) <= 2 && alignof(block_q6_K) <= 2,
               "weight blocks must fit GGUF rows at any even address");
 static_assert(sizeof(block_q8_sum) == 40, "block_q8_sum: no padding");
+static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136 && alignof(block_iq4_xs) <= 2,
+              "iq4 blocks: ggml's layouts");
 
 /// A block type: trivially copyable, with its element count and name.
 template <class T>
@@ -296,6 +325,31 @@ inline void dequantize(const block_q6_K* x, float* y, index_t n_blocks) noexcept
         y[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
         y[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
         y[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
+      }
+    }
+  }
+}
+
+inline void dequantize(const block_iq4_nl* x, float* y, index_t n_blocks) noexcept {
+  for (index_t i = 0; i < n_blocks; ++i, y += 32) {
+    const float d = to_float(x[i].d);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * static_cast<float>(kvalues_iq4nl[x[i].qs[j] & 0xF]);
+      y[j + 16] = d * static_cast<float>(kvalues_iq4nl[x[i].qs[j] >> 4]);
+    }
+  }
+}
+
+inline void dequantize(const block_iq4_xs* x, float* y, index_t n_blocks) noexcept {
+  for (index_t i = 0; i < n_blocks; ++i) {
+    const float d = to_float(x[i].d);
+    const std::uint8_t* qs = x[i].qs;
+    for (int ib = 0; ib < 8; ++ib, y += 32, qs += 16) {
+      const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+      const float dl = d * static_cast<float>(ls - 32);
+      for (int j = 0; j < 16; ++j) {
+        y[j] = dl * static_cast<float>(kvalues_iq4nl[qs[j] & 0xF]);
+        y[j + 16] = dl * static_cast<float>(kvalues_iq4nl[qs[j] >> 4]);
       }
     }
   }

@@ -58,7 +58,8 @@ inline bool can_dequantize(ggml_type t) noexcept {
     case ggml_type::f32: case ggml_type::f16: case ggml_type::bf16: case ggml_type::f64:
     case ggml_type::i8: case ggml_type::i16: case ggml_type::i32:
     case ggml_type::q4_0: case ggml_type::q4_1: case ggml_type::q5_0: case ggml_type::q5_1: case ggml_type::q8_0:
-    case ggml_type::q4_k: case ggml_type::q5_k: case ggml_type::q6_k: return true;
+    case ggml_type::q4_k: case ggml_type::q5_k: case ggml_type::q6_k:
+    case ggml_type::iq4_nl: case ggml_type::iq4_xs: return true;
     default: return false;
   }
 }
@@ -96,6 +97,8 @@ inline void dequantize(ggml_type t, const std::byte* src, float* dst, std::int64
     case ggml_type::q4_k: detail::dequantize_blocks<block_q4_K>(x, dst, nb); break;
     case ggml_type::q5_k: detail::dequantize_blocks<block_q5_K>(x, dst, nb); break;
     case ggml_type::q6_k: detail::dequantize_blocks<block_q6_K>(x, dst, nb); break;
+    case ggml_type::iq4_nl: detail::dequantize_blocks<block_iq4_nl>(x, dst, nb); break;
+    case ggml_type::iq4_xs: detail::dequantize_blocks<block_iq4_xs>(x, dst, nb); break;
     default: break;
   }
 }
