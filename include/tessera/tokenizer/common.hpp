@@ -14,6 +14,7 @@
 #include <functional>
 #include <unordered_map>
 #include <memory>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -135,6 +136,17 @@ T value_or(const json& j, const char* key, T fallback) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   return it->template get<T>();
+}
+
+/// A token id read from json: an integer in [0, 2^31 - 1], else a config_error naming `what` and
+/// the value (json's get<int32_t> converts a float or a wider integer unchecked: undefined for a
+/// float out of range, a wrapped id for an integer).
+inline std::int32_t id_of(const json& v, const std::string& what) {
+  if (!v.is_number_integer()) throw config_error(what + " " + v.dump() + " is not an integer token id");
+  const auto id = v.get<std::int64_t>();  // an unsigned value past 2^63 reads negative: refused below
+  if (id < 0 || id > std::numeric_limits<std::int32_t>::max())
+    throw config_error(what + " " + v.dump() + " is not a token id (0 .. 2^31 - 1)");
+  return static_cast<std::int32_t>(id);
 }
 
 /// The "type" of a component object; config_error naming `what` when missing.

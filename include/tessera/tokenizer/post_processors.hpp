@@ -50,8 +50,9 @@ inline std::unique_ptr<post_processor> post_processor_from_json(const json& j) {
   if (type == "ByteLevel") return nullptr;
   if (type == "BertProcessing" || type == "RobertaProcessing") {
     // "sep": [token, id], "cls": [token, id]
-    return std::make_unique<template_post_processor>(std::vector<std::int32_t>{j.at("cls").at(1).get<std::int32_t>()},
-                                                     std::vector<std::int32_t>{j.at("sep").at(1).get<std::int32_t>()});
+    return std::make_unique<template_post_processor>(
+        std::vector<std::int32_t>{detail::id_of(j.at("cls").at(1), "tokenizer.json: post_processor cls id")},
+        std::vector<std::int32_t>{detail::id_of(j.at("sep").at(1), "tokenizer.json: post_processor sep id")});
   }
   if (type == "TemplateProcessing") {
     std::vector<std::int32_t> prefix, suffix;
@@ -66,7 +67,8 @@ inline std::unique_ptr<post_processor> post_processor_from_json(const json& j) {
         const auto& st = j.at("special_tokens");
         if (!st.contains(name))
           throw config_error("tokenizer.json: TemplateProcessing special token \"" + name + "\" is not defined");
-        for (const auto& id : st[name].at("ids")) (seen_a ? suffix : prefix).push_back(id.get<std::int32_t>());
+        for (const auto& id : st[name].at("ids"))
+          (seen_a ? suffix : prefix).push_back(detail::id_of(id, "tokenizer.json: TemplateProcessing special token id"));
       } else {
         throw config_error("tokenizer.json: TemplateProcessing item " + item.dump());
       }

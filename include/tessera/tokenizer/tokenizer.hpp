@@ -287,7 +287,7 @@ class tokenizer {
     // added tokens
     for (const auto& a : j.value("added_tokens", tok::json::array())) {
       added_token t;
-      t.id = a.at("id").get<std::int32_t>();
+      t.id = tok::detail::id_of(a.at("id"), "tokenizer.json: added token id");
       t.content = a.at("content").get<std::string>();
       t.single_word = tok::detail::value_or(a, "single_word", false);
       t.lstrip = tok::detail::value_or(a, "lstrip", false);
@@ -312,7 +312,7 @@ class tokenizer {
       const auto& g = generation["eos_token_id"];
       auto add = [&](const tok::json& v) {
         if (v.is_number_integer()) {
-          const auto id = v.get<std::int32_t>();
+          const auto id = tok::detail::id_of(v, "generation_config.json: eos_token_id");
           if (std::find(st->eos.begin(), st->eos.end(), id) == st->eos.end()) st->eos.push_back(id);
         }
       };

@@ -107,7 +107,7 @@ class unigram_model final : public model {
       vocab.push_back(e.at(0).get<std::string>());
       scores.push_back(detail::serde_json_f64(e.at(1).get<double>()));
     }
-    const auto unk = j.contains("unk_id") && !j["unk_id"].is_null() ? j["unk_id"].get<std::int32_t>() : -1;
+    const auto unk = j.contains("unk_id") && !j["unk_id"].is_null() ? detail::id_of(j["unk_id"], "tokenizer.json: Unigram unk_id") : -1;
     return std::make_unique<unigram_model>(std::move(vocab), std::move(scores), unk,
                                            detail::value_or(j, "byte_fallback", false));
   }
