@@ -45,17 +45,15 @@ struct prefetch_stream {
   const char* limit = nullptr;
   template <index_t StepBytes>
   TESSERA_ALWAYS_INLINE void step(index_t b) const noexcept {
-    if (!p) return;
-    const char* q = p + b * StepBytes;
-#pragma GCC unroll 8
-    for (index_t off = 0; off < StepBytes + 63; off += 64)
-      if (q + off < limit) __builtin_prefetch(q + off, 0, 1);
+    range(b * StepBytes, StepBytes);
   }
   /// The lines of [p + offset, p + offset + bytes) below limit.
-  void range(index_t offset, index_t bytes) const noexcept {
+  TESSERA_ALWAYS_INLINE void range(index_t offset, index_t bytes) const noexcept {
     if (!p) return;
+    const char* q = p + offset;
+#pragma GCC unroll 8
     for (index_t off = 0; off < bytes + 63; off += 64)
-      if (p + offset + off < limit) __builtin_prefetch(p + offset + off, 0, 1);
+      if (q + off < limit) __builtin_prefetch(q + off, 0, 1);
   }
 };
 
