@@ -104,43 +104,72 @@ TEST_CASE("kv_cache: prefill and decode with a relative bias (T5 decoder buckets
   }
 }
 
-TEST_CASE("kv_cache: an f16 cache (linear and ring) attends like f32 over the f16-rounded keys, in half the memory",
+TEST_CASE("kv_cache: f16 and q8_0 caches (linear and ring) attend like f32 over the rounded keys, in less memory",
           "[kv_cache]") {
-  tessera::test::rng(24);
-  const index_t l = 300, n_heads = 6, n_kv_heads = 2, head_dim = 20;  // 300 keys: decode splits; head_dim 20: SIMD tail
-  auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
-  for (auto* t : {&s.k, &s.v})  // f16-representable keys and values: the cache stores them exactly
-    for (index_t i = 0; i < l; ++i)
-      for (index_t g = 0; g < n_kv_heads; ++g)
-        for (index_t e = 0; e < head_dim; ++e) (*t)(i, g, e) = static_cast<float>(f16((*t)(i, g, e)));
-  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
-  for (std::optional<index_t> window : {std::optional<index_t>{}, std::optional<index_t>{37}}) {
-    INFO("window " << (window ? *window : -1));
-    dense_spec sp;
-    sp.window = window;
-    sp.qpos = iota_positions(l);
-    sp.kpos = iota_positions(l);
-    const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
-    const attention_params p{.window = window};
-    kv_cache half(l, n_kv_heads, head_dim, window, 0, -1, dtype::f16);
-    kv_cache full(l, n_kv_heads, head_dim, window, 0, -1);
-    REQUIRE(half.element() == dtype::f16);
-    REQUIRE(2 * half.memory_bytes() == full.memory_bytes());
-    CHECK(rel_err(run_cached(s, half, 130, 60, p, ws, simd::default_arch{}).cview(), want) < tol);
-    kv_cache half_ref(l, n_kv_heads, head_dim, window, 0, -1, dtype::f16);
-    CHECK(rel_err(run_cached(s, half_ref, 130, 60, p, ws, simd::scalar{}).cview(), want) < tol);
-    // a copy (snapshot) holds the same f16 tokens: decoding on from it gives the same output
-    kv_cache copy = half;
-    REQUIRE(copy.element() == dtype::f16);
-    tensor<float, 3> a({1, n_heads, head_dim}), b({1, n_heads, head_dim});
-    copy.truncate(copy.size());
-    decode_attention(s.q.cview().slice(0, l - 1, l), half, a.view(), p, ws);
-    decode_attention(s.q.cview().slice(0, l - 1, l), copy, b.view(), p, ws);
-    CHECK(rel_err(a.cview(), std::vector<double>(b.data(), b.data() + b.size())) == 0.0);
+  for (const kv_element element : {kv_element::f16, kv_element::q8_0}) {
+    INFO(kv_element_name(element));
+    tessera::test::rng(24);
+    // 300 keys: decode splits; head_dim 20 (f16): SIMD tail; q8_0 takes blocks of 32
+    const index_t l = 300, n_heads = 6, n_kv_heads = 2, head_dim = element == kv_element::f16 ? 20 : 96;
+    auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+    for (auto* t : {&s.k, &s.v})  // keys and values the cache stores exactly: rounded to f16, or through q8_0
+      for (index_t i = 0; i < l; ++i)
+        for (index_t g = 0; g < n_kv_heads; ++g) {
+          float* row = &(*t)(i, g, 0);
+          if (element == kv_element::f16) {
+            for (index_t e = 0; e < head_dim; ++e) row[e] = static_cast<float>(f16(row[e]));
+          } else {
+            std::vector<block_q8_0> blocks(static_cast<std::size_t>(head_dim / 32));
+            quantize(row, blocks.data(), head_dim / 32);
+            dequantize(blocks.data(), row, head_dim / 32);
+          }
+        }
+    workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+    for (std::optional<index_t> window : {std::optional<index_t>{}, std::optional<index_t>{37}}) {
+      INFO("window " << (window ? *window : -1));
+      dense_spec sp;
+      sp.window = window;
+      sp.qpos = iota_positions(l);
+      sp.kpos = iota_positions(l);
+      const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+      const attention_params p{.window = window};
+      kv_cache small(l, n_kv_heads, head_dim, window, 0, -1, element);
+      kv_cache full(l, n_kv_heads, head_dim, window, 0, -1);
+      REQUIRE(small.element() == element);
+      if (element == kv_element::f16) REQUIRE(2 * small.memory_bytes() == full.memory_bytes());
+      else REQUIRE(128 * small.memory_bytes() == 34 * full.memory_bytes());  // 34 bytes per 32 values
+      CHECK(rel_err(run_cached(s, small, 130, 60, p, ws, simd::default_arch{}).cview(), want) < tol);
+      kv_cache small_ref(l, n_kv_heads, head_dim, window, 0, -1, element);
+      CHECK(rel_err(run_cached(s, small_ref, 130, 60, p, ws, simd::scalar{}).cview(), want) < tol);
+      // a copy (snapshot) holds the same tokens: decoding on from it gives the same output
+      kv_cache copy = small;
+      REQUIRE(copy.element() == element);
+      tensor<float, 3> a({1, n_heads, head_dim}), b({1, n_heads, head_dim});
+      copy.truncate(copy.size());
+      decode_attention(s.q.cview().slice(0, l - 1, l), small, a.view(), p, ws);
+      decode_attention(s.q.cview().slice(0, l - 1, l), copy, b.view(), p, ws);
+      CHECK(rel_err(a.cview(), std::vector<double>(b.data(), b.data() + b.size())) == 0.0);
+    }
+    kv_cache linear(8, n_kv_heads, head_dim, {}, 0, -1, element);
+    REQUIRE_THROWS_AS(linear.keys(), range_error);
   }
-  kv_cache linear(8, n_kv_heads, head_dim, {}, 0, -1, dtype::f16);
-  REQUIRE_THROWS_AS(linear.keys(), range_error);
-  REQUIRE_THROWS_AS(kv_cache(8, n_kv_heads, head_dim, {}, 0, -1, dtype::bf16), config_error);
+  // q8_0 stores whole blocks: a head_dim that is not a multiple of 32 is refused by name
+  REQUIRE_THROWS_WITH(kv_cache(8, 2, 48, {}, 0, -1, kv_element::q8_0),
+                      Catch::Contains("q8_0 cache needs head_dim a multiple of 32, got 48"));
+}
+
+TEST_CASE("kv_cache: q8_0 keys and values of any value stay within the block's rounding of f32", "[kv_cache]") {
+  tessera::test::rng(25);
+  const index_t l = 200, n_heads = 4, n_kv_heads = 2, head_dim = 64;
+  const auto s = make_sequence(l, n_heads, n_kv_heads, head_dim);
+  dense_spec sp;
+  sp.qpos = iota_positions(l);
+  sp.kpos = iota_positions(l);
+  const auto want = dense_attention(s.q.cview(), s.k.cview(), s.v.cview(), sp);
+  workspace ws(softmax_attention_workspace_bytes(n_heads, head_dim));
+  kv_cache q8(l, n_kv_heads, head_dim, {}, 0, -1, kv_element::q8_0);
+  // 8-bit blocks: each key and value within amax / 254 of its block; the outputs within ~1% here
+  CHECK(rel_err(run_cached(s, q8, 100, 30, {}, ws, simd::default_arch{}).cview(), want) < 2e-2);
 }
 
 TEST_CASE("kv_cache: a long decode splits keys over threads and merges (flash-decoding)", "[kv_cache]") {

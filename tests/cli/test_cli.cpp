@@ -126,6 +126,10 @@ TEST_CASE("bundled default: --cache-type f16 gives the same greedy ids, a bad ty
   const auto b = tessera_cli({"bench", "-p", "16", "-n", "8", "-r", "1", "--cache-type", "f16"});
   INFO(b.err);
   CHECK(b.rc == 0);
+  // q8_0 stores blocks of 32: stories260K's head_dim of 8 is refused by name, not rounded
+  const auto q8 = tessera_cli({"generate", "-n", "4", "--cache-type", "q8_0"});
+  CHECK(q8.rc == 1);
+  CHECK(q8.err.find("q8_0 cache needs head_dim a multiple of 32, got 8") != std::string::npos);
 }
 
 TEST_CASE("bundled default: --quantize q8_0 computes in blocks, info counts the blocks, a bad type is refused", "[cli]") {

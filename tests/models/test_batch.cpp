@@ -166,7 +166,7 @@ TEST_CASE("sessions: an f16 KV cache holds half the attention memory and gives t
     const auto model = load_language_model(models_dir / name);
     const auto ids = random_ids(20, model->config().vocab, 7);
     auto full = model->new_session({.max_len = 64, .reserve = 64});
-    auto half = model->new_session({.max_len = 64, .reserve = 64, .kv_type = dtype::f16});
+    auto half = model->new_session({.max_len = 64, .reserve = 64, .kv_type = kv_element::f16});
     const std::size_t full0 = full->memory_bytes(), half0 = half->memory_bytes();
     CHECK(half0 < full0);
     full->prefill(ids);
@@ -190,7 +190,7 @@ TEST_CASE("sessions: an f16 KV cache holds half the attention memory and gives t
   }
   const auto llama = load_language_model(models_dir / "llama");
   auto full = llama->new_session({.max_len = 256, .reserve = 256});
-  auto half = llama->new_session({.max_len = 256, .reserve = 256, .kv_type = dtype::f16});
+  auto half = llama->new_session({.max_len = 256, .reserve = 256, .kv_type = kv_element::f16});
   // llama: every layer is attention; the f16 caches hold exactly half the bytes of the f32 ones
   const auto& c = llama->config();
   const std::size_t f32_caches = 2 * static_cast<std::size_t>(c.n_layers * 256 * c.n_kv_heads * c.head_dim) * sizeof(float);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <tessera/attention/kv_cache.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/io/gguf.hpp>
 #include <tessera/models/sampling.hpp>
@@ -44,7 +45,7 @@ struct generate_options {
   std::optional<std::uint64_t> seed;
   bool print_ids = false;
   bool ignore_eos = false;
-  dtype cache_type = dtype::f32;  // KV cache elements (--cache-type)
+  kv_element cache_type = kv_element::f32;  // KV cache elements (--cache-type)
 };
 
 struct run_options {
@@ -63,7 +64,7 @@ struct bench_options {
   index_t n_prompt = 512;
   index_t n_gen = 128;
   int reps = 3;
-  dtype cache_type = dtype::f32;
+  kv_element cache_type = kv_element::f32;
   index_t parallel = 1;  // sequences prefilled and decoded together (prefill_batch / step_batch)
 };
 
@@ -125,12 +126,12 @@ std::filesystem::path resolve_model(const std::string& model);
 void apply_threads(const common_options&);
 
 /// --max-memory (info.cpp): when given, estimates what loading `path` and one session of
-/// `context` tokens need (weights as the model holds them, --quantize counted; KV cache of `kv_elem_bytes` per element, SSM state)
+/// `context` tokens need (weights as the model holds them, --quantize counted; KV cache of `kv_type` elements, SSM state)
 /// from the config and the files' headers, before anything is read or allocated, and throws a
 /// range_error naming the estimate and the limit when it is larger. `f32_outputs` (run): the
 /// extents of the f32 tensors the command writes, counted twice (the tensor and the writer's copy).
 void check_max_memory(const common_options&, const std::filesystem::path& path, index_t context,
-                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs = {},
+                      kv_element kv_type, std::span<const std::vector<index_t>> f32_outputs = {},
                       index_t sessions = 1);
 
 /// "8G", "512M", "64KiB", "1000000" -> bytes (powers of 1024); usage_error naming `option`.

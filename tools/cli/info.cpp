@@ -55,9 +55,9 @@ struct checked_bytes {
 
 std::uint64_t size_of(index_t v) { return v > 0 ? static_cast<std::uint64_t>(v) : 0; }
 
-/// Estimated KV-cache bytes for `context` tokens (batch 1, `elem_bytes` per element: 4 for f32,
-/// 2 for f16); sliding-window layers hold at most the window. range_error past 2^64 bytes.
-std::uint64_t estimate_kv_bytes(const model_config& c, index_t context, std::uint64_t elem_bytes) {
+/// Estimated KV-cache bytes for `context` tokens (batch 1, keys and values stored as `element`);
+/// sliding-window layers hold at most the window. range_error past 2^64 bytes.
+std::uint64_t estimate_kv_bytes(const model_config& c, index_t context, kv_element element) {
   const std::string what = "the KV cache of a context of " + std::to_string(context) + " tokens";
   const checked_bytes b{what};
   std::uint64_t total = 0;
@@ -69,7 +69,7 @@ std::uint64_t estimate_kv_bytes(const model_config& c, index_t context, std::uin
     if (!c.layer_types.empty() && static_cast<std::size_t>(i) < c.layer_types.size())
       sliding = c.sliding_window && c.layer_types[static_cast<std::size_t>(i)] == "sliding_attention";
     if (sliding) len = std::min(len, *c.sliding_window);
-    const std::uint64_t row = b.mul(b.mul(size_of(c.n_kv_heads), size_of(c.head_dim)), 2 * elem_bytes);  // K and V
+    const std::uint64_t row = b.mul(size_of(c.n_kv_heads), 2 * kv_row_bytes(element, c.head_dim));  // K and V
     total = b.add(total, b.mul(row, size_of(len)));
   }
   return total;
@@ -112,7 +112,7 @@ checkpoint_summary summarize(const std::filesystem::path& path, index_t context 
   }
   s.weight_bytes = m.resident_bytes();
   s.context = context > 0 ? context : (s.config.max_position > 0 ? s.config.max_position : 2048);
-  s.kv_cache_bytes = estimate_kv_bytes(s.config, s.context, 4);
+  s.kv_cache_bytes = estimate_kv_bytes(s.config, s.context, kv_element::f32);
   s.ssm_state_bytes = estimate_ssm_state_bytes(s.config);
   return s;
 }
@@ -189,7 +189,7 @@ std::uint64_t parse_bytes(const std::string& text, const char* option) {
 }
 
 void check_max_memory(const common_options& o, const std::filesystem::path& path, index_t context,
-                      std::uint64_t kv_elem_bytes, std::span<const std::vector<index_t>> f32_outputs,
+                      kv_element kv_type, std::span<const std::vector<index_t>> f32_outputs,
                       index_t sessions) {
   if (!o.max_memory) return;
   const std::uint64_t limit = parse_bytes(*o.max_memory, "--max-memory");
@@ -199,7 +199,7 @@ void check_max_memory(const common_options& o, const std::filesystem::path& path
   const std::string what = "the model";
   const checked_bytes b{what};
   const std::uint64_t weights = m.resident_bytes(),
-                      kv = b.mul(estimate_kv_bytes(c, context, kv_elem_bytes), size_of(sessions)),
+                      kv = b.mul(estimate_kv_bytes(c, context, kv_type), size_of(sessions)),
                       ssm = b.mul(estimate_ssm_state_bytes(c), size_of(sessions));
   std::uint64_t outputs = 0;  // each output twice: the tensor and the writer's copy of its bytes (written from there)
   for (const auto& extents : f32_outputs) {
@@ -223,7 +223,7 @@ int run_info(const info_options& o) {
   const auto path = resolve_model(o.common.model);
   if (o.common.max_memory) {
     const index_t trained = load_config(path).max_position;
-    check_max_memory(o.common, path, o.context > 0 ? o.context : (trained > 0 ? trained : 2048), 4);
+    check_max_memory(o.common, path, o.context > 0 ? o.context : (trained > 0 ? trained : 2048), kv_element::f32);
   }
   const auto summary = summarize(path, o.context, o.common.quantize);
   std::cout << to_string(summary, o.tensors);

@@ -18,10 +18,14 @@ namespace {
 using namespace tessera;
 using namespace tessera::cli;
 
-// --cache-type f32|f16: the KV cache's element type (f16 halves the attention memory).
-void add_cache_type(CLI::App* cmd, dtype& t) {
-  cmd->add_option("--cache-type", t, "KV cache element type: f32 (default) or f16 (half the memory)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, dtype>{{"f32", dtype::f32}, {"f16", dtype::f16}}));
+// --cache-type f32|f16|q8_0: the KV cache's element type (f16 halves the attention memory, q8_0
+// takes 0.27x of it).
+void add_cache_type(CLI::App* cmd, kv_element& t) {
+  cmd->add_option("--cache-type", t,
+                  "KV cache element type: f32 (default), f16 (half the memory) or q8_0 (0.27x; head_dim a multiple of 32)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, kv_element>{{"f32", kv_element::f32}, {"f16", kv_element::f16}, {"q8_0", kv_element::q8_0}},
+          CLI::ignore_case));
 }
 
 void add_common(CLI::App* cmd, common_options& o) {

@@ -94,7 +94,7 @@ int run_generate(const generate_options& o) {
     const model_config c = load_config(path);
     const index_t want = saturating_add(static_cast<index_t>(prompt.size()), o.n_new);
     const index_t context = c.max_position > 0 ? c.max_position : std::min(want, unbounded_context);
-    check_max_memory(o.common, path, std::max<index_t>(1, std::min(context, want)), dtype_size(o.cache_type));
+    check_max_memory(o.common, path, std::max<index_t>(1, std::min(context, want)), o.cache_type);
   }
   auto m = load_model(path, o.common);
   const model_config& cfg = m.model->config();
@@ -276,7 +276,7 @@ int run_run(const run_options& o) {
     if (is_encoder) outputs = {{b, l, d}, {b, d}};  // last_hidden_state, pooler_output
     else if (dec_ids) outputs = {{b, dl, cfg.vocab}, {b, l, d}};  // logits, encoder_last_hidden_state
     else outputs = {{b, l, cfg.vocab}};  // logits
-    check_max_memory(o.common, path, dec_ids ? saturating_add(l, dl) : l, sizeof(float), outputs);
+    check_max_memory(o.common, path, dec_ids ? saturating_add(l, dl) : l, kv_element::f32, outputs);
   }
   io::safetensors_writer out;
   const auto t0 = std::chrono::steady_clock::now();
@@ -367,7 +367,7 @@ int run_bench(const bench_options& o) {
   if (o.common.max_memory) {  // the sessions below, estimated before the load
     const model_config c = load_config(path);
     const index_t context = c.max_position > 0 ? c.max_position : unbounded_bench_context;
-    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), dtype_size(o.cache_type),
+    check_max_memory(o.common, path, std::min(saturating_add(o.n_prompt, o.n_gen), context), o.cache_type,
                      {}, o.parallel);
   }
   auto m = load_model(path, o.common);

@@ -17,9 +17,12 @@
 //   segments(out)      the stored tokens as at most two runs of consecutive positions
 //                      (the ring wraps once), oldest first: what the attention kernels read.
 //
-// Element type (the constructor's last argument): f32, or f16, which halves the memory; append
-// rounds to f16 and the attention kernels widen each tile of keys and values to f32 in registers
-// or scratch as they read it (runs carry k16/v16 views instead of k/v then).
+// Element type (the constructor's last argument, kv_element): f32; f16, which halves the memory;
+// or q8_0, ggml's 8-bit blocks (32 values and an f16 scale in 34 bytes: 0.27x of f32, what
+// llama.cpp's `--cache-type-k/v q8_0` stores; head_dim must be a multiple of 32). append rounds
+// to the element type (q8_0: core/blocks.hpp's quantize, bit-identical to ggml's reference) and
+// the attention kernels widen each tile of keys and values to f32 in scratch as they read it
+// (runs carry k16/v16 or kq/vq views instead of k/v then).
 //
 // Layout: storage is head-major, (n_kv_heads, slots, head_dim), so the keys of one kv head are
 // contiguous and decode streams them at full bandwidth (token-major rows sit n_kv_heads x head_dim
@@ -35,7 +38,9 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 
+#include <tessera/core/blocks.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor.hpp>
@@ -45,14 +50,44 @@ namespace tessera {
 inline namespace v0 {
 namespace attention {
 
-/// A run of cached tokens at consecutive positions pos0, pos0 + 1, ...: k, v of an f32 cache, or
-/// k16, v16 of an f16 cache (the other pair is empty).
+/// What a kv_cache stores its keys and values as.
+enum class kv_element : std::uint8_t {
+  f32,
+  f16,   // half the memory of f32
+  q8_0,  // ggml's q8_0 blocks: 34 bytes per 32 values (head_dim a multiple of 32)
+};
+
+constexpr std::string_view kv_element_name(kv_element e) noexcept {
+  switch (e) {
+    case kv_element::f32: return "f32";
+    case kv_element::f16: return "f16";
+    case kv_element::q8_0: return "q8_0";
+  }
+  return "?";
+}
+
+/// Bytes that one head's keys (or values) of one token take: head_dim values as `e`.
+constexpr std::size_t kv_row_bytes(kv_element e, index_t head_dim) noexcept {
+  const auto n = static_cast<std::size_t>(head_dim);
+  switch (e) {
+    case kv_element::f32: return n * sizeof(float);
+    case kv_element::f16: return n * sizeof(f16);
+    case kv_element::q8_0: return (n + 31) / 32 * sizeof(block_q8_0);
+  }
+  return 0;
+}
+
+/// A run of cached tokens at consecutive positions pos0, pos0 + 1, ...: k, v of an f32 cache,
+/// k16, v16 of an f16 cache, or kq, vq of a q8_0 cache (the other pairs are empty).
 struct kv_run {
   tensor_view<const float, 3> k;  // (n, n_kv_heads, head_dim)
   tensor_view<const float, 3> v;  // (n, n_kv_heads, head_dim)
   index_t pos0 = 0;
   tensor_view<const f16, 3> k16;  // (n, n_kv_heads, head_dim)
   tensor_view<const f16, 3> v16;
+  kv_element element = kv_element::f32;
+  tensor_view<const block_q8_0, 3> kq;  // (n, n_kv_heads, head_dim / 32)
+  tensor_view<const block_q8_0, 3> vq;
 };
 
 class kv_cache {
@@ -62,12 +97,13 @@ class kv_cache {
   /// `reserve`: tokens of storage allocated now (negative: all of it); the storage grows
   /// geometrically with use up to slots().
   kv_cache(index_t capacity, index_t n_kv_heads, index_t head_dim, std::optional<index_t> window = {},
-           index_t rollback = 0, index_t reserve = -1, dtype element = dtype::f32)
-      : capacity_(capacity), n_kv_heads_(n_kv_heads), head_dim_(head_dim), window_(window), half_(element == dtype::f16) {
-    if (element != dtype::f32 && element != dtype::f16)
-      throw config_error("kv_cache: element type must be f32 or f16, got " + std::string(dtype_name(element)));
+           index_t rollback = 0, index_t reserve = -1, kv_element element = kv_element::f32)
+      : capacity_(capacity), n_kv_heads_(n_kv_heads), head_dim_(head_dim), window_(window), element_(element) {
     if (n_kv_heads < 1) throw range_error("kv_cache: n_kv_heads must be >= 1, got " + std::to_string(n_kv_heads));
     if (head_dim < 1) throw range_error("kv_cache: head_dim must be >= 1, got " + std::to_string(head_dim));
+    if (element == kv_element::q8_0 && head_dim % block_q8_0::block_size != 0)
+      throw config_error("kv_cache: a q8_0 cache needs head_dim a multiple of 32, got " + std::to_string(head_dim) +
+                         " (use f16 for this model)");
     if (rollback < 0) throw range_error("kv_cache: rollback must be >= 0, got " + std::to_string(rollback));
     if (window) {
       if (*window < 1) throw range_error("kv_cache: window must be >= 1, got " + std::to_string(*window));
@@ -82,16 +118,16 @@ class kv_cache {
   /// A copy holds only the stored tokens (a session snapshot copies what is used, not the capacity).
   kv_cache(const kv_cache& o)
       : capacity_(o.capacity_), n_kv_heads_(o.n_kv_heads_), head_dim_(o.head_dim_), slots_(o.slots_),
-        window_(o.window_), half_(o.half_), size_(o.size_), lo_(o.lo_) {
+        window_(o.window_), element_(o.element_), size_(o.size_), lo_(o.lo_) {
     allocate(std::min(o.size_, o.slots_));
     copy_stored(o);
   }
   kv_cache& operator=(const kv_cache& o) {
     if (this == &o) return *this;
     const bool fits = n_kv_heads_ == o.n_kv_heads_ && head_dim_ == o.head_dim_ && slots_ == o.slots_ &&
-                      half_ == o.half_ && alloc_ >= std::min(o.size_, o.slots_);
+                      element_ == o.element_ && alloc_ >= std::min(o.size_, o.slots_);
     capacity_ = o.capacity_, n_kv_heads_ = o.n_kv_heads_, head_dim_ = o.head_dim_, slots_ = o.slots_;
-    window_ = o.window_, half_ = o.half_, size_ = o.size_, lo_ = o.lo_;
+    window_ = o.window_, element_ = o.element_, size_ = o.size_, lo_ = o.lo_;
     if (!fits) allocate(std::min(o.size_, o.slots_));
     copy_stored(o);
     return *this;
@@ -107,13 +143,13 @@ class kv_cache {
   bool is_ring() const noexcept { return window_.has_value(); }
   index_t n_kv_heads() const noexcept { return n_kv_heads_; }
   index_t head_dim() const noexcept { return head_dim_; }
-  /// f32 or f16.
-  dtype element() const noexcept { return half_ ? dtype::f16 : dtype::f32; }
+  /// f32, f16 or q8_0.
+  kv_element element() const noexcept { return element_; }
   /// The oldest position still stored.
   index_t first_position() const noexcept { return std::max(lo_, size_ - slots_); }
   /// Bytes of storage held now (it grows with use up to slots() tokens).
   std::size_t memory_bytes() const noexcept {
-    return 2 * static_cast<std::size_t>(alloc_ * n_kv_heads_ * head_dim_) * (half_ ? sizeof(f16) : sizeof(float));
+    return 2 * static_cast<std::size_t>(alloc_ * n_kv_heads_) * kv_row_bytes(element_, head_dim_);
   }
   /// Tokens of storage allocated now.
   index_t allocated() const noexcept { return alloc_; }
@@ -127,24 +163,21 @@ class kv_cache {
 
   /// Appends the tokens at positions size() .. size() + n - 1.  k, v: (n, n_kv_heads, head_dim).
   void append(tensor_view<const float, 3> k, tensor_view<const float, 3> v) {
-    const auto [n, kv_heads, dim] = k.extents();
+    const index_t n = k.extent(0);  // (not a structured binding: clang 14 cannot capture one in a lambda)
     expect_extents(k.extents(), {n, n_kv_heads_, head_dim_}, "kv_cache::append: k (n, n_kv_heads, head_dim)");
     expect_extents(v.extents(), {n, n_kv_heads_, head_dim_}, "kv_cache::append: v (n, n_kv_heads, head_dim)");
-    (void)kv_heads;
-    (void)dim;
     check_room(n, "kv_cache::append");
     grow_for(size_ + n);
     const index_t first = window_ ? std::max<index_t>(0, n - slots_) : 0;  // a ring keeps the last slots
-    for (index_t t = first; t < n; ++t) {
-      const index_t slot = (size_ + t) % slots_;  // no wrap before the storage is whole (grow_for)
-      if (half_) {
-        copy_token(k[t], k16_.view().transpose(0, 1)[slot]);
-        copy_token(v[t], v16_.view().transpose(0, 1)[slot]);
-      } else {
-        copy_token(k[t], k_.view().transpose(0, 1)[slot]);
-        copy_token(v[t], v_.view().transpose(0, 1)[slot]);
-      }
-    }
+    std::visit(
+        [&](auto& store) {
+          for (index_t t = first; t < n; ++t) {
+            const index_t slot = (size_ + t) % slots_;  // no wrap before the storage is whole (grow_for)
+            copy_token(k[t], store.k.view().transpose(0, 1)[slot]);
+            copy_token(v[t], store.v.view().transpose(0, 1)[slot]);
+          }
+        },
+        store_);
     size_ += n;
     lo_ = std::max(lo_, size_ - slots_);
   }
@@ -179,12 +212,12 @@ class kv_cache {
   /// (size(), n_kv_heads, head_dim): the cached keys of a linear f32 cache.
   tensor_view<const float, 3> keys() const {
     check_linear("kv_cache::keys");
-    return tokens(k_).slice(0, 0, size_);
+    return tokens(std::get<store<float>>(store_).k).slice(0, 0, size_);
   }
   /// (size(), n_kv_heads, head_dim): the cached values of a linear f32 cache.
   tensor_view<const float, 3> values() const {
     check_linear("kv_cache::values");
-    return tokens(v_).slice(0, 0, size_);
+    return tokens(std::get<store<float>>(store_).v).slice(0, 0, size_);
   }
 
   /// Fills out[0..r) with the stored tokens as runs of consecutive positions, oldest first;
@@ -206,21 +239,43 @@ class kv_cache {
   }
 
  private:
+  /// Keys and values as T, head-major: (n_kv_heads, slots, entries per head), entries being
+  /// head_dim floats or halves, or head_dim / 32 blocks.
+  template <class T>
+  struct store {
+    tensor<T, 3> k, v;
+  };
+
   // Slots [s0, s1) as a run whose first token is at position pos0.
   kv_run run(index_t s0, index_t s1, index_t pos0) const {
-    if (half_) return {{}, {}, pos0, tokens(k16_).slice(0, s0, s1), tokens(v16_).slice(0, s0, s1)};
-    return {tokens(k_).slice(0, s0, s1), tokens(v_).slice(0, s0, s1), pos0, {}, {}};
+    kv_run r;
+    r.pos0 = pos0;
+    r.element = element_;
+    std::visit(
+        [&](const auto& st) {
+          using T = typename std::remove_reference_t<decltype(st.k)>::value_type;
+          auto k = tokens(st.k).slice(0, s0, s1), v = tokens(st.v).slice(0, s0, s1);
+          if constexpr (std::is_same_v<T, float>) r.k = k, r.v = v;
+          else if constexpr (std::is_same_v<T, f16>) r.k16 = k, r.v16 = v;
+          else r.kq = k, r.vq = v;
+        },
+        store_);
+    return r;
   }
+
+  // Entries of one head of one token: head_dim values, or head_dim / 32 blocks.
+  index_t entries() const noexcept { return element_ == kv_element::q8_0 ? head_dim_ / block_q8_0::block_size : head_dim_; }
 
   // Storage for `tokens` slots (head-major), uninitialized beyond what copy_stored writes.
   void allocate(index_t tokens) {
     alloc_ = std::max<index_t>(tokens, 0);
-    if (half_) {
-      k16_ = tensor<f16, 3>({n_kv_heads_, alloc_, head_dim_});
-      v16_ = tensor<f16, 3>({n_kv_heads_, alloc_, head_dim_});
-    } else {
-      k_ = tensor<float, 3>({n_kv_heads_, alloc_, head_dim_});
-      v_ = tensor<float, 3>({n_kv_heads_, alloc_, head_dim_});
+    const auto make = [&]<class T>(std::type_identity<T>) {
+      store_ = store<T>{tensor<T, 3>({n_kv_heads_, alloc_, entries()}), tensor<T, 3>({n_kv_heads_, alloc_, entries()})};
+    };
+    switch (element_) {
+      case kv_element::f32: make(std::type_identity<float>{}); break;
+      case kv_element::f16: make(std::type_identity<f16>{}); break;
+      case kv_element::q8_0: make(std::type_identity<block_q8_0>{}); break;
     }
   }
 
@@ -229,71 +284,85 @@ class kv_cache {
   void grow_for(index_t needed) {
     if (alloc_ >= slots_ || needed <= alloc_) return;
     const index_t target = needed > slots_ ? slots_ : std::min(slots_, std::max({needed, 2 * alloc_, index_t{64}}));
-    const auto grow = [&](auto& k_store, auto& v_store) {
-      using T = typename std::remove_reference_t<decltype(k_store)>::value_type;
-      tensor<T, 3> k({n_kv_heads_, target, head_dim_}), v({n_kv_heads_, target, head_dim_});
-      for (index_t g = 0; g < n_kv_heads_ && size_ > 0; ++g) {  // size_ <= alloc_ < slots_: no wrap yet
-        std::memcpy(&k(g, 0, 0), &k_store(g, 0, 0), static_cast<std::size_t>(size_ * head_dim_) * sizeof(T));
-        std::memcpy(&v(g, 0, 0), &v_store(g, 0, 0), static_cast<std::size_t>(size_ * head_dim_) * sizeof(T));
-      }
-      k_store = std::move(k), v_store = std::move(v);
-    };
-    if (half_) grow(k16_, v16_);
-    else grow(k_, v_);
+    std::visit(
+        [&](auto& st) {
+          using T = typename std::remove_reference_t<decltype(st.k)>::value_type;
+          const index_t width = entries();
+          tensor<T, 3> k({n_kv_heads_, target, width}), v({n_kv_heads_, target, width});
+          for (index_t g = 0; g < n_kv_heads_ && size_ > 0; ++g) {  // size_ <= alloc_ < slots_: no wrap yet
+            std::memcpy(&k(g, 0, 0), &st.k(g, 0, 0), static_cast<std::size_t>(size_ * width) * sizeof(T));
+            std::memcpy(&v(g, 0, 0), &st.v(g, 0, 0), static_cast<std::size_t>(size_ * width) * sizeof(T));
+          }
+          st.k = std::move(k), st.v = std::move(v);
+        },
+        store_);
     alloc_ = target;
   }
 
   // The stored tokens of o into this storage (same slot numbering and element type).
   void copy_stored(const kv_cache& o) {
     const index_t lo = o.first_position();
-    const auto copy = [&](auto& k_store, auto& v_store, const auto& k_from, const auto& v_from) {
-      using T = typename std::remove_reference_t<decltype(k_store)>::value_type;
-      for (index_t pos = lo; pos < o.size_; ++pos) {
-        const index_t slot = pos % o.slots_;
-        for (index_t g = 0; g < n_kv_heads_; ++g) {
-          std::memcpy(&k_store(g, slot, 0), &k_from(g, slot, 0), static_cast<std::size_t>(head_dim_) * sizeof(T));
-          std::memcpy(&v_store(g, slot, 0), &v_from(g, slot, 0), static_cast<std::size_t>(head_dim_) * sizeof(T));
-        }
-      }
-    };
-    if (half_) copy(k16_, v16_, o.k16_, o.v16_);
-    else copy(k_, v_, o.k_, o.v_);
+    std::visit(
+        [&](auto& st) {
+          using S = std::remove_reference_t<decltype(st)>;
+          using T = typename std::remove_reference_t<decltype(st.k)>::value_type;
+          const S& from = std::get<S>(o.store_);
+          const auto bytes = static_cast<std::size_t>(entries()) * sizeof(T);
+          for (index_t pos = lo; pos < o.size_; ++pos) {
+            const index_t slot = pos % o.slots_;
+            for (index_t g = 0; g < n_kv_heads_; ++g) {
+              std::memcpy(&st.k(g, slot, 0), &from.k(g, slot, 0), bytes);
+              std::memcpy(&st.v(g, slot, 0), &from.v(g, slot, 0), bytes);
+            }
+          }
+        },
+        store_);
   }
 
   void check_linear(const char* what) const {
     if (window_) throw range_error(std::string(what) + ": a window ring has no contiguous view; use segments()");
-    if (half_) throw range_error(std::string(what) + ": an f16 cache has no f32 view; use segments()");
+    if (element_ != kv_element::f32)
+      throw range_error(std::string(what) + ": an " + std::string(kv_element_name(element_)) +
+                        " cache has no f32 view; use segments()");
   }
-  /// (slots, n_kv_heads, head_dim) view of head-major storage.
+  /// (slots, n_kv_heads, entries) view of head-major storage.
   template <class T>
   static tensor_view<const T, 3> tokens(const tensor<T, 3>& t) {
     return t.cview().transpose(0, 1);
   }
-  static void copy_token(tensor_view<const float, 2> src, tensor_view<float, 2> dst) {
+  // One token's (n_kv_heads, head_dim) into its slot: copied, rounded to f16, or quantized to q8_0.
+  template <class T>
+  static void copy_token(tensor_view<const float, 2> src, tensor_view<T, 2> dst) {
     const index_t kv_heads = src.extent(0), dim = src.extent(1);
     for (index_t g = 0; g < kv_heads; ++g) {
-      if (src.stride(1) == 1) std::memcpy(&dst(g, 0), &src(g, 0), static_cast<std::size_t>(dim) * sizeof(float));
-      else
-        for (index_t e = 0; e < dim; ++e) dst(g, e) = src(g, e);
+      if constexpr (std::is_same_v<T, block_q8_0>) {
+        float row[block_q8_0::block_size];
+        for (index_t b = 0; b < dim / block_q8_0::block_size; ++b) {
+          for (index_t e = 0; e < block_q8_0::block_size; ++e) row[e] = src(g, b * block_q8_0::block_size + e);
+          quantize(row, &dst(g, b), 1);
+        }
+      } else if constexpr (std::is_same_v<T, float>) {
+        if (src.stride(1) == 1) std::memcpy(&dst(g, 0), &src(g, 0), static_cast<std::size_t>(dim) * sizeof(float));
+        else
+          for (index_t e = 0; e < dim; ++e) dst(g, e) = src(g, e);
+      } else {
+        for (index_t e = 0; e < dim; ++e) dst(g, e) = T(src(g, e));
+      }
     }
-  }
-  static void copy_token(tensor_view<const float, 2> src, tensor_view<f16, 2> dst) {  // rounds to f16
-    const index_t kv_heads = src.extent(0), dim = src.extent(1);
-    for (index_t g = 0; g < kv_heads; ++g)
-      for (index_t e = 0; e < dim; ++e) dst(g, e) = f16(src(g, e));
   }
 
   index_t capacity_ = 0, n_kv_heads_ = 0, head_dim_ = 0, slots_ = 0;
   index_t alloc_ = 0;   // slots allocated now (<= slots_)
   std::optional<index_t> window_;
-  bool half_ = false;   // f16 storage (k16_, v16_) instead of f32 (k_, v_)
+  kv_element element_ = kv_element::f32;
   index_t size_ = 0;
   index_t lo_ = 0;  // the oldest position whose slot has not been reused since (rollback bound)
-  tensor<float, 3> k_;  // (n_kv_heads, slots, head_dim)
-  tensor<float, 3> v_;  // (n_kv_heads, slots, head_dim)
-  tensor<f16, 3> k16_, v16_;
+  std::variant<store<float>, store<f16>, store<block_q8_0>> store_;
 };
 
 }  // namespace attention
+
+using attention::kv_element;
+
 }  // namespace v0
 }  // namespace tessera

@@ -41,8 +41,9 @@
 //       positions are ignored (the cache gives positions); bias / key_mask, if given, are indexed
 //       by key position: (n_heads or 1, n, size + n) and (size + n).
 //   decode_attention(q, cache, out, params, ws): one new token, in softmax_decode.hpp.
-//   An f16 cache: its runs are widened to f32 a tile at a time into the workspace (k_tile or
-//   decode_step rows of one kv head), so the kernels read half the bytes and compute in f32.
+//   An f16 or q8_0 cache: its runs are widened to f32 a tile at a time into the workspace (k_tile
+//   or decode_step rows of one kv head), so the kernels read half (f16) or 0.27x (q8_0) of the
+//   bytes and compute in f32.
 //   A ring cache's window is the attention window (params.window must be unset or equal).
 //
 // Partial states: over a subset of keys, one query row has m = max score, s = Σ exp(score - m),
@@ -143,21 +144,58 @@ namespace detail {
 inline constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
 /// A run of keys at consecutive positions (or explicit ones), read by the kernels: f32 k, v, or
-/// f16 kh, vh (an f16 kv_cache), which the kernels widen a tile at a time into scratch.
+/// f16 kh, vh (an f16 kv_cache) or q8_0 kq, vq (a q8_0 kv_cache), which the kernels widen a tile
+/// at a time into scratch (widen_keys, widen_values).
 struct key_run {
   tensor_view<const float, 3> k;                          // (n, n_kv_heads, head_dim)
   tensor_view<const float, 3> v;                          // (n, n_kv_heads, head_dim)
   index_t pos0 = 0;                                       // position of key 0 (without positions)
   std::optional<tensor_view<const index_t, 1>> positions; // (n) explicit positions
   index_t index0 = 0;                                     // index of key 0 in key_mask / bias
-  bool half = false;                                      // kh, vh hold the keys and values
+  kv_element stored = kv_element::f32;                    // which pair holds the keys and values
   tensor_view<const f16, 3> kh;                           // (n, n_kv_heads, head_dim)
   tensor_view<const f16, 3> vh;
+  tensor_view<const block_q8_0, 3> kq;                    // (n, n_kv_heads, head_dim / 32)
+  tensor_view<const block_q8_0, 3> vq;
+
+  static key_run of(const kv_run& r) {
+    return {r.k, r.v, r.pos0, {}, r.pos0, r.element, r.k16, r.v16, r.kq, r.vq};
+  }
   index_t pos(index_t j) const noexcept { return positions ? (*positions)(j) : pos0 + j; }
-  index_t size() const noexcept { return half ? kh.extent(0) : k.extent(0); }
-  index_t kv_heads() const noexcept { return half ? kh.extent(1) : k.extent(1); }
-  float key(index_t j, index_t g, index_t e) const noexcept { return half ? static_cast<float>(kh(j, g, e)) : k(j, g, e); }
-  float value(index_t j, index_t g, index_t e) const noexcept { return half ? static_cast<float>(vh(j, g, e)) : v(j, g, e); }
+  /// Keys and values are not f32 and must be widened before the kernels read them.
+  bool widened() const noexcept { return stored != kv_element::f32; }
+  index_t size() const noexcept { return extent(0); }
+  index_t kv_heads() const noexcept { return extent(1); }
+  /// A kv head's keys stored contiguously (kv_cache's head-major layout).
+  bool head_major() const noexcept {
+    switch (stored) {
+      case kv_element::f16: return kh.stride(1) > kh.stride(0);
+      case kv_element::q8_0: return kq.stride(1) > kq.stride(0);
+      default: return k.stride(1) > k.stride(0);
+    }
+  }
+  float key(index_t j, index_t g, index_t e) const noexcept { return element(k, kh, kq, j, g, e); }
+  float value(index_t j, index_t g, index_t e) const noexcept { return element(v, vh, vq, j, g, e); }
+
+ private:
+  index_t extent(int d) const noexcept {
+    switch (stored) {
+      case kv_element::f16: return kh.extent(d);
+      case kv_element::q8_0: return kq.extent(d);
+      default: return k.extent(d);
+    }
+  }
+  float element(const tensor_view<const float, 3>& f, const tensor_view<const f16, 3>& h,
+                const tensor_view<const block_q8_0, 3>& q, index_t j, index_t g, index_t e) const noexcept {
+    switch (stored) {
+      case kv_element::f16: return static_cast<float>(h(j, g, e));
+      case kv_element::q8_0: {  // = dequantize's d · q
+        const block_q8_0& b = q(j, g, e / block_q8_0::block_size);
+        return static_cast<float>(b.qs[e % block_q8_0::block_size]) * to_float(b.d);
+      }
+      default: return f(j, g, e);
+    }
+  }
 };
 
 /// dst (j1 - j0, head_dim), contiguous = rows j0 .. j1 - 1 of kv head g of src, widened to f32.
@@ -173,6 +211,26 @@ const float* widen_rows(const tensor_view<const f16, 3>& src, index_t j0, index_
     for (; e < head_dim; ++e) to[e] = static_cast<float>(from[e]);
   }
   return dst;
+}
+
+/// The same for q8_0 blocks (src: (n, n_kv_heads, head_dim / 32)): core/blocks.hpp's dequantize,
+/// a loop the compiler vectorizes.
+template <class Arch>
+const float* widen_rows(const tensor_view<const block_q8_0, 3>& src, index_t j0, index_t j1, index_t g, float* dst) noexcept {
+  const index_t blocks = src.extent(2);
+  for (index_t j = j0; j < j1; ++j) dequantize(&src(j, g, 0), dst + (j - j0) * blocks * block_q8_0::block_size, blocks);
+  return dst;
+}
+
+/// Keys j0 .. j1 - 1 of kv head g of a widened run as f32 rows of head_dim in dst.
+template <class Arch>
+const float* widen_keys(const key_run& run, index_t j0, index_t j1, index_t g, float* dst) noexcept {
+  return run.stored == kv_element::q8_0 ? widen_rows<Arch>(run.kq, j0, j1, g, dst) : widen_rows<Arch>(run.kh, j0, j1, g, dst);
+}
+/// The values likewise.
+template <class Arch>
+const float* widen_values(const key_run& run, index_t j0, index_t j1, index_t g, float* dst) noexcept {
+  return run.stored == kv_element::q8_0 ? widen_rows<Arch>(run.vq, j0, j1, g, dst) : widen_rows<Arch>(run.vh, j0, j1, g, dst);
 }
 
 /// Everything the kernels need, checked and resolved.
@@ -466,7 +524,7 @@ struct tile_scratch {
   float* Ot;  // (head_dim, BQ)
   float* m;   // (BQ) running max
   float* s;   // (BQ) running sum
-  float* kv;  // (k_tile, head_dim) a tile of f16 keys, then values, widened
+  float* kv;  // (k_tile, head_dim) a tile of f16 or q8_0 keys, then values, widened
 };
 
 /// One query tile [i0, i1) of head h against every key run.
@@ -503,8 +561,8 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
       const tile_visibility vis = classify_tile(qlo, qhi, klo, khi, pb.mask);
       if (vis == tile_visibility::none) continue;
       // St = K_tile · Qt
-      if (run.half)
-        kernels::tile_gemm<Arch>(bk, BQ, head_dim, widen_rows<Arch>(run.kh, j0, j1, g, sc.kv), head_dim, 1, sc.Qt, BQ,
+      if (run.widened())
+        kernels::tile_gemm<Arch>(bk, BQ, head_dim, widen_keys<Arch>(run, j0, j1, g, sc.kv), head_dim, 1, sc.Qt, BQ,
                                  sc.St, BQ, false);
       else
         kernels::tile_gemm<Arch>(bk, BQ, head_dim, &run.k(j0, g, 0), run.k.stride(0), 1, sc.Qt, BQ, sc.St, BQ, false);
@@ -564,8 +622,8 @@ void attend_tile(const attend_problem& pb, index_t h, index_t i0, index_t i1, co
         }
       }
       // Ot += V_tileᵀ · St:  A(e, c) = V[j0 + c][e]
-      if (run.half)
-        kernels::tile_gemm<Arch>(head_dim, BQ, bk, widen_rows<Arch>(run.vh, j0, j1, g, sc.kv), 1, head_dim, sc.St, BQ,
+      if (run.widened())
+        kernels::tile_gemm<Arch>(head_dim, BQ, bk, widen_values<Arch>(run, j0, j1, g, sc.kv), 1, head_dim, sc.St, BQ,
                                  sc.Ot, BQ, true);
       else
         kernels::tile_gemm<Arch>(head_dim, BQ, bk, &run.v(j0, g, 0), 1, run.v.stride(0), sc.St, BQ, sc.Ot, BQ, true);
@@ -656,9 +714,7 @@ inline attend_problem make_cache_problem(tensor_view<const float, 3> q, const kv
   pb.out = out;
   kv_run runs[2];
   const int n = cache.segments(runs);
-  const bool half = cache.element() == dtype::f16;
-  for (int r = 0; r < n; ++r)
-    pb.runs[pb.n_runs++] = key_run{runs[r].k, runs[r].v, runs[r].pos0, {}, runs[r].pos0, half, runs[r].k16, runs[r].v16};
+  for (int r = 0; r < n; ++r) pb.runs[pb.n_runs++] = key_run::of(runs[r]);
   if (k_new) {
     check_views(q, *k_new, *v_new, out, what);
     if (k_new->extent(1) != cache.n_kv_heads())

@@ -179,7 +179,7 @@ void split_decode(const attend_problem& pb, workspace& ws) {
   // partial: (splits, n_heads, head_dim + 2): o, then m, s
   float* partial = ws.alloc<float>(splits * n_heads * (head_dim + 2));
   float* scores = ws.alloc<float>(splits * n_heads * attention_decode_step);
-  float* widened = ws.alloc<float>(splits * attention_decode_step * head_dim);  // f16 runs: a step widened
+  float* widened = ws.alloc<float>(splits * attention_decode_step * head_dim);  // f16 / q8_0 runs: a step widened
   const index_t qp = pb.qpos(0);
   const index_t o_rs = head_dim + 2;
   // One item per split of the key axis, handed to whichever thread is free. Inside, the keys are
@@ -203,20 +203,21 @@ void split_decode(const attend_problem& pb, workspace& ws) {
         const index_t n = run.size();
         const index_t jb = std::max<index_t>(0, k_begin - base), je = std::min(n, k_end - base);
         base += n;
-        // f16 runs: each step of keys (then values) widened into this split's scratch, rows contiguous
+        // f16 and q8_0 runs: each step of keys (then values) widened into this split's scratch, rows contiguous
         float* wide = widened + sp * attention_decode_step * head_dim;
-        const index_t k_rs = run.half ? head_dim : run.k.stride(0), v_rs = run.half ? head_dim : run.v.stride(0);
+        const bool widen = run.widened();
+        const index_t k_rs = widen ? head_dim : run.k.stride(0), v_rs = widen ? head_dim : run.v.stride(0);
         // keys [j0, j1) of kv head g, for the n_rep query heads that share it
         // A kv head's keys contiguous (head-major kv_cache): each row read also fetches the row one
         // step further on, so the next step arrives while this one computes.
-        const bool head_major = run.half ? run.kh.stride(1) > run.kh.stride(0) : run.k.stride(1) > run.k.stride(0);
-        const index_t k_ahead = !run.half && head_major && k_rs == head_dim ? attention_decode_step * head_dim : 0;
-        const index_t v_ahead = !run.half && head_major && v_rs == head_dim ? attention_decode_step * head_dim : 0;
+        const bool head_major = run.head_major();
+        const index_t k_ahead = !widen && head_major && k_rs == head_dim ? attention_decode_step * head_dim : 0;
+        const index_t v_ahead = !widen && head_major && v_rs == head_dim ? attention_decode_step * head_dim : 0;
         auto block = [&](index_t g, index_t j0, index_t j1, tile_visibility vis) {
           const index_t bk = j1 - j0;
           float* S = scores + (sp * n_heads + g * n_rep) * attention_decode_step;  // (n_rep, step)
           float* pg = part + g * n_rep * o_rs;                                      // (n_rep, head_dim + 2)
-          const float* k = run.half ? widen_rows<Arch>(run.kh, j0, j1, g, wide) : &run.k(j0, g, 0);
+          const float* k = widen ? widen_keys<Arch>(run, j0, j1, g, wide) : &run.k(j0, g, 0);
           decode_scores<Arch>(&pb.q(0, g * n_rep, 0), pb.q.stride(1), k, k_rs, n_rep, bk, head_dim, S,
                               attention_decode_step, k_ahead);
           for (index_t r = 0; r < n_rep; ++r) {
@@ -240,7 +241,7 @@ void split_decode(const attend_problem& pb, workspace& ws) {
             if (alpha != 1.f)
               for (index_t e = 0; e < head_dim; ++e) o[e] *= alpha;
           }
-          const float* v = run.half ? widen_rows<Arch>(run.vh, j0, j1, g, wide) : &run.v(j0, g, 0);
+          const float* v = widen ? widen_values<Arch>(run, j0, j1, g, wide) : &run.v(j0, g, 0);
           decode_pv<Arch>(S, attention_decode_step, v, v_rs, n_rep, bk, pg, o_rs, head_dim, v_ahead);
         };
         auto visibility = [&](index_t j0, index_t j1) {

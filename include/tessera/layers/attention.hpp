@@ -132,7 +132,7 @@ class attention_layer {
     // (cross caches stay f32: they hold the source once, not a growing context)
     s.cache = attention::kv_cache(cap, opt_.n_kv_heads, opt_.head_dim, opt_.cross ? std::nullopt : opt_.window,
                                   opt_.cross ? 0 : spec.rollback, opt_.cross ? 0 : std::min(spec.reserve, cap),
-                                  opt_.cross ? dtype::f32 : spec.kv_type);
+                                  opt_.cross ? attention::kv_element::f32 : spec.kv_type);
     s.cross = opt_.cross;
     if (opt_.rope) s.rope = opt_.rope->initial_state();
     return s;

@@ -23,6 +23,7 @@
 #include <span>
 #include <utility>
 
+#include <tessera/attention/kv_cache.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -69,7 +70,7 @@ struct state_spec {
   index_t max_len = 0;   // tokens the sequence may hold (attention caches never grow past it)
   index_t reserve = 0;   // tokens to allocate room for at creation (caches grow beyond it with use)
   index_t rollback = 0;  // tokens a sliding-window ring keeps beyond its window (truncate)
-  dtype kv_type = dtype::f32;  // element type of attention caches: f32, or f16 (half the memory)
+  kv_element kv_type = kv_element::f32;  // element type of attention caches: f32, f16 or q8_0
 };
 
 /// The state of a stateless layer.

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 
+#include <tessera/attention/kv_cache.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor.hpp>
@@ -39,8 +40,9 @@ struct session_limits {
                              // caches grow with use (doubling) up to max_len
   index_t rollback = 0;      // tokens truncate() may roll back past a sliding window (ring slack)
   int threads = 0;           // threads of this session's forwards (0: the process default)
-  dtype kv_type = dtype::f32;  // KV cache elements: f32, or f16 (half the attention memory; keys
-                               // and values rounded to f16, attention computed in f32)
+  kv_element kv_type = kv_element::f32;  // KV cache elements: f32; f16 (half the attention memory)
+                                         // or q8_0 (0.27x; head_dim a multiple of 32): keys and
+                                         // values rounded as stored, attention computed in f32
 };
 
 /// The default context of a session when the caller does not ask for more.
