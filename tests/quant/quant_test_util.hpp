@@ -2,6 +2,7 @@
 // independently in double, and the magnitudes the float error bounds are written against.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -18,7 +19,9 @@ namespace tessera::test {
 inline constexpr double float_u = 1.0 / 16777216.0;
 
 /// Every weight block type, for TEMPLATE_TEST_CASE.
-#define TESSERA_WEIGHT_BLOCKS block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q5_K, block_q6_K
+#define TESSERA_WEIGHT_BLOCKS                                                                                      \
+  block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q5_K, block_q6_K, block_iq4_nl,     \
+      block_iq4_xs
 
 inline double half(f16 h) { return static_cast<double>(to_float(h)); }
 
@@ -109,10 +112,68 @@ inline double element(const block_q5_K& b, int j) {
   return half(b.d) * sc * raw_quant(b, j) - half(b.dmin) * m;
 }
 inline double element(const block_q6_K& b, int j) { return half(b.d) * b.scales[j / 16] * (raw_quant(b, j) - 32); }
+// iq4: the quant is an index into ggml's grid kvalues_iq4nl; iq4_xs's sub-block s = j / 32 takes
+// qs[16 s .. 16 s + 16) (low nibbles first) and the 6-bit scale (scales_l nibble s, scales_h bits 2s, 2s+1) - 32
+inline int raw_quant(const block_iq4_nl& b, int j) { return j < 16 ? b.qs[j] & 15 : b.qs[j - 16] >> 4; }
+inline int raw_quant(const block_iq4_xs& b, int j) {
+  const std::uint8_t* qs = b.qs + 16 * (j / 32);
+  return j % 32 < 16 ? qs[j % 32] & 15 : qs[j % 32 - 16] >> 4;
+}
+inline double element(const block_iq4_nl& b, int j) { return half(b.d) * kvalues_iq4nl[raw_quant(b, j)]; }
+inline double element(const block_iq4_xs& b, int j) {
+  const int s = j / 32;
+  const int ls = ((b.scales_l[s / 2] >> (4 * (s % 2))) & 15) | (((b.scales_h >> (2 * s)) & 3) << 4);
+  return half(b.d) * (ls - 32) * kvalues_iq4nl[raw_quant(b, j)];
+}
+
+/// x → blocks of B: the library's quantize, or for iq4_nl / iq4_xs (which tessera reads but does
+/// not write) the nearest grid value at a scale mapping each sub-block's largest |x| to 127.
+template <class B>
+void encode_for_test(const float* x, B* y, index_t n_blocks) {
+  if constexpr (encodable_block<B>) {
+    quantize(x, y, n_blocks);
+  } else {
+    auto amax = [](const float* v) {
+      float m = 0.f;
+      for (int j = 0; j < 32; ++j) m = std::max(m, std::abs(v[j]));
+      return m;
+    };
+    auto nearest = [](float v) {  // index of the grid value nearest v
+      int best = 0;
+      for (int q = 1; q < 16; ++q)
+        if (std::abs(v - kvalues_iq4nl[q]) < std::abs(v - kvalues_iq4nl[best])) best = q;
+      return best;
+    };
+    auto pack = [&](const float* v, float dl, std::uint8_t* qs) {
+      for (int j = 0; j < 16; ++j)
+        qs[j] = static_cast<std::uint8_t>(nearest(dl != 0.f ? v[j] / dl : 0.f) | (nearest(dl != 0.f ? v[j + 16] / dl : 0.f) << 4));
+    };
+    for (index_t b = 0; b < n_blocks; ++b, x += B::block_size) {
+      if constexpr (std::is_same_v<B, block_iq4_nl>) {
+        y[b].d = f16(amax(x) / 127.f);
+        pack(x, to_float(y[b].d), y[b].qs);
+      } else {
+        float top = 0.f;
+        for (int s = 0; s < 8; ++s) top = std::max(top, amax(x + 32 * s) / 127.f);
+        y[b].d = f16(top / 31.f);
+        const float d = to_float(y[b].d);
+        y[b].scales_h = 0;
+        std::memset(y[b].scales_l, 0, sizeof(y[b].scales_l));
+        for (int s = 0; s < 8; ++s) {
+          const int ls = d != 0.f ? std::min(63, 32 + static_cast<int>(std::lround(amax(x + 32 * s) / 127.f / d))) : 32;
+          y[b].scales_l[s / 2] = static_cast<std::uint8_t>(y[b].scales_l[s / 2] | ((ls & 15) << (4 * (s % 2))));
+          y[b].scales_h = static_cast<std::uint16_t>(y[b].scales_h | ((ls >> 4) << (2 * s)));
+          pack(x + 32 * s, d * static_cast<float>(ls - 32), y[b].qs + 16 * s);
+        }
+      }
+    }
+  }
+}
 
 /// |the value a zero quant stands for|: the offset or min term of element j (0 for q8_0).
 template <class B>
 double offset_magnitude(const B& b, int j) {
+  if constexpr (std::is_same_v<B, block_iq4_nl> || std::is_same_v<B, block_iq4_xs>) return 0.0;  // signed grid values
   B z = b;
   if constexpr (requires { z.ql; }) {
     std::memset(z.ql, 0, sizeof(z.ql));

@@ -48,7 +48,9 @@ TEMPLATE_TEST_CASE("dequantize: io::dequantize takes the same blocks (one copy o
                           : std::is_same_v<B, block_q5_1> ? io::ggml_type::q5_1
                           : std::is_same_v<B, block_q4_K> ? io::ggml_type::q4_k
                           : std::is_same_v<B, block_q5_K> ? io::ggml_type::q5_k
-                                                          : io::ggml_type::q6_k;
+                          : std::is_same_v<B, block_q6_K> ? io::ggml_type::q6_k
+                          : std::is_same_v<B, block_iq4_nl> ? io::ggml_type::iq4_nl
+                                                            : io::ggml_type::iq4_xs;
   CHECK(io::ggml_traits(t).bytes == index_t(sizeof(B)));
   CHECK(io::ggml_traits(t).block == B::block_size);
   std::vector<float> a(static_cast<std::size_t>(nb * B::block_size)), b(a.size());

@@ -94,7 +94,7 @@ template <class B>
 std::vector<B> quantized_normals(index_t nb, float mean) {
   const auto v = normal_vector(nb * B::block_size, mean);
   std::vector<B> w(static_cast<std::size_t>(nb));
-  quantize(v.data(), w.data(), nb);
+  encode_for_test(v.data(), w.data(), nb);
   return w;
 }
 

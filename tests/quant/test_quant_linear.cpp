@@ -32,7 +32,7 @@ struct linear_case {
     } else {
       const auto v = normal_vector(n * k);
       w.resize(static_cast<std::size_t>(n * kb));
-      quantize(v.data(), w.data(), n * kb);
+      encode_for_test(v.data(), w.data(), n * kb);
     }
     // exact products in double; the bounds: (k + 16) u Σ (|ŵ| + |offset|)(|x| + |d_a|) for the
     // float rounding (covers both paths), Σ |ŵ| |d_a| / 2 · 1.0001 for the activation's quantization

@@ -340,13 +340,20 @@ inline void dequantize(const block_iq4_nl* x, float* y, index_t n_blocks) noexce
   }
 }
 
+namespace detail {
+/// The scale of sub-block ib (0 .. 7) of an iq4_xs block: 6 bits, 4 from scales_l, 2 from scales_h,
+/// stored with an offset of 32 (the sub-block's values are d · (scale - 32) · kvalues_iq4nl[q]).
+inline int iq4_xs_scale(const block_iq4_xs& b, int ib) noexcept {
+  return ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4);
+}
+}  // namespace detail
+
 inline void dequantize(const block_iq4_xs* x, float* y, index_t n_blocks) noexcept {
   for (index_t i = 0; i < n_blocks; ++i) {
     const float d = to_float(x[i].d);
     const std::uint8_t* qs = x[i].qs;
     for (int ib = 0; ib < 8; ++ib, y += 32, qs += 16) {
-      const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
-      const float dl = d * static_cast<float>(ls - 32);
+      const float dl = d * static_cast<float>(detail::iq4_xs_scale(x[i], ib) - 32);
       for (int j = 0; j < 16; ++j) {
         y[j] = dl * static_cast<float>(kvalues_iq4nl[qs[j] & 0xF]);
         y[j + 16] = dl * static_cast<float>(kvalues_iq4nl[qs[j] >> 4]);
@@ -744,6 +751,11 @@ inline void quantize(const float* x, block_q6_K* y, index_t n_blocks) noexcept {
 #elif defined(__GNUC__)
 #pragma GCC pop_options
 #endif
+
+/// A block type tessera can also write (core/blocks.hpp's quantize): every type but iq4_nl and
+/// iq4_xs, which are read and computed in place only (their encoders search a non-linear grid).
+template <class B>
+concept encodable_block = quant_block<B> && requires(const float* x, B* y, index_t n) { quantize(x, y, n); };
 
 }  // namespace v0
 }  // namespace tessera

@@ -62,10 +62,13 @@ constexpr ggml_type ggml_type_of() noexcept {
   else if constexpr (std::is_same_v<B, block_q4_K>) return ggml_type::q4_k;
   else if constexpr (std::is_same_v<B, block_q5_K>) return ggml_type::q5_k;
   else if constexpr (std::is_same_v<B, block_q6_K>) return ggml_type::q6_k;
+  else if constexpr (std::is_same_v<B, block_iq4_nl>) return ggml_type::iq4_nl;
+  else if constexpr (std::is_same_v<B, block_iq4_xs>) return ggml_type::iq4_xs;
   else static_assert(sizeof(B) == 0, "ggml_type_of: a block layout without a ggml type id");
 }
 
 /// Calls f(B{}) with the block layout of ggml type t; false (f not called) when t has none here.
+/// Every layout the kernels compute in; the ones tessera can also write are encodable_block.
 template <class F>
 bool with_block_layout(ggml_type t, F&& f) {
   switch (t) {
@@ -77,6 +80,8 @@ bool with_block_layout(ggml_type t, F&& f) {
     case ggml_type::q4_k: f(block_q4_K{}); return true;
     case ggml_type::q5_k: f(block_q5_K{}); return true;
     case ggml_type::q6_k: f(block_q6_K{}); return true;
+    case ggml_type::iq4_nl: f(block_iq4_nl{}); return true;
+    case ggml_type::iq4_xs: f(block_iq4_xs{}); return true;
     default: return false;
   }
 }
@@ -302,7 +307,7 @@ class weight_map {
       if (!q && matrix && quantize_ && e->info.type && is_floating(*e->info.type))
         with_block_layout(*quantize_, [&](auto tag) {
           using B = decltype(tag);
-          if (e->info.extents[1] % B::block_size == 0) q = numel / B::block_size * sizeof(B);
+          if (encodable_block<B> && e->info.extents[1] % B::block_size == 0) q = numel / B::block_size * sizeof(B);
         });
       if (q) b += q;
       else if (e->info.type == dtype::f16 || e->info.type == dtype::bf16) b += numel * 2;
@@ -388,7 +393,7 @@ class weight_map {
   /// (rows, cols / B::block_size) matrix; the f32 rows it was made from are not kept (a stored f32
   /// matrix is read in place, others are widened into a temporary). format_error unless
   /// quantizable<B>(name).
-  template <quant_block B>
+  template <encodable_block B>
   tensor_view<const B, 2> quantized(std::string_view name) const {
     const entry& e = entry_of(name);
     if (!quantizable<B>(name))
@@ -452,7 +457,9 @@ class weight_map {
   };
 
   static bool quantizable_to(ggml_type t) {
-    return with_block_layout(t, [](auto) {});
+    bool ok = false;
+    with_block_layout(t, [&](auto tag) { ok = encodable_block<decltype(tag)>; });
+    return ok;
   }
 
   template <quant_block B>

@@ -54,6 +54,24 @@ TESSERA_ALWAYS_INLINE void store_signed_32(float* y, __m256i q, float s0, float 
   _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), sb));
 }
 
+inline void dequantize_avx2(const block_iq4_nl* w, float* y, index_t n_blocks) noexcept {
+  for (index_t b = 0; b < n_blocks; ++b, y += 32) {
+    const float d = half_to_float(w[b].d);
+    store_signed_32(y, signed_quants(w[b]), d, d);
+  }
+}
+
+inline void dequantize_avx2(const block_iq4_xs* w, float* y, index_t n_blocks) noexcept {
+  const __m256i grid = iq4_grid();
+  for (index_t b = 0; b < n_blocks; ++b) {
+    const float d = half_to_float(w[b].d);
+    for (int ib = 0; ib < 8; ++ib, y += 32) {
+      const float dl = d * static_cast<float>(tessera::detail::iq4_xs_scale(w[b], ib) - 32);  // as the scalar formula
+      store_signed_32(y, _mm256_shuffle_epi8(grid, nibbles_32(w[b].qs + 16 * ib)), dl, dl);
+    }
+  }
+}
+
 inline void dequantize_avx2(const block_q8_0* w, float* y, index_t n_blocks) noexcept {
   for (index_t b = 0; b < n_blocks; ++b, y += 32) {
     const float d = half_to_float(w[b].d);

@@ -58,6 +58,10 @@ template <>
 struct activation_block<block_q6_K> {
   using type = block_q8_K;
 };
+template <>
+struct activation_block<block_iq4_xs> {
+  using type = block_q8_K;
+};
 template <class B>
 using activation_block_t = typename activation_block<std::remove_const_t<B>>::type;
 
@@ -256,6 +260,29 @@ inline float vec_dot(const block_q5_1* w, const block_q8_sum* a, index_t n_block
   return detail::vec_dot_32<0>(w, a, n_blocks, [](const block_q5_1& b, int j) { return detail::q5_value(b, j); });
 }
 
+/// iq4_nl: the signed grid value kvalues_iq4nl[nibble] in place of a quant, as q8_0's.
+inline float vec_dot(const block_iq4_nl* w, const block_q8_sum* a, index_t n_blocks, simd::scalar) noexcept {
+  return detail::vec_dot_32<0>(w, a, n_blocks, [](const block_iq4_nl& b, int j) {
+    return int{kvalues_iq4nl[detail::nibble_32(b.qs, j)]};
+  });
+}
+
+/// iq4_xs against q8_K: per block Σ_s (scale_s - 32) Σ_l kvalues_iq4nl[q] a over the 8 sub-blocks
+/// of 32, in integers, times d_w · d_a.
+inline float vec_dot(const block_iq4_xs* w, const block_q8_K* a, index_t n_blocks, simd::scalar) noexcept {
+  float sum = 0.f;
+  for (index_t b = 0; b < n_blocks; ++b) {
+    int isum = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      int s = 0;
+      for (int j = 0; j < 32; ++j) s += kvalues_iq4nl[detail::nibble_32(w[b].qs + 16 * ib, j)] * a[b].qs[32 * ib + j];
+      isum += (tessera::detail::iq4_xs_scale(w[b], ib) - 32) * s;
+    }
+    sum += to_float(w[b].d) * a[b].d * static_cast<float>(isum);
+  }
+  return sum;
+}
+
 namespace detail {
 /// q4_K / q5_K against q8_K: per block Σ_s sc_s Σ_l q a and Σ_s m_s Σ_l a over the 8 sub-blocks of
 /// 32, exact in integers, then d · a.d and dmin · a.d. quant(block, j) gives the quant of element j.
@@ -383,12 +410,47 @@ TESSERA_ALWAYS_INLINE float sum_blocks_32(index_t n_blocks, Block block) noexcep
   return sum;
 }
 
-inline float vec_dot_avx2(const block_q8_0* w, const block_q8_sum* a, index_t n_blocks) noexcept {
+/// The 16 iq4 grid values in both 128-bit lanes: vpshufb's table (a nibble → its value).
+TESSERA_ALWAYS_INLINE __m256i iq4_grid() noexcept {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kvalues_iq4nl)));
+}
+
+/// The blocks whose 32 quants are signed bytes, in element order: q8_0 stores them; iq4_nl stores
+/// nibbles that one vpshufb turns into their grid values. Their dot products are q8_0's.
+template <class B>
+concept signed_quant_block = std::is_same_v<B, block_q8_0> || std::is_same_v<B, block_iq4_nl>;
+
+TESSERA_ALWAYS_INLINE __m256i signed_quants(const block_q8_0& b) noexcept { return load_256(b.qs); }
+TESSERA_ALWAYS_INLINE __m256i signed_quants(const block_iq4_nl& b) noexcept {
+  return _mm256_shuffle_epi8(iq4_grid(), nibbles_32(b.qs));
+}
+
+template <signed_quant_block B>
+float vec_dot_avx2(const B* w, const block_q8_sum* a, index_t n_blocks) noexcept {
   return sum_blocks_32<false>(n_blocks, [w, a](index_t b, float& dd, float&) {
-    const __m256i wq = load_256(w[b].qs), aq = load_256(a[b].qs);
+    const __m256i wq = signed_quants(w[b]), aq = load_256(a[b].qs);
     dd = half_to_float(w[b].d) * a[b].d;
     return dot_u8i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(aq, wq));  // |w| · (a · sign w)
   });
+}
+
+/// iq4_xs: per sub-block the grid values' products as i16 pair sums (|w|, |a| <= 127: at most
+/// 32258), times the sub-block's scale - 32 and widened by one vpmaddwd; one FMA per block.
+inline float vec_dot_avx2(const block_iq4_xs* w, const block_q8_K* a, index_t n_blocks) noexcept {
+  const __m256i grid = iq4_grid();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (index_t b = 0; b < n_blocks; ++b) {
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int ib = 0; ib < 8; ++ib) {
+      const __m256i q = _mm256_shuffle_epi8(grid, nibbles_32(w[b].qs + 16 * ib));
+      const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load_256(a[b].qs + 32 * ib), q));
+      const auto ls = static_cast<short>(tessera::detail::iq4_xs_scale(w[b], ib) - 32);
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
+    }
+    acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w[b].d) * a[b].d), _mm256_cvtepi32_ps(isum), acc[b & 1]);
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
 inline float vec_dot_avx2(const block_q4_0* w, const block_q8_sum* a, index_t n_blocks) noexcept {

@@ -13,9 +13,10 @@
 // L2: 1.67 → 1.39 ns per block (docs/quant.md). With several activation rows (batched decode) the
 // four weight blocks are unpacked and their scales converted once for up to 4 of them. The
 // unsigned quants' i16 pair sums stay below 2 · 31 · 127 = 7874, so four of them add up in 16 bits
-// before the 32-bit widening; q8_0's (up to 32512) are widened first. q4_K / q5_K run one weight row at a time against the m activation
-// rows (their scales, mins and quants unpacked once for them); q6_K one row and one activation row
-// at a time (vec_dot).
+// before the 32-bit widening; q8_0's (up to 32512) are widened first, and so are iq4_nl's, whose
+// nibbles one vpshufb turns into signed grid values (then q8_0's tiles). q4_K / q5_K run one
+// weight row at a time against the m activation rows (their scales, mins and quants unpacked once
+// for them); q6_K and iq4_xs one row and one activation row at a time (vec_dot).
 #pragma once
 
 #include <type_traits>
@@ -87,6 +88,12 @@ TESSERA_ALWAYS_INLINE __m256i unsigned_quants(const block_q5_1& b) noexcept {
   return _mm256_or_si256(nibbles_32(b.qs), fifth_bits_32(b.qh));
 }
 
+/// The blocks of 32 whose quants are unsigned (q4_0, q4_1, q5_0, q5_1): their tiles multiply them
+/// unsigned and take offsets and mins out of the activation sums.
+template <class B>
+concept unsigned_quant_block = std::is_same_v<B, block_q4_0> || std::is_same_v<B, block_q4_1> ||
+                               std::is_same_v<B, block_q5_0> || std::is_same_v<B, block_q5_1>;
+
 /// Offset of the unsigned quants (q = unsigned - offset) and whether the block has a min.
 template <class B>
 inline constexpr int quant_offset = std::is_same_v<B, block_q4_0> ? 8 : std::is_same_v<B, block_q5_0> ? 16 : 0;
@@ -95,7 +102,7 @@ inline constexpr bool has_min = std::is_same_v<B, block_q4_1> || std::is_same_v<
 
 /// 4 rows of q4_0 / q4_1 / q5_0 / q5_1 against M q8_sum rows (a + i · lda): each weight block is
 /// unpacked and its four scales converted once for the M activation rows (batched decode).
-template <int M, class B>
+template <int M, unsigned_quant_block B>
 void vec_dot_rows4_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t lda, index_t n_blocks, float* out,
                         index_t ldo, prefetch_stream pf) noexcept {
   __m128 acc[M], acc_m[M];
@@ -129,7 +136,7 @@ void vec_dot_rows4_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t 
 /// 8 rows of q4_0 / q4_1 / q5_0 / q5_1 against one q8_sum row (decode): the 8 rows' sums reduced
 /// into one vector of 8, one vcvtph2ps for their 8 scales and one 256-bit FMA per block. Zen 3, q4_0
 /// hot in L2: 1.22 ns per block against 1.40 for four rows.
-template <class B>
+template <unsigned_quant_block B>
 void vec_dot_rows8_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t n_blocks, float* out,
                         prefetch_stream pf) noexcept {
   __m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
@@ -158,44 +165,46 @@ void vec_dot_rows8_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t 
   _mm256_storeu_ps(out, has_min<B> ? _mm256_add_ps(acc, acc_m) : acc);
 }
 
-/// 8 rows of q8_0 against one q8_sum row (decode): per row |w| · sign(a, w) widened to 8 i32
-/// (q8_0's pair sums reach 32512: no 16-bit adds), the 8 rows' sums reduced into one vector of 8
-/// (vphaddd), one vcvtph2ps for their 8 scales and one 256-bit FMA per block.
-inline void vec_dot_rows8_avx2(const block_q8_0* w, index_t ldw, const block_q8_sum* a, index_t n_blocks,
-                               float* out, prefetch_stream pf) noexcept {
+/// 8 rows of q8_0 / iq4_nl against one q8_sum row (decode): per row |w| · sign(a, w) widened to 8
+/// i32 (q8_0's pair sums reach 32512: no 16-bit adds), the 8 rows' sums reduced into one vector of
+/// 8 (vphaddd), one vcvtph2ps for their 8 scales and one 256-bit FMA per block.
+template <signed_quant_block B>
+void vec_dot_rows8_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t n_blocks, float* out,
+                        prefetch_stream pf) noexcept {
   __m256 acc = _mm256_setzero_ps();
   for (index_t b = 0; b < n_blocks; ++b) {
-    pf.step<8 * sizeof(block_q8_0)>(b);
+    pf.step<8 * sizeof(B)>(b);
     const __m256i av = load_256(a[b].qs);
     __m256i s[8];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
-      const __m256i wr = load_256(w[r * ldw + b].qs);
+      const __m256i wr = signed_quants(w[r * ldw + b]);
       s[r] = dot_u8i8(_mm256_sign_epi8(wr, wr), _mm256_sign_epi8(av, wr));
     }
     // per 128-bit lane [r0 r1 r2 r3] (g0) and [r4 .. r7] (g1), each the sum of 4 of the row's 8 lanes
     const __m256i g0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
     const __m256i g1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
     const __m256i r = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
-    const __m256 dw = halves_8(w, ldw, b, [](const block_q8_0& x) { return x.d; });
+    const __m256 dw = halves_8(w, ldw, b, [](const B& x) { return x.d; });
     acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[b].d)), _mm256_cvtepi32_ps(r), acc);
   }
   _mm256_storeu_ps(out, acc);
 }
 
-/// 4 rows of q8_0 against M q8_sum rows (signed weights: |w| · sign(a, w), widened before adding).
-template <int M>
-void vec_dot_rows4_avx2(const block_q8_0* w, index_t ldw, const block_q8_sum* a, index_t lda, index_t n_blocks,
-                        float* out, index_t ldo, prefetch_stream pf) noexcept {
+/// 4 rows of q8_0 / iq4_nl against M q8_sum rows (signed weights: |w| · sign(a, w), widened before
+/// adding).
+template <int M, signed_quant_block B>
+void vec_dot_rows4_avx2(const B* w, index_t ldw, const block_q8_sum* a, index_t lda, index_t n_blocks, float* out,
+                        index_t ldo, prefetch_stream pf) noexcept {
   __m128 acc[M];
   for (int i = 0; i < M; ++i) acc[i] = _mm_setzero_ps();
   for (index_t b = 0; b < n_blocks; ++b) {
-    pf.step<4 * sizeof(block_q8_0)>(b);
-    const __m256i w0 = load_256(w[b].qs), w1 = load_256(w[ldw + b].qs);
-    const __m256i w2 = load_256(w[2 * ldw + b].qs), w3 = load_256(w[3 * ldw + b].qs);
+    pf.step<4 * sizeof(B)>(b);
+    const __m256i w0 = signed_quants(w[b]), w1 = signed_quants(w[ldw + b]);
+    const __m256i w2 = signed_quants(w[2 * ldw + b]), w3 = signed_quants(w[3 * ldw + b]);
     const __m256i u0 = _mm256_sign_epi8(w0, w0), u1 = _mm256_sign_epi8(w1, w1);
     const __m256i u2 = _mm256_sign_epi8(w2, w2), u3 = _mm256_sign_epi8(w3, w3);
-    const __m128 dw = halves_4(w, ldw, b, [](const block_q8_0& x) { return x.d; });
+    const __m128 dw = halves_4(w, ldw, b, [](const B& x) { return x.d; });
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
       const block_q8_sum& ab = a[i * lda + b];
@@ -231,6 +240,18 @@ void vec_dot_rows4_avx2(const block_q6_K* w, index_t ldw, const block_q8_K* a, i
   for (int r = 0; r < 4; ++r) {
     pf.range(r * row_bytes, row_bytes);
     vec_dot_q6k<M>(w + r * ldw, a, lda, n_blocks, out + r, ldo);
+  }
+}
+
+/// 4 rows of iq4_xs against M q8_K rows: one weight row and one activation row at a time (vec_dot),
+/// a quarter of the prefetches before each weight row.
+template <int M>
+void vec_dot_rows4_avx2(const block_iq4_xs* w, index_t ldw, const block_q8_K* a, index_t lda, index_t n_blocks,
+                        float* out, index_t ldo, prefetch_stream pf) noexcept {
+  const index_t row_bytes = ldw * static_cast<index_t>(sizeof(block_iq4_xs));
+  for (int r = 0; r < 4; ++r) {
+    pf.range(r * row_bytes, row_bytes);
+    for (int i = 0; i < M; ++i) out[i * ldo + r] = vec_dot_avx2(w + r * ldw, a + i * lda, n_blocks);
   }
 }
 

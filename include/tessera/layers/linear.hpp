@@ -33,7 +33,8 @@ class weight_matrix {
                                 tensor_view<const block_q8_0, 2>, tensor_view<const block_q4_0, 2>,
                                 tensor_view<const block_q4_1, 2>, tensor_view<const block_q5_0, 2>,
                                 tensor_view<const block_q5_1, 2>, tensor_view<const block_q4_K, 2>,
-                                tensor_view<const block_q5_K, 2>, tensor_view<const block_q6_K, 2>>;
+                                tensor_view<const block_q5_K, 2>, tensor_view<const block_q6_K, 2>,
+                                tensor_view<const block_iq4_nl, 2>, tensor_view<const block_iq4_xs, 2>>;
 
   weight_matrix() = default;
   explicit weight_matrix(any_view v) : view_(v) {}
@@ -51,14 +52,15 @@ class weight_matrix {
       std::optional<weight_matrix> m;
       io::with_block_layout(*q, [&](auto tag) {
         using B = decltype(tag);
-        if (w.quantizable<B>(name)) m = weight_matrix(w.quantized<B>(name));
+        if constexpr (encodable_block<B>)
+          if (w.quantizable<B>(name)) m = weight_matrix(w.quantized<B>(name));
       });
       if (m) return *m;
     }
     if (info.type == dtype::f16) return weight_matrix(w.view<f16, 2>(name));
     if (info.type == dtype::bf16) return weight_matrix(w.view<bf16, 2>(name));
     if (auto q = stored_blocks<block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q5_K,
-                               block_q6_K>(w, name))
+                               block_q6_K, block_iq4_nl, block_iq4_xs>(w, name))
       return *q;
     return weight_matrix(w.f32<2>(name));
   }
