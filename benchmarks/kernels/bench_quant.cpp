@@ -259,6 +259,8 @@ int main(int argc, char** argv) {
   bench::register_type<block_q4_1>();
   bench::register_type<block_q5_0>();
   bench::register_type<block_q5_1>();
+  bench::register_type<block_iq4_nl>();
+  bench::register_type<block_iq4_xs>();
   for (int threads : {1, 2}) {
     const std::string t = "/t" + std::to_string(threads);
     for (const bench::shape s : {bench::shape{768, 768}, bench::shape{2048, 768}, bench::shape{768, 2048}, bench::shape{32000, 768}}) {

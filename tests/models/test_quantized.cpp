@@ -21,6 +21,7 @@
 #include <tessera/tessera.hpp>
 
 #include "common/test_util.hpp"
+#include "io/io_test_util.hpp"
 
 using namespace tessera;
 namespace fs = std::filesystem;
@@ -278,4 +279,107 @@ TEST_CASE("IQ4_NL / IQ4_XS GGUFs from llama-quantize: weights read in their bloc
     CHECK(r.max < 0.2);
     CHECK(r.same >= 25);
   }
+}
+
+namespace {
+
+/// The gpt2 fixture as convert_hf_to_gguf.py writes it: llama.cpp's names, the Conv1D weights
+/// transposed to torch's (out, in) (GGUF dims (in, out)), every matrix stored as f32 or, with
+/// `q8`, as q8_0 blocks of its rows (what `--quantize q8_0` makes of the folder); `twin`: the f32
+/// values of those blocks instead (what the q8_0 file computes with).
+fs::path gpt2_gguf(const test::temp_dir& dir, const std::string& file, bool q8, bool twin) {
+  const fs::path folder = models_dir / "gpt2";
+  const auto hf = io::weight_map::open(folder);
+  const auto cfg = load_config(folder);
+  test::gguf_builder g;
+  g.kv_str("general.architecture", "gpt2");
+  g.kv_u32("gpt2.context_length", static_cast<std::uint32_t>(cfg.max_position));
+  g.kv_u32("gpt2.embedding_length", static_cast<std::uint32_t>(cfg.d_model));
+  g.kv_u32("gpt2.block_count", static_cast<std::uint32_t>(cfg.n_layers));
+  g.kv_u32("gpt2.feed_forward_length", static_cast<std::uint32_t>(cfg.d_ff));
+  g.kv_u32("gpt2.attention.head_count", static_cast<std::uint32_t>(cfg.n_heads));
+  g.kv_f32("gpt2.attention.layer_norm_epsilon", cfg.norm_eps);
+  std::vector<std::string> candidates = {"token_embd.weight", "position_embd.weight", "output_norm.weight", "output_norm.bias"};
+  for (index_t l = 0; l < cfg.n_layers; ++l)
+    for (const char* t : {"attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down"})
+      for (const char* part : {".weight", ".bias"}) candidates.push_back("blk." + std::to_string(l) + "." + t + part);
+  for (const auto& name : hf.names()) {
+    const std::string gname = test::gguf_name_for([](std::string_view n) { return gguf_hf_name("gpt2", n); }, name, candidates);
+    REQUIRE(!gname.empty());
+    const auto& info = hf.info(name);
+    std::vector<float> data(static_cast<std::size_t>(info.numel));
+    if (info.extents.size() != 2) {
+      std::memcpy(data.data(), hf.f32<1>(name).data(), data.size() * 4);
+      g.tensor_f32(gname, {info.extents[0]}, data);
+      continue;
+    }
+    // the stored (rows, cols): a Conv1D weight (HF (in, out)) transposed, the embeddings as they are
+    const bool conv1d = gname.find("blk.") == 0;
+    const auto hw = hf.f32<2>(name);
+    const index_t rows = conv1d ? info.extents[1] : info.extents[0], cols = conv1d ? info.extents[0] : info.extents[1];
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t c = 0; c < cols; ++c) data[static_cast<std::size_t>(r * cols + c)] = conv1d ? hw(c, r) : hw(r, c);
+    if (q8 || twin) {
+      std::vector<block_q8_0> blocks(static_cast<std::size_t>(rows * cols / 32));
+      quantize(data.data(), blocks.data(), static_cast<index_t>(blocks.size()));
+      if (q8) {
+        std::vector<std::byte> bytes(blocks.size() * sizeof(block_q8_0));
+        std::memcpy(bytes.data(), blocks.data(), bytes.size());
+        g.tensor(gname, io::ggml_type::q8_0, {cols, rows}, std::move(bytes));
+        continue;
+      }
+      dequantize(blocks.data(), data.data(), static_cast<index_t>(blocks.size()));
+    }
+    g.tensor_f32(gname, {cols, rows}, data);
+  }
+  test::write_file(dir / file, g.bytes());
+  return dir / file;
+}
+
+}  // namespace
+
+TEST_CASE("GPT-2 GGUFs (Conv1D weights stored (out, in)): read in place as f32 or q8_0 blocks, the folder's logits",
+          "[models][quant][gguf]") {
+  test::temp_dir dir("models_gpt2_gguf");
+  const auto f32_file = gpt2_gguf(dir, "gpt2-f32.gguf", false, false);
+  const auto q8_file = gpt2_gguf(dir, "gpt2-q8_0.gguf", true, false);
+  const auto twin_file = gpt2_gguf(dir, "gpt2-twin.gguf", false, true);
+  const std::string c_attn = "transformer.h.0.attn.c_attn.weight";
+  // the stored (out, in) matrices are what the layers read: nothing transposed or widened
+  CHECK(open_weights(f32_file).stored_transposed_as<float>(c_attn));
+  const auto q8w = open_weights(q8_file);
+  REQUIRE(q8w.stored_transposed_as<block_q8_0>(c_attn));
+  CHECK(q8w.stored_transpose<block_q8_0>(c_attn).extents() == extents<2>{192, 2});
+  CHECK(q8w.resident_bytes() < open_weights(twin_file).resident_bytes() / 2);
+  CHECK_THROWS_WITH(q8w.stored_transpose<float>(c_attn), Catch::Contains(c_attn) && Catch::Contains("f32"));
+  CHECK(!open_weights(models_dir / "gpt2").stored_transposed_as<float>(c_attn));  // HF's (in, out): transposed on load
+  // f32: the HF folder's logits; q8_0: the twin's in prefill (float rounding), decode within the
+  // activation's 8-bit quantization
+  const auto folder = load_language_model(models_dir / "gpt2");
+  const auto f32 = load_language_model(f32_file), q8 = load_language_model(q8_file), twin = load_language_model(twin_file);
+  const index_t n = static_cast<index_t>(prompt.size()), vocab = folder->config().vocab;
+  std::vector<std::int32_t> ids(prompt.begin(), prompt.end());
+  for (auto& id : ids) id %= static_cast<std::int32_t>(vocab);
+  tensor<float, 2> lf({n, vocab}), lg({n, vocab}), lq({n, vocab}), lt({n, vocab});
+  folder->new_session()->prefill_all(ids, lf.view());
+  f32->new_session()->prefill_all(ids, lg.view());
+  CHECK(max_rel_diff(lg.cview(), lf.cview()) < 1e-5);
+  auto sq = q8->new_session(), st = twin->new_session();
+  sq->prefill_all(ids, lq.view());
+  st->prefill_all(ids, lt.view());
+  CHECK(max_rel_diff(lq.cview(), lt.cview()) < 1e-5);
+  double kl = 0;
+  for (int i = 0; i < 12; ++i) {
+    kl = std::max(kl, kl_divergence(st->logits(), sq->logits()));
+    const std::int32_t next = test::argmax(st->logits());
+    sq->step(next), st->step(next);
+  }
+  INFO("decode KL against the twin " << kl);
+  CHECK(kl < 3e-3);
+  // the folder quantized at load (--quantize q8_0) holds the very blocks of the q8_0 file: its
+  // Conv1D weights are encoded after the transpose, its embeddings as stored
+  const auto quantized = load_language_model(models_dir / "gpt2", {.quantize = io::ggml_type::q8_0});
+  tensor<float, 2> lz({n, vocab});
+  quantized->new_session()->prefill_all(ids, lz.view());
+  CHECK(max_rel_diff(lz.cview(), lq.cview()) == 0.0);
 }

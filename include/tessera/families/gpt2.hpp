@@ -6,7 +6,9 @@
 //   logits = lm_head(ln_f(h))                                     head tied to wte
 //
 // GPT-2's Conv1D stores weights (in, out): they are transposed once at load into the nn.Linear
-// (out, in) layout, keeping their dtype. scale_attn_weights, scale_attn_by_inverse_layer_idx,
+// (out, in) layout, keeping their dtype (or quantized to the map's matrix_quantization, as
+// weight_matrix::load does for other families); a GGUF stores them (out, in) already, read in
+// place in any type, quantized blocks included. scale_attn_weights, scale_attn_by_inverse_layer_idx,
 // layer_norm_epsilon, n_inner and activation_function are read from the config.
 // Names: `transformer.h.0.attn.c_attn.weight` (save_pretrained) or `h.0.attn.c_attn.weight` (hub).
 #pragma once
@@ -14,8 +16,10 @@
 #include <cmath>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <tessera/families/common.hpp>
 #include <tessera/families/family.hpp>
@@ -33,12 +37,35 @@ namespace detail {
 struct gpt2_owned {
   std::shared_ptr<const io::weight_map> checkpoint;
   std::deque<std::variant<tensor<float, 2>, tensor<f16, 2>, tensor<bf16, 2>>> matrices;
+  std::deque<std::shared_ptr<const void>> blocks;  // matrices quantized at load (std::vector<B>)
 };
 
-/// (in, out) Conv1D weight → owned (out, in) matrix of the same dtype.
+/// (in, out) Conv1D weight → (out, in) matrix: read in place where the file stores it so (a GGUF,
+/// quantized blocks included), else an owned transposed copy of the same dtype.
 inline layers::weight_matrix conv1d_transposed(const io::weight_map& w, const std::string& name, gpt2_owned& owned) {
   const auto& info = w.info(name);
   if (info.extents.size() != 2) throw shape_error("weight '" + name + "' in " + info.file + ": expected 2 dimensions");
+  if (auto stored = layers::weight_matrix::stored_transpose(w, name)) return *stored;
+  if (const auto q = w.matrix_quantization()) {  // --quantize: the transposed rows encoded into blocks
+    std::optional<layers::weight_matrix> m;
+    io::with_block_layout(*q, [&](auto tag) {
+      using B = decltype(tag);
+      if constexpr (encodable_block<B>) {
+        if (!info.type || info.extents[0] % B::block_size != 0) return;  // rows of whole blocks only
+        const auto src = w.f32<2>(name);
+        const index_t in = src.extent(0), out = src.extent(1);
+        std::vector<float> row(static_cast<std::size_t>(in));
+        auto blocks = std::make_shared<std::vector<B>>(static_cast<std::size_t>(out * (in / B::block_size)));
+        for (index_t o = 0; o < out; ++o) {
+          for (index_t i = 0; i < in; ++i) row[static_cast<std::size_t>(i)] = src(i, o);
+          quantize(row.data(), blocks->data() + o * (in / B::block_size), in / B::block_size);
+        }
+        m = layers::weight_matrix(tensor_view<const B, 2>(blocks->data(), {out, in / B::block_size}));
+        owned.blocks.push_back(std::move(blocks));
+      }
+    });
+    if (m) return *m;
+  }
   auto transpose = [&](auto src) -> layers::weight_matrix {
     using T = typename decltype(src)::value_type;
     const auto [in, out] = src.extents();

@@ -303,7 +303,11 @@ class weight_map {
       const auto numel = static_cast<std::uint64_t>(e->info.numel);
       const bool matrix = e->info.extents.size() == 2;
       std::uint64_t q = 0;  // bytes as blocks, 0 when not held in blocks
-      if (matrix && e->ggml) with_block_layout(*e->ggml, [&](auto tag) { q = stored_as<decltype(tag)>(*e) ? e->info.nbytes : 0; });
+      if (matrix && e->ggml)
+        with_block_layout(*e->ggml, [&](auto tag) {
+          using B = decltype(tag);
+          q = stored_as<B>(*e) || stored_transposed_as<B>(*e) ? e->info.nbytes : 0;
+        });
       if (!q && matrix && quantize_ && e->info.type && is_floating(*e->info.type))
         with_block_layout(*quantize_, [&](auto tag) {
           using B = decltype(tag);
@@ -367,6 +371,28 @@ class weight_map {
       else std::memcpy(e.native.get(), e.data, static_cast<std::size_t>(e.info.nbytes));
     });
     return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.native.get()), ext);
+  }
+
+  /// Whether `name` is handed out as the transpose of the matrix its file stores (GPT-2's Conv1D
+  /// weights in a GGUF: stored (out, in), handed out in HF's (in, out)) and that stored matrix is
+  /// of T (float, f16, bf16 or a block type, rows of whole blocks), readable in place: then
+  /// stored_transpose<T>() hands it out without copying, and a layer that wants (out, in) reads it
+  /// as it is (a quantized one stays in its blocks).
+  template <class T>
+  bool stored_transposed_as(std::string_view name) const {
+    return stored_transposed_as<T>(entry_of(name));
+  }
+
+  /// The stored (out, in) matrix of a transposed tensor (stored_transposed_as<T>(name)), zero-copy:
+  /// (rows, cols / block size) of T. format_error naming the tensor otherwise.
+  template <class T>
+  tensor_view<const T, 2> stored_transpose(std::string_view name) const {
+    const entry& e = entry_of(name);
+    if (!stored_transposed_as<T>(e))
+      throw format_error("weight_map::stored_transpose: tensor '" + e.info.name + "' in " + e.info.file +
+                         " is not a transposed matrix stored as " + element_name<T>());
+    return tensor_view<const T, 2>(reinterpret_cast<const T*>(e.data),
+                                   {e.stored_extents[0], e.stored_extents[1] / block_elements_v<T>});
   }
 
   /// Matrices stored as floats (f32 / f16 / bf16 / f64) are handed out quantized to blocks of
@@ -460,6 +486,25 @@ class weight_map {
     bool ok = false;
     with_block_layout(t, [&](auto tag) { ok = encodable_block<decltype(tag)>; });
     return ok;
+  }
+
+  template <class T>
+  static std::string element_name() {
+    if constexpr (quant_block<T>) return ggml_type_name(ggml_type_of<T>());
+    else return std::string(dtype_name(dtype_of<T>()));
+  }
+
+  template <class T>
+  static bool stored_transposed_as(const entry& e) noexcept {
+    if (e.transform != weight_transform::transpose || e.stored_extents.size() != 2 || !e.data) return false;
+    const index_t rows = e.stored_extents[0], cols = e.stored_extents[1];
+    if constexpr (quant_block<T>) {
+      if (e.ggml != ggml_type_of<T>() || cols % T::block_size != 0) return false;
+    } else {
+      if (e.info.type != dtype_of<T>()) return false;
+    }
+    return reinterpret_cast<std::uintptr_t>(e.data) % alignof(T) == 0 &&
+           e.info.nbytes == static_cast<std::uint64_t>(rows) * static_cast<std::uint64_t>(cols / block_elements_v<T>) * sizeof(T);
   }
 
   template <quant_block B>

@@ -15,6 +15,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 
 #include <tessera/core/blocks.hpp>
@@ -65,6 +66,18 @@ class weight_matrix {
     return weight_matrix(w.f32<2>(name));
   }
 
+  /// The transpose of tensor `name` read in place, when the map stores it transposed
+  /// (io::weight_map::stored_transposed_as: GPT-2's Conv1D weights in a GGUF, stored (out, in)) in
+  /// any type a weight_matrix holds, blocks included; nullopt otherwise (the caller transposes).
+  static std::optional<weight_matrix> stored_transpose(const io::weight_map& w, const std::string& name) {
+    std::optional<weight_matrix> m;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (try_stored_transpose<std::remove_const_t<typename std::variant_alternative_t<I, any_view>::element_type>>(w, name, m),
+       ...);
+    }(std::make_index_sequence<std::variant_size_v<any_view>>{});
+    return m;
+  }
+
   /// The first of the block types B... that `name` is stored in, as it is stored.
   template <class... B>
   static std::optional<weight_matrix> stored_blocks(const io::weight_map& w, const std::string& name) {
@@ -85,6 +98,11 @@ class weight_matrix {
   const any_view& view() const noexcept { return view_; }
 
  private:
+  template <class T>
+  static void try_stored_transpose(const io::weight_map& w, const std::string& name, std::optional<weight_matrix>& m) {
+    if (!m && w.stored_transposed_as<T>(name)) m = weight_matrix(w.stored_transpose<T>(name));
+  }
+
   any_view view_;
 };
 
