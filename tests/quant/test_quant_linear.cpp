@@ -81,12 +81,13 @@ TEMPLATE_TEST_CASE("quant_linear: decode, batched decode and prefill against a d
   rng(51);
   // several blocks per row: 5 blocks of 32 (k = 160) or 3 of 256 (k = 768)
   const index_t kb = B::block_size == 32 ? 5 : 3;
-  for (index_t m : {1, 3, 17, 70})
+  for (index_t m : {1, 3, 17, 23, 70})
     for (index_t n : {37, 129})
       for (bool random_bytes : {true, false}) {
         const linear_case<B> c(m, n, kb, random_bytes);
-        // prefill (m > quant_rows_max_m) multiplies the f32 activations: float rounding only
-        const bool int_path = m <= kernels::quant_rows_max_m<B>;
+        // prefill (m > quant_rows_max_m) multiplies the f32 activations (float rounding only),
+        // but for q4_0 and q8_0, whose prefill runs in int8 on 8-bit activations as decode does
+        const bool int_path = m <= kernels::quant_rows_max_m<B> || kernels::quant_int8_prefill<B>;
         INFO("m " << m << " n " << n << (random_bytes ? " random bytes" : " quantized normals"));
         CHECK(c.template worst<simd::default_arch>(int_path) <= 1.0);
         CHECK(c.template worst<simd::scalar>(int_path) <= 1.0);
@@ -100,8 +101,12 @@ TEST_CASE("quant_linear: k in several packing steps, one and two threads", "[qua
     set_num_threads(threads);
     const linear_case<block_q4_K> k4(70, 67, 5, false);  // k = 1280: 5 steps of 256
     CHECK(k4.worst<simd::default_arch>(false) <= 1.0);
-    const linear_case<block_q8_0> q8(33, 131, 25, true);  // k = 800: 384 + 384 + 32
-    CHECK(q8.worst<simd::default_arch>(false) <= 1.0);
+    const linear_case<block_q8_0> q8(33, 131, 25, true);  // k = 800; int8 panels, threads over them
+    CHECK(q8.worst<simd::default_arch>(true) <= 1.0);
+    const linear_case<block_q4_0> q4(41, 203, 25, false);
+    CHECK(q4.worst<simd::default_arch>(true) <= 1.0);
+    const linear_case<block_q5_1> q51(33, 131, 25, true);  // k = 800: 384 + 384 + 32
+    CHECK(q51.worst<simd::default_arch>(false) <= 1.0);
     const linear_case<block_q5_0> q5(2, 300, 25, true);  // batched decode over several chunks
     CHECK(q5.worst<simd::default_arch>(true) <= 1.0);
   }

@@ -10,7 +10,11 @@
 // four weight rows, read from memory once, is dotted with all m activation rows while it sits in
 // L1 (kernels/quant_rows.hpp): integer products per block, one float multiply-add per block.
 //
-// Prefill (m > quant_rows_max_m): the packed gemm (kernels/gemm.hpp) on dequantized panels. Each
+// Prefill (m > quant_rows_max_m) of q4_0 and q8_0 (quant_int8_prefill): the rows of x are
+// quantized as for decode and multiplied in 8-bit integers, the weights rewritten 8 rows at a time
+// into an interleaved panel (kernels/quant_panel.hpp), as llama.cpp does for these two types.
+//
+// Prefill of the other types: the packed gemm (kernels/gemm.hpp) on dequantized panels. Each
 // thread dequantizes 64 weight rows × kc columns (kc: 384, or 256 for the 256-element K-quant
 // blocks) into f32 scratch, which gemm_packed_range packs and multiplies with all m rows of x; the
 // dequantization is paid once per weight element for all m rows. Measured on Zen 3 (docs/quant.md)
@@ -33,6 +37,7 @@
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/quant_dequant.hpp>
 #include <tessera/kernels/quant_dot.hpp>
+#include <tessera/kernels/quant_panel.hpp>
 #include <tessera/kernels/quant_rows.hpp>
 #include <tessera/simd/arch.hpp>
 #include <tessera/simd/vec.hpp>
@@ -47,6 +52,13 @@ namespace kernels {
 /// 16 and 24 for q4_0 and q8_0; for q4_K the integer path was still ahead at m = 32.
 template <class B, class Arch = simd::default_arch>
 inline constexpr index_t quant_rows_max_m = B::block_size == 32 ? 20 : 24;
+
+/// Whether the prefill (m > quant_rows_max_m) of B multiplies 8-bit activations as decode does:
+/// q4_0 and q8_0, in the interleaved int8 panel product on x86 (kernels/quant_panel.hpp), with the
+/// same integers (the row tiles' vec_dot) on other archs, so that a model's outputs do not depend
+/// on the build's arch. The other types' prefill dequantizes panels into the f32 gemm.
+template <class B>
+inline constexpr bool quant_int8_prefill = std::is_same_v<B, block_q4_0> || std::is_same_v<B, block_q8_0>;
 
 namespace detail {
 
@@ -192,6 +204,7 @@ std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int threads = num
   using A = activation_block_t<B>;
   const std::size_t act = workspace::bytes_for<A>(m * (k / B::block_size));
   if (m <= quant_rows_max_m<B>) return act;
+  if constexpr (quant_int8_prefill<B>) return act + quant_panel_bytes(k / B::block_size, threads);
   return std::max(act, detail::quant_gemm_thread_bytes<B>() * static_cast<std::size_t>(std::max(threads, 1)));
 }
 
@@ -210,13 +223,21 @@ void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tens
     for (index_t i = 0; i < m; ++i) std::fill(out.row(i), out.row(i) + n, 0.f);
     return;
   }
-  if (m > quant_rows_max_m<B, Arch>) return detail::quant_gemm<Arch>(x, w, out, ws);
+  const bool prefill = m > quant_rows_max_m<B, Arch>;
+  if (prefill && !quant_int8_prefill<B>) return detail::quant_gemm<Arch>(x, w, out, ws);
   workspace::frame frame(ws);
   A* act = ws.alloc<A>(m * kb);
-  for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+  if (prefill)
+    parallel_for(0, m, 16, [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+    });
+  else
+    for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
   const B* wp = w.data();
   const index_t ldw = detail::row_stride(w), ldo = detail::row_stride(out);
   float* op = out.data();
+  if constexpr (quant_panel_available<B, Arch>())
+    if (prefill) return quant_panel_linear<Arch>(act, m, wp, ldw, n, kb, op, ldo, ws);
   if constexpr (simd::is_scalar_v<Arch>) {
     detail::quant_rows_range<Arch>(wp, ldw, act, kb, m, op, ldo, 0, n);
   } else {
