@@ -86,7 +86,7 @@ TEMPLATE_TEST_CASE("quant_linear: decode, batched decode and prefill against a d
       for (bool random_bytes : {true, false}) {
         const linear_case<B> c(m, n, kb, random_bytes);
         // prefill (m > quant_rows_max_m) multiplies the f32 activations (float rounding only),
-        // but for q4_0 and q8_0, whose prefill runs in int8 on 8-bit activations as decode does
+        // but for q4_0, q8_0 and iq4_nl, whose prefill runs in int8 on 8-bit activations as decode does
         const bool int_path = m <= kernels::quant_rows_max_m<B> || kernels::quant_int8_prefill<B>;
         INFO("m " << m << " n " << n << (random_bytes ? " random bytes" : " quantized normals"));
         CHECK(c.template worst<simd::default_arch>(int_path) <= 1.0);

@@ -10,9 +10,9 @@
 // four weight rows, read from memory once, is dotted with all m activation rows while it sits in
 // L1 (kernels/quant_rows.hpp): integer products per block, one float multiply-add per block.
 //
-// Prefill (m > quant_rows_max_m) of q4_0 and q8_0 (quant_int8_prefill): the rows of x are
+// Prefill (m > quant_rows_max_m) of q4_0, q8_0 and iq4_nl (quant_int8_prefill): the rows of x are
 // quantized as for decode and multiplied in 8-bit integers, the weights rewritten 8 rows at a time
-// into an interleaved panel (kernels/quant_panel.hpp), as llama.cpp does for these two types.
+// into an interleaved panel (kernels/quant_panel.hpp), as llama.cpp does for these types.
 //
 // Prefill of the other types: the packed gemm (kernels/gemm.hpp) on dequantized panels. Each
 // thread dequantizes 64 weight rows × kc columns (kc: 384, or 256 for the 256-element K-quant
@@ -54,11 +54,12 @@ template <class B, class Arch = simd::default_arch>
 inline constexpr index_t quant_rows_max_m = B::block_size == 32 ? 20 : 24;
 
 /// Whether the prefill (m > quant_rows_max_m) of B multiplies 8-bit activations as decode does:
-/// q4_0 and q8_0, in the interleaved int8 panel product on x86 (kernels/quant_panel.hpp), with the
+/// q4_0, q8_0 and iq4_nl, in the interleaved int8 panel product on x86 (kernels/quant_panel.hpp), with the
 /// same integers (the row tiles' vec_dot) on other archs, so that a model's outputs do not depend
 /// on the build's arch. The other types' prefill dequantizes panels into the f32 gemm.
 template <class B>
-inline constexpr bool quant_int8_prefill = std::is_same_v<B, block_q4_0> || std::is_same_v<B, block_q8_0>;
+inline constexpr bool quant_int8_prefill =
+    std::is_same_v<B, block_q4_0> || std::is_same_v<B, block_q8_0> || std::is_same_v<B, block_iq4_nl>;
 
 namespace detail {
 

@@ -1,5 +1,5 @@
-// tessera/kernels/quant_panel.hpp: the prefill product of q4_0 and q8_0 weights in 8-bit
-// integers (llama.cpp multiplies these two types in int8 as well).
+// tessera/kernels/quant_panel.hpp: the prefill product of q4_0, q8_0 and iq4_nl weights in 8-bit
+// integers (llama.cpp multiplies these types in int8 as well).
 //
 //   out (m, n) = x (m, k) · dequantize(w)ᵀ, x's rows quantized once into q8_sum blocks
 //
@@ -15,8 +15,9 @@
 //
 // q4_0: the nibbles (0 .. 15) multiply unsigned (vpmaddubsw), 8 groups of i16 pair sums add up in
 // 16 bits (8 · 2 · 15 · 127 = 30480), and 8 · Σ a comes off per block (q8_sum::sum).
-// q8_0: signed weights, |w| · sign(a, w) as in quant_dot.hpp; the pair sums (up to 32512) are
-// widened per group.
+// q8_0 and iq4_nl (whose nibbles become their signed grid values when the panel is built):
+// signed weights, |w| · sign(a, w) as in quant_dot.hpp; the pair sums (up to 32512) are widened
+// per group.
 //
 // AVX2 only (quant_panel_available); the integers per block are the same as vec_dot's, so the
 // outputs differ from the row-tile path only in the order of the float sums.
@@ -45,7 +46,8 @@ namespace kernels {
 /// Whether the interleaved int8 panel product exists for weight blocks B on Arch.
 template <class B, class Arch>
 constexpr bool quant_panel_available() noexcept {
-  return detail::quant_x86<Arch>() && (std::is_same_v<B, block_q4_0> || std::is_same_v<B, block_q8_0>);
+  return detail::quant_x86<Arch>() &&
+         (std::is_same_v<B, block_q4_0> || std::is_same_v<B, block_q8_0> || std::is_same_v<B, block_iq4_nl>);
 }
 
 namespace detail {
@@ -79,9 +81,11 @@ TESSERA_ALWAYS_INLINE void transpose_8x8_epi32(__m256i v[8]) noexcept {
   v[3] = _mm256_permute2x128_si256(u3, u7, 0x20), v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
-/// The quants of a block in element order: q4_0's nibbles (0 .. 15), q8_0's signed bytes.
+/// The quants of a block in element order: q4_0's nibbles (0 .. 15), q8_0's and iq4_nl's signed
+/// values.
 TESSERA_ALWAYS_INLINE __m256i panel_quants(const block_q4_0& b) noexcept { return nibbles_32(b.qs); }
-TESSERA_ALWAYS_INLINE __m256i panel_quants(const block_q8_0& b) noexcept { return load_256(b.qs); }
+TESSERA_ALWAYS_INLINE __m256i panel_quants(const block_q8_0& b) noexcept { return signed_quants(b); }
+TESSERA_ALWAYS_INLINE __m256i panel_quants(const block_iq4_nl& b) noexcept { return signed_quants(b); }
 
 /// Rows [j0, j0 + rows) of w (rows <= 8), all kb blocks, into panel.
 template <class B>
@@ -112,7 +116,8 @@ TESSERA_ALWAYS_INLINE __m256i panel_dot(const panel_block& p, const block_q8_sum
   return _mm256_sub_epi32(_mm256_madd_epi16(acc, _mm256_set1_epi16(1)), _mm256_set1_epi32(8 * a.sum));
 }
 
-TESSERA_ALWAYS_INLINE __m256i panel_dot(const panel_block& p, const block_q8_sum& a, block_q8_0) noexcept {
+template <signed_quant_block B>
+TESSERA_ALWAYS_INLINE __m256i panel_dot(const panel_block& p, const block_q8_sum& a, B) noexcept {
   __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
   for (int g = 0; g < 8; ++g) {
