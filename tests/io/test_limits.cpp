@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -177,4 +179,28 @@ TEST_CASE("limits: devices are refused and pipes are read up to a bound", "[io][
   test::write_file(dir / "big.json", std::vector<std::byte>(20000, std::byte{' '}));
   CHECK_THAT(refused_fast<io_error>([&] { io::read_text_file(dir / "big.json", 10000); }),
              Contains("20000 bytes, more than the 10000"));
+}
+
+TEST_CASE("mmap: files of 2 MiB and more are mapped at a 2 MiB boundary, byte for byte", "[io][mmap]") {
+  // Sizes around the huge-page threshold and a ragged tail (not a multiple of the 4 KiB page).
+  test::temp_dir dir("mmap_huge");
+  const std::size_t huge = io::mapped_file::huge_page_bytes;
+  for (const std::size_t size : {huge - 1, huge, huge + 4096, 3 * huge + 12345}) {
+    std::vector<std::byte> bytes(size);
+    std::uint32_t x = static_cast<std::uint32_t>(size);
+    for (auto& b : bytes) {
+      x = x * 1664525u + 1013904223u;
+      b = static_cast<std::byte>(x >> 24);
+    }
+    const fs::path p = dir / ("f" + std::to_string(size));
+    test::write_file(p, bytes);
+    for (int again = 0; again < 2; ++again) {  // a second mapping of the same file, the first released
+      const auto f = io::map_file(p);
+      CAPTURE(size, again);
+      REQUIRE(f->how() == io::mapped_file::mode::mapped);
+      REQUIRE(f->size() == size);
+      if (size >= huge) CHECK(reinterpret_cast<std::uintptr_t>(f->data()) % huge == 0);
+      CHECK(std::memcmp(f->data(), bytes.data(), size) == 0);
+    }
+  }
 }

@@ -81,8 +81,7 @@ class mapped_file {
         return f;
       }
       if (allow_mmap) {
-        void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p != MAP_FAILED) {
+        if (const void* p = map_aligned(fd, f.size_)) {
           f.data_ = static_cast<const std::byte*>(p);
           f.mode_ = mode::mapped;
           return f;
@@ -112,7 +111,46 @@ class mapped_file {
   const std::string& name() const noexcept { return name_; }
   mode how() const noexcept { return mode_; }
 
+  /// Files of at least this many bytes are mapped at a multiple of it and asked for huge pages.
+  static constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
  private:
+  /// mmap of the whole file, read-only; nullptr when refused. A file of huge_page_bytes or more is
+  /// placed at a 2 MiB boundary and advised MADV_HUGEPAGE: pages the kernel then reads in for it
+  /// go to the page cache as 2 MiB folios (on file systems with large folios, e.g. ext4 and xfs
+  /// on Linux 6.x) and are mapped by one TLB entry each instead of 512. Decode streams every
+  /// weight once per token, and with 4 KiB pages it waited on page walks: the Llama-768 f16 step
+  /// 17 -> 14 ms for one sequence, 26.5 -> 22.8 ms for eight, on Zen 3 (docs/gemm.md, "Huge
+  /// pages"). Pages a file already has in the page cache keep their size; a kernel without
+  /// huge pages for files ignores the advice.
+  static const void* map_aligned(int fd, std::size_t size) noexcept {
+    if (size < huge_page_bytes) {
+      void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      return p == MAP_FAILED ? nullptr : p;
+    }
+    // reserve size + 2 MiB of address space, map the file at its first 2 MiB boundary, give back
+    // the rest of the reservation
+    const std::size_t span = size + huge_page_bytes;
+    void* r = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return nullptr;
+    auto* base = static_cast<std::byte*>(r);
+    const std::uintptr_t at = (reinterpret_cast<std::uintptr_t>(base) + huge_page_bytes - 1) & ~(huge_page_bytes - 1);
+    auto* aligned = reinterpret_cast<std::byte*>(at);
+    void* p = ::mmap(aligned, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+      ::munmap(base, span);
+      return nullptr;
+    }
+    if (aligned > base) ::munmap(base, static_cast<std::size_t>(aligned - base));
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::byte* end = aligned + (size + page - 1) / page * page;  // the mapping covers whole pages
+    if (end < base + span) ::munmap(end, static_cast<std::size_t>(base + span - end));
+#if defined(MADV_HUGEPAGE)
+    ::madvise(aligned, size, MADV_HUGEPAGE);
+#endif
+    return aligned;
+  }
+
   static std::string file_kind(mode_t m) {
     if (S_ISCHR(m)) return "character device";
     if (S_ISBLK(m)) return "block device";
