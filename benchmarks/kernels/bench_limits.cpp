@@ -1,7 +1,15 @@
 // This machine's limits, the yardsticks for gemm and gemv:
 //   BM_peak_fma/<arch>/t<threads>      : independent FMA chains in registers (GFLOP/s)
 //   BM_read_bandwidth/<arch>/t<threads>: summing a 256 MB buffer, far larger than every cache (GB/s)
+//   BM_read_bandwidth_huge/<arch>/t<threads>: the same on 2 MiB pages (MADV_HUGEPAGE), as the
+//     weights of a checkpoint mapped by io::mapped_file are once the kernel has read them for it:
+//     with 4 KiB pages the read waits on page walks too (docs/gemm.md, "Huge pages")
 #include "bench_common.hpp"
+
+#include <cstdlib>
+#include <memory>
+
+#include <sys/mman.h>
 
 #include <tessera/core/parallel.hpp>
 
@@ -57,12 +65,16 @@ void BM_peak_fma(benchmark::State& state, int threads) {
   set_counters(state, flops, 0);
 }
 
-void BM_read_bandwidth(benchmark::State& state, int threads) {
+void BM_read_bandwidth(benchmark::State& state, int threads, bool huge) {
   use_threads(threads);
   constexpr index_t n = index_t(64) << 20;  // 64 Mi floats = 256 MB
-  tensor<float, 1> buf({n});
-  for (index_t i = 0; i < n; ++i) buf(i) = float(i & 1023) * 1e-3f;
-  const float* p = buf.data();
+  constexpr std::size_t page = std::size_t{2} << 20;
+  const std::unique_ptr<float, decltype(&std::free)> buf(static_cast<float*>(std::aligned_alloc(page, n * sizeof(float))),
+                                                         &std::free);
+  if (!buf) throw std::bad_alloc();
+  ::madvise(buf.get(), n * sizeof(float), huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  float* p = buf.get();
+  for (index_t i = 0; i < n; ++i) p[i] = float(i & 1023) * 1e-3f;
   float sink[8] = {};
   for (auto _ : state) {
     constexpr index_t block = 1 << 14;  // split in cache-line-aligned blocks
@@ -84,9 +96,11 @@ int main(int argc, char** argv) {
   for (int t : {1, 2}) {
     benchmark::RegisterBenchmark(("BM_peak_fma/" + arch + "/t" + std::to_string(t)).c_str(), tessera::bench::BM_peak_fma, t)
         ->UseRealTime()->MinTime(0.3);
-    benchmark::RegisterBenchmark(("BM_read_bandwidth/" + arch + "/t" + std::to_string(t)).c_str(),
-                                 tessera::bench::BM_read_bandwidth, t)
-        ->UseRealTime()->MinTime(0.5);
+    for (const bool huge : {false, true})
+      benchmark::RegisterBenchmark(
+          ((huge ? "BM_read_bandwidth_huge/" : "BM_read_bandwidth/") + arch + "/t" + std::to_string(t)).c_str(),
+          [=](benchmark::State& st) { tessera::bench::BM_read_bandwidth(st, t, huge); })
+          ->UseRealTime()->MinTime(0.5);
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <tessera/config.hpp>
 #include <tessera/core/error.hpp>
@@ -23,16 +24,34 @@ class workspace {
  public:
   workspace() = default;
   explicit workspace(std::size_t bytes) { reserve(bytes); }
+  /// A workspace over `bytes` of memory that another owns and keeps alive (64-byte aligned), e.g.
+  /// one thread's share of its caller's workspace; it frees nothing.
+  workspace(std::byte* memory, std::size_t bytes) noexcept : base_(memory), capacity_(bytes) {}
   workspace(const workspace&) = delete;
   workspace& operator=(const workspace&) = delete;
-  workspace(workspace&&) noexcept = default;
-  workspace& operator=(workspace&&) noexcept = default;
+  workspace(workspace&& o) noexcept
+      : buffer_(std::move(o.buffer_)),
+        base_(std::exchange(o.base_, nullptr)),
+        capacity_(std::exchange(o.capacity_, 0)),
+        used_(std::exchange(o.used_, 0)),
+        high_water_(std::exchange(o.high_water_, 0)) {}
+  workspace& operator=(workspace&& o) noexcept {
+    if (this != &o) {
+      buffer_ = std::move(o.buffer_);
+      base_ = std::exchange(o.base_, nullptr);
+      capacity_ = std::exchange(o.capacity_, 0);
+      used_ = std::exchange(o.used_, 0);
+      high_water_ = std::exchange(o.high_water_, 0);
+    }
+    return *this;
+  }
 
   /// Grows the arena to at least `bytes` (only when nothing is in use). Allocates; call it at setup.
   void reserve(std::size_t bytes) {
     if (bytes <= capacity_) return;
     if (used_ != 0) throw range_error("workspace::reserve while " + std::to_string(used_) + " bytes are in use");
     buffer_ = detail::aligned_buffer<std::byte>(static_cast<index_t>(round_up(bytes)));
+    base_ = buffer_.get();
     capacity_ = round_up(bytes);
   }
 
@@ -45,7 +64,7 @@ class workspace {
       throw range_error("workspace: asked for " + std::to_string(bytes) + " bytes with " +
                         std::to_string(capacity_ - used_) + " of " + std::to_string(capacity_) +
                         " free; the owner sized it too small");
-    T* p = reinterpret_cast<T*>(buffer_.get() + used_);
+    T* p = reinterpret_cast<T*>(base_ + used_);
     used_ += bytes;
     if (used_ > high_water_) high_water_ = used_;
     return p;
@@ -86,7 +105,8 @@ class workspace {
     return (b + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
   }
 
-  std::unique_ptr<std::byte[], detail::aligned_deleter> buffer_;
+  std::unique_ptr<std::byte[], detail::aligned_deleter> buffer_;  // null when the memory is borrowed
+  std::byte* base_ = nullptr;
   std::size_t capacity_ = 0;
   std::size_t used_ = 0;
   std::size_t high_water_ = 0;

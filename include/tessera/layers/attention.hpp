@@ -22,7 +22,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <optional>
 #include <string>
@@ -31,7 +33,9 @@
 #include <tessera/attention/position_bias.hpp>
 #include <tessera/attention/softmax_attention.hpp>
 #include <tessera/attention/softmax_decode.hpp>
+#include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor.hpp>
+#include <tessera/core/workspace.hpp>
 #include <tessera/layers/batch.hpp>
 #include <tessera/layers/linear.hpp>
 #include <tessera/layers/rotary.hpp>
@@ -143,7 +147,10 @@ class attention_layer {
     return workspace::bytes_for<float>(rows * (opt_.output_gate ? 2 : 1) * h) + workspace::bytes_for<float>(rows * h) +
            2 * workspace::bytes_for<float>(rows * kv) +
            std::max({q_.workspace_bytes(rows), k_.workspace_bytes(rows), v_.workspace_bytes(rows), o_.workspace_bytes(rows),
-                     attention::softmax_attention_workspace_bytes(opt_.n_heads, opt_.head_dim)}) +
+                     attention::softmax_attention_workspace_bytes(opt_.n_heads, opt_.head_dim),
+                 // decode_rows: a share per thread
+                 static_cast<std::size_t>(num_threads()) *
+                     attention::softmax_attention_workspace_bytes(opt_.n_heads, opt_.head_dim, 1)}) +
            256;
   }
 
@@ -180,19 +187,64 @@ class attention_layer {
           attention::softmax_attention(tensor_view<const float, 3>(qs), tensor_view<const float, 3>(ks),
                                        tensor_view<const float, 3>(vs), os, params(false), ws);
         } else if (r1 - r0 == 1) {
-          st.cache.append(ks, vs);
-          attention::decode_attention(tensor_view<const float, 3>(qs), st.cache, os, params(true), ws);
+          st.cache.append(ks, vs);  // attended below, with the other decoding sequences
         } else {
           attention::prefill_attention(tensor_view<const float, 3>(qs), tensor_view<const float, 3>(ks),
                                        tensor_view<const float, 3>(vs), st.cache, os, params(true), ws);
         }
       }
+      if (ctx.mode != attention_mode::bidirectional) decode_rows(q3, att3, states, ctx, ws);
     }
     if (opt_.output_gate) apply_gate(qg, att);
     o_.forward(att, out, ws);
   }
 
  private:
+  /// Attention of each sequence's one new row (its key already in its cache) over its cache. Over
+  /// the sequences in parallel, each one's keys on one thread with a share of ws, when there are
+  /// at least as many as threads and none holds more than twice a thread's fair share of the keys
+  /// (batched decode: one fork per layer instead of one per sequence, and no thread idle while a
+  /// short cache is attended on one); otherwise one at a time, its keys split over the threads.
+  void decode_rows(tensor_view<float, 3> q3, tensor_view<float, 3> att3, state_refs<state_type> states,
+                   const batch_context& ctx, workspace& ws) const {
+    const auto one_row = [&](index_t s) { return ctx.rows_of(s).second - ctx.rows_of(s).first == 1; };
+    const auto attend = [&](index_t s, workspace& w) {
+      const index_t r = ctx.rows_of(s).first;
+      attention::decode_attention(tensor_view<const float, 3>(q3.slice(0, r, r + 1)),
+                                  states[static_cast<std::size_t>(s)]->cache, att3.slice(0, r, r + 1), params(true), w);
+    };
+    index_t n = 0, keys = 0, longest = 0;
+    for (index_t s = 0; s < ctx.n_seq(); ++s)
+      if (one_row(s)) {
+        const index_t l = states[static_cast<std::size_t>(s)]->cache.size();
+        ++n, keys += l, longest = std::max(longest, l);
+      }
+    workspace::frame frame(ws);
+    const std::size_t share = attention::softmax_attention_workspace_bytes(opt_.n_heads, opt_.head_dim, 1);
+    const index_t threads =
+        std::min({index_t{num_threads()}, n, static_cast<index_t>((ws.capacity() - ws.used()) / share)});
+    if (threads < 2 || in_parallel() || longest * threads > 2 * keys) {
+      for (index_t s = 0; s < ctx.n_seq(); ++s)
+        if (one_row(s)) attend(s, ws);
+      return;
+    }
+    std::byte* shares = ws.alloc<std::byte>(threads * static_cast<index_t>(share));
+    std::exception_ptr error;  // the first one thrown on a thread, rethrown here
+    std::atomic<bool> failed{false};
+    parallel_for_stealing(0, ctx.n_seq(), 1, 1, static_cast<int>(threads), [&](index_t t, index_t lo, index_t hi) {
+      workspace mine(shares + t * static_cast<index_t>(share), share);
+      for (index_t s = lo; s < hi; ++s) {
+        if (!one_row(s)) continue;
+        try {
+          attend(s, mine);
+        } catch (...) {
+          if (!failed.exchange(true)) error = std::current_exception();
+        }
+      }
+    });
+    if (error) std::rethrow_exception(error);
+  }
+
   attention::attention_params params(bool causal) const {
     attention::attention_params p;
     p.scale = opt_.scale;
