@@ -81,8 +81,8 @@ void check_gemv_shapes(const tensor_view<const float, 1>& x, const tensor_view<c
 /// prefetchers alone keep too few lines in flight once the core has enough arithmetic per byte to
 /// fill its out-of-order window before the loads return: on Intel (Sapphire Rapids) f16 rows,
 /// widened in registers, streamed at 55-65% of the read bandwidth without this and at 85-100% with
-/// it. On AMD (Zen 3) the same prefetches slow the f32 stream by 15% (the L2 stream prefetcher
-/// already runs far enough ahead there) but still speed up f16 (docs/gemm.md has both tables).
+/// it. On AMD (Zen 3) the same prefetches slow the stream (the L2 stream prefetcher already runs
+/// far enough ahead there): f32 by 15%, f16 by 4-18% (docs/gemm.md has the tables).
 inline constexpr index_t gemv_prefetch_distance = 16384;
 
 /// Whether this is an AMD CPU (cpuid vendor "AuthenticAMD"), read once.
@@ -99,11 +99,14 @@ inline bool cpu_is_amd() noexcept {
   return amd;
 }
 
-/// Whether gemv issues its software prefetches for weights of type W: always for f16 / bf16 (1.2-
-/// 1.35x on 1 thread on Zen 3 too), for f32 on every CPU but AMD's (docs/gemm.md).
+/// Whether gemv issues its software prefetches for weights of type W: on every CPU but AMD's.
+/// Zen 3 in session 20 (docs/gemm.md, "Huge pages"): without them the f16 decode of the Llama-768
+/// and 155.7 M GGUFs ran 1.10-1.21x faster on 2 MiB pages and 1.04-1.18x on 4 KiB pages (the
+/// 1.2-1.35x they gave f16 in session 18 is gone with today's row walk); f32 was already faster
+/// without. (gemv_rows, several rows of activations, keeps its own prefetches everywhere.)
 template <class W>
 bool gemv_prefetch_enabled() noexcept {
-  return sizeof(W) == 2 || !cpu_is_amd();
+  return !cpu_is_amd();
 }
 
 /// Prefetches the lines `gemv_prefetch_distance` bytes past the n elements at p, never past limit
