@@ -26,6 +26,28 @@ TEST_CASE("workspace hands out aligned scratch and frames give it back", "[works
   REQUIRE_THROWS_WITH(ws.alloc<float>(1000), Catch::Contains("4032 bytes") || Catch::Contains("asked for"));
 }
 
+TEST_CASE("a workspace over borrowed memory hands out that memory only, and moves", "[workspace]") {
+  workspace parent(4096);
+  workspace::frame f(parent);
+  std::byte* share = parent.alloc<std::byte>(1024);
+  workspace mine(share, 1024);  // one thread's share of its caller's scratch
+  float* a = mine.alloc<float>(100);
+  float* b = mine.alloc<float>(100);
+  CHECK(reinterpret_cast<std::byte*>(a) == share);
+  CHECK(reinterpret_cast<std::byte*>(b) == share + 448);  // 400 bytes rounded up to 64
+  CHECK(mine.capacity() == 1024);
+  CHECK_THROWS_WITH(mine.alloc<float>(200), Catch::Contains("asked for 832 bytes") && Catch::Contains("128 of 1024 free"));
+  workspace moved(std::move(mine));
+  CHECK(moved.used() == 896);
+  CHECK(mine.capacity() == 0);
+  CHECK_THROWS_AS(mine.alloc<float>(1), range_error);  // the moved-from one holds nothing
+  CHECK_THROWS_AS(moved.reserve(8192), range_error);  // grows only with nothing in use
+  workspace idle(share, 1024);
+  idle.reserve(8192);  // then from its own buffer
+  CHECK(idle.capacity() >= 8192);
+  CHECK(reinterpret_cast<std::byte*>(idle.alloc<float>(1)) != share);
+}
+
 TEST_CASE("parallel_for covers the range exactly once", "[parallel]") {
   set_num_threads(2);
   std::vector<std::atomic<int>> hits(1001);
