@@ -131,6 +131,30 @@ TEST_CASE("unsupported tokenizer.json components are a config_error naming them"
   REQUIRE_THROWS_AS(tokenizer::from_hf("/nonexistent/folder"), io_error);
 }
 
+TEST_CASE("a Metaspace replacement that is not one character is a config_error naming it", "[hf][errors]") {
+  // Found by fuzz_tokenizer_json (tests/fuzz/crashes/tokenizer_json/metaspace_empty_replacement):
+  // an empty replacement reached the split on its first character, std::out_of_range at encode.
+  // HF tokenizers reads the field as a char, so one character (of any UTF-8 length) is the rule.
+  auto load = [](const char* field, const char* component) {
+    json j = tiny_wordpiece();
+    j[field] = json::parse(component);
+    return tokenizer::from_hf_json(j);
+  };
+  for (const char* bad : {R"("")", R"("ab")", R"("▁▁")"}) {
+    const std::string pre = std::string(R"({"type": "Metaspace", "prepend_scheme": "always", "replacement": )") + bad + "}";
+    CHECK_THROWS_WITH(load("pre_tokenizer", pre.c_str()),
+                      Catch::Contains("pre_tokenizer Metaspace \"replacement\" must be one character"));
+    const std::string dec = std::string(R"({"type": "Metaspace", "replacement": )") + bad + "}";
+    CHECK_THROWS_WITH(load("decoder", dec.c_str()), Catch::Contains("decoder Metaspace \"replacement\" must be one character"));
+  }
+  // one character, one byte or three, and the default, load and split on it
+  for (const char* good : {R"(, "replacement": "_")", R"(, "replacement": "▁")", ""}) {
+    const std::string pre = std::string(R"({"type": "Metaspace", "prepend_scheme": "never", "split": true)") + good + "}";
+    const tokenizer tk = load("pre_tokenizer", pre.c_str());
+    CHECK_NOTHROW(tk.encode("ab ab"));
+  }
+}
+
 TEST_CASE("WordPiece: unknown words, long words, added tokens with lstrip/rstrip", "[hf][wordpiece]") {
   const tokenizer tk = tokenizer::from_hf_json(tiny_wordpiece());
   REQUIRE(tk.encode("ab aab") == std::vector<std::int32_t>{1, 4, 1, 2, 4});

@@ -226,7 +226,7 @@ inline std::unique_ptr<decoder> decoder_from_json(const json& j) {
   const std::string type = detail::type_of(j, "decoder");
   if (type == "ByteLevel") return std::make_unique<byte_level_decoder>();
   if (type == "Metaspace") {
-    const std::string rep = detail::value_or<std::string>(j, "replacement", "\xE2\x96\x81");
+    const std::string rep = detail::metaspace_replacement(j, "decoder");
     bool strip = true;
     if (j.contains("prepend_scheme")) strip = j["prepend_scheme"].get<std::string>() != "never";
     else if (j.contains("add_prefix_space")) strip = j["add_prefix_space"].get<bool>();

@@ -293,6 +293,19 @@ inline std::unique_ptr<pre_tokenizer> make_bert_pre_tokenizer() {
   return std::make_unique<sequence_pre_tokenizer>(std::move(v));
 }
 
+namespace detail {
+/// Metaspace's "replacement" (U+2581 when absent): one character, as in HF tokenizers, where it
+/// is a Rust `char`; an empty or longer string is a config_error naming it (the split on it and
+/// the decoder's strip need exactly one).
+inline std::string metaspace_replacement(const json& j, const char* where) {
+  const std::string rep = value_or<std::string>(j, "replacement", "\xE2\x96\x81");
+  if (utf8_count(rep) != 1)
+    throw config_error(std::string("tokenizer.json: ") + where + " Metaspace \"replacement\" must be one character, got " +
+                       std::to_string(utf8_count(rep)) + (rep.size() <= 32 ? " (\"" + rep + "\")" : std::string()));
+  return rep;
+}
+}  // namespace detail
+
 /// A pre-tokenizer from its tokenizer.json object; nullptr for null.
 inline std::unique_ptr<pre_tokenizer> pre_tokenizer_from_json(const json& j) {
   if (j.is_null()) return nullptr;
@@ -305,7 +318,7 @@ inline std::unique_ptr<pre_tokenizer> pre_tokenizer_from_json(const json& j) {
                                                  detail::behavior_from_json(j.at("behavior")),
                                                  detail::value_or(j, "invert", false));
   if (type == "Metaspace") {
-    const std::string rep = detail::value_or<std::string>(j, "replacement", "\xE2\x96\x81");
+    const std::string rep = detail::metaspace_replacement(j, "pre_tokenizer");
     prepend_scheme scheme = prepend_scheme::always;
     if (j.contains("prepend_scheme")) {
       const std::string s = j["prepend_scheme"].get<std::string>();
