@@ -147,6 +147,16 @@ TEST_CASE("a Metaspace replacement that is not one character is a config_error n
     const std::string dec = std::string(R"({"type": "Metaspace", "replacement": )") + bad + "}";
     CHECK_THROWS_WITH(load("decoder", dec.c_str()), Catch::Contains("decoder Metaspace \"replacement\" must be one character"));
   }
+  // Also found by the fuzzer (crashes/tokenizer_json/strip_start_2e95): integer fields read
+  // through json's unchecked conversion, undefined for a float or an out-of-range value.
+  CHECK_THROWS_WITH(load("decoder", R"({"type": "Strip", "content": " ", "start": 2.2e95, "stop": 0})"),
+                    Catch::Contains("\"start\" is 2.2e+95, not an integer in [0, "));
+  CHECK_THROWS_WITH(load("decoder", R"({"type": "Strip", "content": " ", "start": 1, "stop": -1})"),
+                    Catch::Contains("\"stop\" is -1, not an integer"));
+  CHECK_THROWS_WITH(load("model", R"({"type": "WordPiece", "unk_token": "[UNK]", "max_input_chars_per_word": 1.5,
+                                      "vocab": {"[UNK]": 0, "a": 1}})"),
+                    Catch::Contains("\"max_input_chars_per_word\" is 1.5, not an integer"));
+  CHECK_NOTHROW(load("decoder", R"({"type": "Strip", "content": " ", "start": 1, "stop": 0})"));
   // one character, one byte or three, and the default, load and split on it
   for (const char* good : {R"(, "replacement": "_")", R"(, "replacement": "▁")", ""}) {
     const std::string pre = std::string(R"({"type": "Metaspace", "prepend_scheme": "never", "split": true)") + good + "}";

@@ -17,6 +17,8 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -130,12 +132,28 @@ class decoder {
 
 namespace detail {
 
-/// json field `key` of `j` as T, or `fallback` when absent or null.
+/// An integer json value as T, or a config_error naming `key` and the value: json's get<T>
+/// converts a float or an out-of-range integer unchecked (undefined behaviour; fuzz_tokenizer_json
+/// found a Strip decoder "start" of 2.2e95).
+template <class T>
+T integer_of(const json& v, const char* key) {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>);
+  if (v.is_number_unsigned() && std::in_range<T>(v.get<std::uint64_t>())) return static_cast<T>(v.get<std::uint64_t>());
+  if (v.is_number_integer() && !v.is_number_unsigned() && std::in_range<T>(v.get<std::int64_t>()))
+    return static_cast<T>(v.get<std::int64_t>());
+  const std::string shown = v.dump();
+  throw config_error(std::string("tokenizer.json: \"") + key + "\" is " + shown.substr(0, 40) +
+                     (shown.size() > 40 ? "..." : "") + ", not an integer in [" +
+                     std::to_string(std::numeric_limits<T>::min()) + ", " + std::to_string(std::numeric_limits<T>::max()) + "]");
+}
+
+/// json field `key` of `j` as T, or `fallback` when absent or null (integers checked by integer_of).
 template <class T>
 T value_or(const json& j, const char* key, T fallback) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  return it->template get<T>();
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return integer_of<T>(*it, key);
+  else return it->template get<T>();
 }
 
 /// A token id read from json: an integer in [0, 2^31 - 1], else a config_error naming `what` and

@@ -238,8 +238,9 @@ inline std::unique_ptr<decoder> decoder_from_json(const json& j) {
   if (type == "ByteFallback") return std::make_unique<byte_fallback_decoder>();
   if (type == "Fuse") return std::make_unique<fuse_decoder>();
   if (type == "Strip")
-    return std::make_unique<strip_decoder>(j.at("content").get<std::string>(), j.at("start").get<std::size_t>(),
-                                           j.at("stop").get<std::size_t>());
+    return std::make_unique<strip_decoder>(j.at("content").get<std::string>(),
+                                           detail::integer_of<std::size_t>(j.at("start"), "start"),
+                                           detail::integer_of<std::size_t>(j.at("stop"), "stop"));
   if (type == "Replace")
     return std::make_unique<replace_decoder>(
         replace_normalizer(detail::pattern_from_json(j.at("pattern"), "Replace"), j.at("content").get<std::string>()));
