@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -386,4 +387,44 @@ TEST_CASE("GPT-2 GGUFs (Conv1D weights stored (out, in)): read in place as f32 o
   tensor<float, 2> lz({n, vocab});
   quantized->new_session()->prefill_all(ids, lz.view());
   CHECK(max_rel_diff(lz.cview(), lq.cview()) == 0.0);
+}
+
+TEST_CASE("Q4_0 matrices interleaved at load: the stored rows (q / k un-permuted), the same products", "[models][quant][gguf]") {
+  auto w = open_weights(gguf_dir / "stories260K-Q4_0.gguf");
+  std::mt19937 gen(57);
+  std::normal_distribution<float> nd;
+  for (const std::string prefix : {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj",
+                                   "model.layers.0.self_attn.v_proj", "model.layers.1.mlp.down_proj"}) {
+    const std::string name = prefix + ".weight";
+    INFO(name);
+    REQUIRE(w.interleavable_q4_0(name));
+    const auto stored = w.blocks<block_q4_0>(name);
+    const auto y = w.interleaved_q4_0(name);
+    REQUIRE(y.extent(0) * 8 == stored.extent(0));
+    REQUIRE(y.extent(1) == stored.extent(1));
+    for (index_t p = 0; p < y.extent(0); ++p)
+      for (index_t b = 0; b < y.extent(1); ++b)
+        for (int r = 0; r < 8; ++r) {
+          const block_q4_0 back = row_block(y(p, b), r);
+          REQUIRE(std::memcmp(&back, &stored(8 * p + r, b), sizeof(block_q4_0)) == 0);
+        }
+    // the layer holds the interleaved matrix where the kernels exist; its products = the stored rows'
+    const auto layer = layers::linear::load(w, prefix);
+    CHECK(std::holds_alternative<tensor_view<const block_q4_0x8, 2>>(layer.weight().view()) ==
+          kernels::interleaved_available());
+    const auto plain = layers::linear::from(layers::weight_matrix(stored));
+    for (index_t m : {1, 3, 30}) {
+      const index_t k = layer.in_features(), n = layer.out_features();
+      std::vector<float> x(static_cast<std::size_t>(m * k)), a(static_cast<std::size_t>(m * n)), b(a.size());
+      for (auto& v : x) v = nd(gen);
+      workspace ws(std::max(layer.workspace_bytes(m), plain.workspace_bytes(m)));
+      layer.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(a.data(), {m, n}), ws);
+      plain.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(b.data(), {m, n}), ws);
+      double worst = 0, scale = 0;
+      for (std::size_t t = 0; t < a.size(); ++t) worst = std::max(worst, double(std::abs(a[t] - b[t]))), scale = std::max(scale, double(std::abs(b[t])));
+      INFO("m " << m << ": max |interleaved - stored| " << worst << " of max " << scale);
+      CHECK(worst <= 1e-5 * scale);
+    }
+  }
+  CHECK_THROWS_WITH(w.interleaved_q4_0("model.norm.weight"), Catch::Contains("model.norm.weight"));
 }

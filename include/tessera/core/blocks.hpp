@@ -182,17 +182,78 @@ concept quant_block = std::is_trivially_copyable_v<T> && requires {
   { T::name } -> std::convertible_to<std::string_view>;
 };
 
+/// Eight rows of q4_0 interleaved: block column b of rows 8p .. 8p + 7 of a q4_0 matrix. Never in
+/// a file: layers::linear rewrites a stored q4_0 matrix into it at load where the kernels for it
+/// exist (kernels/quant_interleaved.hpp, x86 with AVX2). d[r] is row r's scale; byte
+/// qs[32 h + 4 r + i] (h, i in 0..3) holds row r's quants 8h + i (low nibble) and 8h + 4 + i (high
+/// nibble), 0..15 as in q4_0 (x = (q - 8) d). One 32-byte vector h, masked, holds quants
+/// 8h .. 8h + 3 of the 8 rows (a dword each) and, shifted, quants 8h + 4 .. 8h + 7: against a
+/// broadcast dword of activations each lane sums one row, with no reduction across lanes. Same
+/// bytes as the 8 q4_0 blocks (144).
+struct block_q4_0x8 {
+  static constexpr index_t block_size = 32;  // elements of each row
+  static constexpr index_t rows = 8;
+  using row_block = block_q4_0;
+  f16 d[8];
+  std::uint8_t qs[128];
+};
+static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0), "block_q4_0x8: the bytes of 8 q4_0 blocks");
+
+/// Row-interleaved blocks: block_size elements of each of `rows` rows of row_block.
+template <class T>
+concept interleaved_block = std::is_trivially_copyable_v<T> && requires {
+  { T::block_size } -> std::convertible_to<index_t>;
+  { T::rows } -> std::convertible_to<index_t>;
+  typename T::row_block;
+};
+
 namespace detail {
 template <class T>
 constexpr index_t block_elements() noexcept {
-  if constexpr (quant_block<T>) return T::block_size;
+  if constexpr (quant_block<T> || interleaved_block<T>) return T::block_size;
+  else return 1;
+}
+template <class T>
+constexpr index_t block_rows() noexcept {
+  if constexpr (interleaved_block<T>) return T::rows;
   else return 1;
 }
 }  // namespace detail
 
-/// Elements one stored value of T holds: 1 for float / f16 / bf16, block_size for blocks.
+/// Elements one stored value of T holds along a row: 1 for float / f16 / bf16, block_size for
+/// blocks.
 template <class T>
 inline constexpr index_t block_elements_v = detail::block_elements<std::remove_const_t<T>>();
+
+/// Rows one stored value of T spans: `rows` for row-interleaved blocks, else 1.
+template <class T>
+inline constexpr index_t block_rows_v = detail::block_rows<std::remove_const_t<T>>();
+
+/// Block column b of 8 q4_0 rows (rows[r]: row r's block b), interleaved.
+inline block_q4_0x8 interleave(const block_q4_0* const (&rows)[8]) noexcept {
+  block_q4_0x8 y;
+  auto quant = [](const block_q4_0& x, int j) { return j < 16 ? x.qs[j] & 0xF : x.qs[j - 16] >> 4; };
+  for (int r = 0; r < 8; ++r) {
+    y.d[r] = rows[r]->d;
+    for (int h = 0; h < 4; ++h)
+      for (int i = 0; i < 4; ++i)
+        y.qs[32 * h + 4 * r + i] = static_cast<std::uint8_t>(quant(*rows[r], 8 * h + i) | quant(*rows[r], 8 * h + 4 + i) << 4);
+  }
+  return y;
+}
+
+/// Row r's q4_0 block of an interleaved block column (the block interleave took it from).
+inline block_q4_0 row_block(const block_q4_0x8& x, int r) noexcept {
+  block_q4_0 y;
+  y.d = x.d[r];
+  for (int j = 0; j < 32; ++j) {
+    const int h = j / 8, i = j % 8;
+    const int q = i < 4 ? x.qs[32 * h + 4 * r + i] & 0xF : x.qs[32 * h + 4 * r + i - 4] >> 4;
+    if (j < 16) y.qs[j] = static_cast<std::uint8_t>(q);
+    else y.qs[j - 16] = static_cast<std::uint8_t>(y.qs[j - 16] | q << 4);
+  }
+  return y;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Dequantization: blocks → f32, formula for formula as ggml's dequantize_row_* (bit-exact).

@@ -80,9 +80,6 @@ inline layers::weight_matrix conv1d_transposed(const io::weight_map& w, const st
   return transpose(w.f32<2>(name));
 }
 
-inline layers::weight_matrix row_slice(const layers::weight_matrix& m, index_t r0, index_t r1) {
-  return std::visit([&](auto& v) { return layers::weight_matrix(v.slice(0, r0, r1)); }, m.view());
-}
 }  // namespace detail
 
 inline std::unique_ptr<language_model> load_gpt2(const model_config& c, std::shared_ptr<const io::weight_map> weights) {
@@ -110,7 +107,7 @@ inline std::unique_ptr<language_model> load_gpt2(const model_config& c, std::sha
     expect_equal(qkv.rows(), 3 * dm, (p + ".attn.c_attn.weight: output features vs 3 * n_embd").c_str());
     const auto qkv_bias = w.f32<1>(p + ".attn.c_attn.bias");
     auto part = [&](index_t k) {
-      return layers::linear::from(detail::row_slice(qkv, k * dm, (k + 1) * dm),
+      return layers::linear::from(qkv.row_slice(k * dm, (k + 1) * dm),
                                   tensor<float, 1>::copy_of(qkv_bias.slice(0, k * dm, (k + 1) * dm)));
     };
     gpt2_layer layer;

@@ -111,6 +111,19 @@ class mapped_file {
   const std::string& name() const noexcept { return name_; }
   mode how() const noexcept { return mode_; }
 
+  /// Gives the whole pages inside [p, p + n) of the mapping back to the kernel (MADV_DONTNEED):
+  /// they leave the process's resident set, stay in the page cache, and are read from it again if
+  /// touched. For bytes the program has copied (io::weight_map::interleaved_q4_0) and will not
+  /// read again. Nothing for a file read into memory or a range outside the file.
+  void drop_resident(const std::byte* p, std::size_t n) const noexcept {
+    if (mode_ != mode::mapped || !data_ || p < data_ || n > size_ || p - data_ > static_cast<std::ptrdiff_t>(size_ - n))
+      return;
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+    const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+    if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  }
+
   /// Files of at least this many bytes are mapped at a multiple of it and asked for huge pages.
   static constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 

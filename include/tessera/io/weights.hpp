@@ -448,6 +448,46 @@ class weight_map {
     return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.quant.get()), {rows, blocks_per_row});
   }
 
+  /// Whether interleaved_q4_0(name) applies: `name` is stored as a matrix of q4_0 blocks (read in
+  /// place, or with its rows reordered) whose row count is a multiple of 8.
+  bool interleavable_q4_0(std::string_view name) const {
+    const entry& e = entry_of(name);
+    return stored_as<block_q4_0>(e) && e.info.extents[0] % block_q4_0x8::rows == 0 &&
+           reinterpret_cast<std::uintptr_t>(e.data) % alignof(block_q4_0) == 0;
+  }
+
+  /// `name` (interleavable_q4_0) rewritten once into rows interleaved 8 at a time: a
+  /// (rows / 8, cols / 32) matrix of block_q4_0x8 (core/blocks.hpp), rows reordered first where
+  /// the map un-permutes them, kept. The stored bytes are not read again: their pages leave the
+  /// process's resident set (io::mapped_file::drop_resident), so memory stays about the file's
+  /// size. format_error naming the tensor unless interleavable_q4_0(name).
+  tensor_view<const block_q4_0x8, 2> interleaved_q4_0(std::string_view name) const {
+    const entry& e = entry_of(name);
+    if (!interleavable_q4_0(name))
+      throw format_error("weight_map::interleaved_q4_0: tensor '" + e.info.name + "' in " + e.info.file + " (" +
+                         e.info.type_name + ") is not a matrix of q4_0 blocks with a multiple of 8 rows");
+    const index_t groups = e.info.extents[0] / block_q4_0x8::rows, kb = e.info.extents[1] / block_q4_0::block_size;
+    std::call_once(*e.quant_once, [&] {
+      e.quant = tessera::detail::aligned_buffer<std::byte>(
+          std::max<index_t>(1, groups * kb * static_cast<index_t>(sizeof(block_q4_0x8))));
+      auto* y = reinterpret_cast<block_q4_0x8*>(e.quant.get());
+      const auto* x = reinterpret_cast<const block_q4_0*>(e.data);
+      const index_t head_dim = e.transform == weight_transform::unpermute_rope ? e.info.extents[0] / e.rope_heads : 0;
+      auto stored_row = [&](index_t r) { return head_dim ? static_cast<index_t>(rope_source_row(r, head_dim)) : r; };
+      parallel_for(0, groups, 16, [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) {
+          const block_q4_0* rows[block_q4_0x8::rows];
+          for (index_t b = 0; b < kb; ++b) {
+            for (index_t r = 0; r < block_q4_0x8::rows; ++r) rows[r] = x + stored_row(8 * p + r) * kb + b;
+            y[p * kb + b] = interleave(rows);
+          }
+        }
+      });
+      if (gguf_) gguf_->mapping()->drop_resident(e.data, static_cast<std::size_t>(e.info.nbytes));
+    });
+    return tensor_view<const block_q4_0x8, 2>(reinterpret_cast<const block_q4_0x8*>(e.quant.get()), {groups, kb});
+  }
+
   /// `name` as f32: zero-copy for aligned f32 tensors, converted once (and cached) otherwise.
   /// A weight is a floating-point tensor (F32, F16, BF16, F64 or a GGUF quantization): integer and
   /// bool tensors are a format_error naming the tensor and its dtype, never numbers made up.
@@ -479,7 +519,7 @@ class weight_map {
     mutable std::unique_ptr<std::once_flag> quant_once = std::make_unique<std::once_flag>();
     mutable buffer native;
     mutable fbuffer f32;
-    mutable buffer quant;                       // quantized<B>(): the matrix encoded on request
+    mutable buffer quant;                       // quantized<B>() of a float matrix, interleaved_q4_0() of a q4_0 one
   };
 
   static bool quantizable_to(ggml_type t) {

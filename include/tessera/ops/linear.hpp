@@ -40,7 +40,8 @@ std::size_t linear_workspace_bytes(index_t k, int threads = num_threads()) noexc
 }
 
 /// Workspace bytes linear needs for m rows of k input features and weights in blocks of type B.
-template <quant_block B>
+template <class B>
+  requires quant_block<B> || interleaved_block<B>
 std::size_t linear_workspace_bytes(index_t m, index_t k, int threads = num_threads()) noexcept {
   return kernels::quant_linear_workspace_bytes<B>(m, k, threads);
 }
@@ -102,8 +103,10 @@ void linear(tensor_view<const float, 2> x, tensor_view<W, 2> w, std::optional<te
   detail::linear_impl<Arch, std::remove_const_t<W>>(x, w, bias, out, ws);
 }
 
-/// out = x · wᵀ + bias with w in ggml blocks (Q8_0, Q4_K, ...), computed in its blocks.
-template <quant_block B, simd::arch_tag Arch = simd::default_arch>
+/// out = x · wᵀ + bias with w in ggml blocks (Q8_0, Q4_K, ...) or interleaved ones (block_q4_0x8),
+/// computed in its blocks.
+template <class B, simd::arch_tag Arch = simd::default_arch>
+  requires quant_block<B> || interleaved_block<B>
 void linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, std::optional<tensor_view<const float, 1>> bias,
             tensor_view<float, 2> out, workspace& ws, Arch = {}) {
   kernels::quant_linear(x, w, out, ws, Arch{});

@@ -1,0 +1,196 @@
+// tessera/kernels/quant_interleaved.hpp: out = x · dequantize(w)ᵀ with w in row-interleaved
+// q4_0 blocks (block_q4_0x8, core/blocks.hpp), the layout layers::linear rewrites a stored q4_0
+// matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 at load.
+//
+//   x:   (m, k) f32 activations, rows contiguous
+//   w:   (n / 8, k / 32) block_q4_0x8: block column b of rows 8p .. 8p + 7 at w(p, b)
+//   out: (m, n) f32, rows contiguous; overwritten
+//
+// Why: decode streams every weight once per token, and with q4_0 stored row by row the AVX2 tile
+// (kernels/quant_rows.hpp, vec_dot_rows8) spends per block of 8 rows a vphaddw tree, eight f16
+// scale loads and the nibble unpacking of eight separate rows: ~75 vector instructions, 1.2 ns on
+// Zen 3, hot in L2, against 0.9 ns for the memory to deliver its 144 bytes at 85% of a plain read
+// (docs/quant.md). Interleaved, one 32-byte load gives, masked and shifted, four quants of each of
+// the 8 rows for two broadcast dwords of activations: 8 vpmaddubsw, 7 16-bit adds (8 · 2 · 15 · 127
+// = 30480 < 2^15), one vpmaddwd, one conversion of the 8 contiguous scales and one FMA per block
+// of 8 rows, ~36 instructions. And a thread's rows are one sequential stream, which the hardware
+// prefetcher follows (the row-by-row tiles need software prefetches for their 8 streams).
+//
+// The rows of x are quantized once into q8_sum blocks (kernels/quant_dot.hpp), as for the other
+// q4_0 paths; every m takes the same path (decode, batched decode and prefill: each group of 8
+// weight rows meets the activation rows 4 at a time while it sits in L1), threads take chunks of
+// ~256 KB of weights as they come free. The scalar arch computes row_block(w, r) with vec_dot:
+// the same integers and the same float sums as the stored q4_0 matrix's reference.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <tessera/config.hpp>
+#include <tessera/core/blocks.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/parallel.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/core/workspace.hpp>
+#include <tessera/kernels/quant_dot.hpp>
+#include <tessera/kernels/quant_linear.hpp>
+#include <tessera/kernels/quant_rows.hpp>
+#include <tessera/simd/arch.hpp>
+
+namespace tessera {
+inline namespace v0 {
+namespace kernels {
+
+/// Whether Arch has the interleaved kernels (layers::linear interleaves q4_0 at load only then:
+/// elsewhere the stored rows' own kernels are as fast).
+template <class Arch = simd::default_arch>
+constexpr bool interleaved_available() noexcept {
+  return detail::quant_x86<Arch>();
+}
+
+namespace detail {
+
+#if defined(__AVX2__)
+
+/// out[i · ldo + r] = Σ_b d_r · d_a · (Σ_j q_rj a_ij − 8 Σ_j a_ij) for the M (1 .. 4) activation
+/// rows a + i · lda and the 8 rows of one group (w: its kb block columns).
+template <int M>
+void interleaved_rows_avx2(const block_q4_0x8* w, index_t kb, const block_q8_sum* a, index_t lda, float* out,
+                           index_t ldo, prefetch_stream pf) noexcept {
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (index_t b = 0; b < kb; ++b) {
+    const block_q4_0x8& wb = w[b];
+    pf.step<sizeof(block_q4_0x8)>(b);
+    __m256i q[8];  // q[g]: quants 4g .. 4g + 3 of the 8 rows, a dword per row
+#pragma GCC unroll 4
+    for (int h = 0; h < 4; ++h) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs + 32 * h));
+      q[2 * h] = _mm256_and_si256(v, low);
+      q[2 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_sum& ab = a[i * lda + b];
+      auto dword = [&](int g) {
+        std::int32_t v;
+        std::memcpy(&v, ab.qs + 4 * g, 4);
+        return _mm256_set1_epi32(v);
+      };
+      // two chains of 16-bit sums, 4 groups each
+      __m256i s0 = _mm256_maddubs_epi16(q[0], dword(0)), s1 = _mm256_maddubs_epi16(q[1], dword(1));
+#pragma GCC unroll 3
+      for (int g = 2; g < 8; g += 2) {
+        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(q[g], dword(g)));
+        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(q[g + 1], dword(g + 1)));
+      }
+      const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones), _mm256_set1_epi32(8 * ab.sum));
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(s), acc[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
+}
+
+#endif
+
+/// Groups [lo, hi) of w against all m activation rows, 4 at a time.
+template <class Arch>
+void interleaved_groups(const block_q4_0x8* w, index_t ldw, const block_q8_sum* act, index_t kb, index_t m, float* out,
+                        index_t ldo, index_t lo, index_t hi) noexcept {
+#if defined(__AVX2__)
+  if constexpr (quant_x86<Arch>()) {
+    const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + kb);
+    for (index_t p = lo; p < hi; ++p) {
+      const block_q4_0x8* wp = w + p * ldw;
+      float* op = out + 8 * p;
+      // the first pass over the group prefetches the lines quant_prefetch_distance ahead
+      const prefetch_stream ahead{reinterpret_cast<const char*>(wp) + quant_prefetch_distance, limit};
+      index_t i = 0;
+      for (; i + 4 <= m; i += 4)
+        interleaved_rows_avx2<4>(wp, kb, act + i * kb, kb, op + i * ldo, ldo, i == 0 ? ahead : prefetch_stream{});
+      const prefetch_stream rest = i == 0 ? ahead : prefetch_stream{};
+      switch (m - i) {
+        case 1: interleaved_rows_avx2<1>(wp, kb, act + i * kb, kb, op + i * ldo, ldo, rest); break;
+        case 2: interleaved_rows_avx2<2>(wp, kb, act + i * kb, kb, op + i * ldo, ldo, rest); break;
+        case 3: interleaved_rows_avx2<3>(wp, kb, act + i * kb, kb, op + i * ldo, ldo, rest); break;
+        default: break;
+      }
+    }
+    return;
+  }
+#endif
+  for (index_t p = lo; p < hi; ++p)
+    for (int r = 0; r < 8; ++r)
+      for (index_t i = 0; i < m; ++i) {
+        float sum = 0.f;  // vec_dot's float sums, one block at a time
+        for (index_t b = 0; b < kb; ++b) {
+          const block_q4_0 rb = row_block(w[p * ldw + b], r);
+          sum += vec_dot(&rb, act + i * kb + b, 1, simd::scalar{});
+        }
+        out[i * ldo + 8 * p + r] = sum;
+      }
+}
+
+}  // namespace detail
+
+/// Scratch bytes quant_linear needs for m rows of k features with interleaved weights: the
+/// quantized activations.
+template <interleaved_block B>
+std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int = num_threads()) noexcept {
+  return workspace::bytes_for<block_q8_sum>(m * (k / B::block_size));
+}
+
+/// out (m, n) = x (m, k) · dequantize(w)ᵀ, w: (n / 8, k / 32) block_q4_0x8. Takes scratch from ws,
+/// never allocates; threads over groups of 8 weight rows.
+template <interleaved_block B, simd::arch_tag Arch = simd::default_arch>
+void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tensor_view<float, 2> out, workspace& ws,
+                  Arch = {}) {
+  static_assert(std::is_same_v<B, block_q4_0x8>, "quant_linear: the interleaved layout exists for q4_0");
+  const index_t m = x.extent(0), groups = w.extent(0), kb = w.extent(1), n = groups * B::rows;
+  if (x.extent(1) != kb * B::block_size)
+    throw shape_error("quant_linear: x columns (k) " + std::to_string(x.extent(1)) + " != w's " + std::to_string(kb) +
+                      " interleaved q4_0 block columns × 32 = " + std::to_string(kb * B::block_size));
+  expect_equal(out.extent(0), m, "quant_linear: out rows vs x rows (m)");
+  expect_equal(out.extent(1), n, "quant_linear: out columns vs w rows (n = 8 × groups)");
+  expect_rows_contiguous(x, "quant_linear: x");
+  expect_rows_contiguous(w, "quant_linear: w");
+  expect_rows_contiguous(out, "quant_linear: out");
+  if (m == 0 || n == 0) return;
+  if (kb == 0) {
+    for (index_t i = 0; i < m; ++i) std::fill(out.row(i), out.row(i) + n, 0.f);
+    return;
+  }
+  workspace::frame frame(ws);
+  block_q8_sum* act = ws.alloc<block_q8_sum>(m * kb);
+  if (m > quant_rows_max_m<block_q4_0>)  // as quant_linear does for q4_0
+    parallel_for(0, m, 16, [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+    });
+  else
+    for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+  const B* wp = w.data();
+  const index_t ldw = detail::row_stride(w), ldo = detail::row_stride(out);
+  float* op = out.data();
+  if constexpr (simd::is_scalar_v<Arch>) {
+    detail::interleaved_groups<Arch>(wp, ldw, act, kb, m, op, ldo, 0, groups);
+  } else {
+    // ~256 KB of weights per chunk, at least 4 chunks per thread
+    const index_t by_bytes = std::max<index_t>(1, index_t{262144} / (kb * static_cast<index_t>(sizeof(B))));
+    const index_t chunk = std::max<index_t>(1, std::min(by_bytes, groups / (4 * static_cast<index_t>(num_threads()))));
+    parallel_for_dynamic(0, groups, chunk, [&](index_t lo, index_t hi) {
+      detail::interleaved_groups<Arch>(wp, ldw, act, kb, m, op, ldo, lo, hi);
+    });
+  }
+}
+
+}  // namespace kernels
+}  // namespace v0
+}  // namespace tessera
