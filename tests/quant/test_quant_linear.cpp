@@ -157,11 +157,12 @@ TEMPLATE_TEST_CASE("quant_linear: allocates nothing with the workspace it asks f
 namespace {
 
 /// w's rows interleaved 8 at a time (n a multiple of 8).
-std::vector<block_q4_0x8> interleave_rows(const std::vector<block_q4_0>& w, index_t n, index_t kb) {
-  std::vector<block_q4_0x8> y(static_cast<std::size_t>(n / 8 * kb));
+template <class B>
+std::vector<B> interleave_rows(const std::vector<typename B::row_block>& w, index_t n, index_t kb) {
+  std::vector<B> y(static_cast<std::size_t>(n / 8 * kb));
   for (index_t p = 0; p < n / 8; ++p)
     for (index_t b = 0; b < kb; ++b) {
-      const block_q4_0* rows[8];
+      const typename B::row_block* rows[8];
       for (index_t r = 0; r < 8; ++r) rows[r] = &w[std::size_t((8 * p + r) * kb + b)];
       y[std::size_t(p * kb + b)] = interleave(rows);
     }
@@ -170,33 +171,38 @@ std::vector<block_q4_0x8> interleave_rows(const std::vector<block_q4_0>& w, inde
 
 }  // namespace
 
-TEST_CASE("interleave: each row's q4_0 block comes back byte for byte", "[quant][linear][interleaved]") {
+TEMPLATE_TEST_CASE("interleave: each row's block comes back byte for byte", "[quant][linear][interleaved]", block_q4_0x8,
+                   block_q4_Kx8) {
+  using B = TestType;
+  using R = typename B::row_block;
   rng(54);
-  const auto w = random_blocks<block_q4_0>(8 * 7);
-  const auto y = interleave_rows(w, 8, 7);
+  const auto w = random_blocks<R>(8 * 7);
+  const auto y = interleave_rows<B>(w, 8, 7);
   for (index_t b = 0; b < 7; ++b)
     for (int r = 0; r < 8; ++r) {
-      const block_q4_0 back = row_block(y[std::size_t(b)], r);
-      CHECK(std::memcmp(&back, &w[std::size_t(r * 7 + b)], sizeof(block_q4_0)) == 0);
+      const R back = row_block(y[std::size_t(b)], r);
+      CHECK(std::memcmp(&back, &w[std::size_t(r * 7 + b)], sizeof(R)) == 0);
     }
 }
 
-TEST_CASE("quant_linear on interleaved q4_0: decode, batched decode and prefill within the q4_0 bound, one and two threads",
-          "[quant][linear][interleaved]") {
+TEMPLATE_TEST_CASE("quant_linear on interleaved rows: decode, batched decode and prefill within the bound, one and two threads",
+                   "[quant][linear][interleaved]", block_q4_0x8, block_q4_Kx8) {
+  using B = TestType;
+  using R = typename B::row_block;
   rng(55);
   const int saved = num_threads();
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (index_t m : {1, 2, 3, 4, 5, 17, 21, 70})
       for (index_t n : {8, 136})
-        for (index_t kb : {1, 5, 25}) {
-          const linear_case<block_q4_0> c(m, n, kb, (m + n + kb) % 2 == 0);
-          const auto y = interleave_rows(c.w, n, kb);
-          const tensor_view<const block_q4_0x8, 2> yv(y.data(), {n / 8, kb});
+        for (index_t kb : R::block_size == 32 ? std::vector<index_t>{1, 5, 25} : std::vector<index_t>{1, 3}) {
+          const linear_case<R> c(m, n, kb, (m + n + kb) % 2 == 0);
+          const auto y = interleave_rows<B>(c.w, n, kb);
+          const tensor_view<const B, 2> yv(y.data(), {n / 8, kb});
           INFO("threads " << threads << " m " << m << " n " << n << " kb " << kb);
           for (bool scalar : {false, true}) {
             std::vector<float> out(static_cast<std::size_t>(m * n), -777.f);
-            workspace ws(kernels::quant_linear_workspace_bytes<block_q4_0x8>(m, c.k));
+            workspace ws(kernels::quant_linear_workspace_bytes<B>(m, c.k));
             const tensor_view<float, 2> ov(out.data(), {m, n});
             if (scalar) kernels::quant_linear(c.xv(), yv, ov, ws, simd::scalar{});
             else kernels::quant_linear(c.xv(), yv, ov, ws);
@@ -210,16 +216,19 @@ TEST_CASE("quant_linear on interleaved q4_0: decode, batched decode and prefill 
   set_num_threads(saved);
 }
 
-TEST_CASE("quant_linear on interleaved q4_0: shape errors name the layout, nothing allocated", "[quant][linear][interleaved]") {
+TEMPLATE_TEST_CASE("quant_linear on interleaved rows: shape errors name the layout, nothing allocated",
+                   "[quant][linear][interleaved]", block_q4_0x8, block_q4_Kx8) {
+  using B = TestType;
+  using R = typename B::row_block;
   rng(56);
-  const linear_case<block_q4_0> c(3, 16, 4, true);
-  const auto y = interleave_rows(c.w, 16, 4);
-  const tensor_view<const block_q4_0x8, 2> yv(y.data(), {2, 4});
-  std::vector<float> out(3 * 16), wide(3 * 160);
-  workspace ws(kernels::quant_linear_workspace_bytes<block_q4_0x8>(40, c.k));
-  CHECK_THROWS_WITH(kernels::quant_linear(tensor_view<const float, 2>(wide.data(), {3, 160}), yv,
+  const linear_case<R> c(3, 16, 2, true);
+  const auto y = interleave_rows<B>(c.w, 16, 2);
+  const tensor_view<const B, 2> yv(y.data(), {2, 2});
+  std::vector<float> out(3 * 16), wide(static_cast<std::size_t>(3 * (c.k + 32)));
+  workspace ws(kernels::quant_linear_workspace_bytes<B>(40, c.k));
+  CHECK_THROWS_WITH(kernels::quant_linear(tensor_view<const float, 2>(wide.data(), {3, c.k + 32}), yv,
                                           tensor_view<float, 2>(out.data(), {3, 16}), ws),
-                    Catch::Contains("quant_linear") && Catch::Contains("interleaved q4_0"));
+                    Catch::Contains("quant_linear") && Catch::Contains(std::string("interleaved ") + std::string(R::name)));
   CHECK_THROWS_WITH(kernels::quant_linear(c.xv(), yv, tensor_view<float, 2>(out.data(), {3, 8}), ws),
                     Catch::Contains("out columns"));
   for (index_t m : {1, 3}) {

@@ -199,6 +199,22 @@ struct block_q4_0x8 {
 };
 static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0), "block_q4_0x8: the bytes of 8 q4_0 blocks");
 
+/// Eight rows of q4_K interleaved: super-block column b of rows 8p .. 8p + 7 (as block_q4_0x8, a
+/// layout of layers::linear's, never in a file). d, dmin: the rows' scales; scales[s][r], mins:
+/// row r's 6-bit scale and min of sub-block s, unpacked (mins[t][r][u] for s = 2t + u, so that
+/// one widening load gives each lane a row's pair of mins); qs[s]: the 32 quants of sub-block s
+/// of the 8 rows in block_q4_0x8's qs layout. 1184 bytes, 8 × 148 (q4_K: 8 × 144).
+struct block_q4_Kx8 {
+  static constexpr index_t block_size = 256;
+  static constexpr index_t rows = 8;
+  using row_block = block_q4_K;
+  f16 d[8], dmin[8];
+  std::uint8_t scales[8][8];
+  std::uint8_t mins[4][8][2];
+  std::uint8_t qs[8][128];
+};
+static_assert(sizeof(block_q4_Kx8) == 1184, "block_q4_Kx8: no padding");
+
 /// Row-interleaved blocks: block_size elements of each of `rows` rows of row_block.
 template <class T>
 concept interleaved_block = std::is_trivially_copyable_v<T> && requires {
@@ -229,15 +245,31 @@ inline constexpr index_t block_elements_v = detail::block_elements<std::remove_c
 template <class T>
 inline constexpr index_t block_rows_v = detail::block_rows<std::remove_const_t<T>>();
 
+namespace detail {
+/// Row r's 32 nibbles (0..15, element order) into the interleaved layout: qs[32 h + 4 r + i] holds
+/// quants 8h + i (low nibble) and 8h + 4 + i (high).
+inline void interleave_nibbles(const std::uint8_t (&q)[32], int r, std::uint8_t* qs) noexcept {
+  for (int h = 0; h < 4; ++h)
+    for (int i = 0; i < 4; ++i) qs[32 * h + 4 * r + i] = static_cast<std::uint8_t>(q[8 * h + i] | q[8 * h + 4 + i] << 4);
+}
+/// The inverse: row r's 32 nibbles in element order.
+inline void deinterleave_nibbles(const std::uint8_t* qs, int r, std::uint8_t (&q)[32]) noexcept {
+  for (int h = 0; h < 4; ++h)
+    for (int i = 0; i < 4; ++i) {
+      q[8 * h + i] = qs[32 * h + 4 * r + i] & 0xF;
+      q[8 * h + 4 + i] = static_cast<std::uint8_t>(qs[32 * h + 4 * r + i] >> 4);
+    }
+}
+}  // namespace detail
+
 /// Block column b of 8 q4_0 rows (rows[r]: row r's block b), interleaved.
 inline block_q4_0x8 interleave(const block_q4_0* const (&rows)[8]) noexcept {
   block_q4_0x8 y;
-  auto quant = [](const block_q4_0& x, int j) { return j < 16 ? x.qs[j] & 0xF : x.qs[j - 16] >> 4; };
   for (int r = 0; r < 8; ++r) {
     y.d[r] = rows[r]->d;
-    for (int h = 0; h < 4; ++h)
-      for (int i = 0; i < 4; ++i)
-        y.qs[32 * h + 4 * r + i] = static_cast<std::uint8_t>(quant(*rows[r], 8 * h + i) | quant(*rows[r], 8 * h + 4 + i) << 4);
+    std::uint8_t q[32];
+    for (int j = 0; j < 16; ++j) q[j] = rows[r]->qs[j] & 0xF, q[j + 16] = static_cast<std::uint8_t>(rows[r]->qs[j] >> 4);
+    detail::interleave_nibbles(q, r, y.qs);
   }
   return y;
 }
@@ -246,12 +278,9 @@ inline block_q4_0x8 interleave(const block_q4_0* const (&rows)[8]) noexcept {
 inline block_q4_0 row_block(const block_q4_0x8& x, int r) noexcept {
   block_q4_0 y;
   y.d = x.d[r];
-  for (int j = 0; j < 32; ++j) {
-    const int h = j / 8, i = j % 8;
-    const int q = i < 4 ? x.qs[32 * h + 4 * r + i] & 0xF : x.qs[32 * h + 4 * r + i - 4] >> 4;
-    if (j < 16) y.qs[j] = static_cast<std::uint8_t>(q);
-    else y.qs[j - 16] = static_cast<std::uint8_t>(y.qs[j - 16] | q << 4);
-  }
+  std::uint8_t q[32];
+  detail::deinterleave_nibbles(x.qs, r, q);
+  for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(q[j] | q[j + 16] << 4);
   return y;
 }
 
@@ -815,6 +844,46 @@ inline void quantize(const float* x, block_q6_K* y, index_t n_blocks) noexcept {
 
 /// A block type tessera can also write (core/blocks.hpp's quantize): every type but iq4_nl and
 /// iq4_xs, which are read and computed in place only (their encoders search a non-linear grid).
+/// Super-block column b of 8 q4_K rows (rows[r]: row r's block b), interleaved.
+inline block_q4_Kx8 interleave(const block_q4_K* const (&rows)[8]) noexcept {
+  block_q4_Kx8 y;
+  for (int r = 0; r < 8; ++r) {
+    const block_q4_K& x = *rows[r];
+    y.d[r] = x.d, y.dmin[r] = x.dmin;
+    for (int s = 0; s < 8; ++s) {
+      std::uint8_t sc, m;
+      detail::scale_min_k4(s, x.scales, sc, m);
+      y.scales[s][r] = sc, y.mins[s / 2][r][s % 2] = m;
+      std::uint8_t q[32];  // sub-block s: low nibbles of qs[32 (s / 2) ..] for even s, high for odd
+      for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>((x.qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF);
+      detail::interleave_nibbles(q, r, y.qs[s]);
+    }
+  }
+  return y;
+}
+
+/// Row r's q4_K block of an interleaved super-block column, byte for byte (the 6-bit scales and
+/// mins packed back as scale_min_k4 reads them).
+inline block_q4_K row_block(const block_q4_Kx8& x, int r) noexcept {
+  block_q4_K y{};
+  y.d = x.d[r], y.dmin = x.dmin[r];
+  for (int s = 0; s < 8; ++s) {
+    const std::uint8_t sc = x.scales[s][r], m = x.mins[s / 2][r][s % 2];
+    if (s < 4) {
+      y.scales[s] = static_cast<std::uint8_t>(y.scales[s] | sc);
+      y.scales[s + 4] = static_cast<std::uint8_t>(y.scales[s + 4] | m);
+    } else {
+      y.scales[s + 4] = static_cast<std::uint8_t>((sc & 0xF) | (m & 0xF) << 4);
+      y.scales[s - 4] = static_cast<std::uint8_t>(y.scales[s - 4] | (sc >> 4) << 6);
+      y.scales[s] = static_cast<std::uint8_t>(y.scales[s] | (m >> 4) << 6);
+    }
+    std::uint8_t q[32];
+    detail::deinterleave_nibbles(x.qs[s], r, q);
+    for (int l = 0; l < 32; ++l) y.qs[32 * (s / 2) + l] = static_cast<std::uint8_t>(y.qs[32 * (s / 2) + l] | q[l] << (4 * (s % 2)));
+  }
+  return y;
+}
+
 template <class B>
 concept encodable_block = quant_block<B> && requires(const float* x, B* y, index_t n) { quantize(x, y, n); };
 

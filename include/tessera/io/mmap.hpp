@@ -17,6 +17,8 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <new>
 #include <span>
 #include <string>
 #include <utility>
@@ -113,7 +115,7 @@ class mapped_file {
 
   /// Gives the whole pages inside [p, p + n) of the mapping back to the kernel (MADV_DONTNEED):
   /// they leave the process's resident set, stay in the page cache, and are read from it again if
-  /// touched. For bytes the program has copied (io::weight_map::interleaved_q4_0) and will not
+  /// touched. For bytes the program has copied (io::weight_map::interleaved) and will not
   /// read again. Nothing for a file read into memory or a range outside the file.
   void drop_resident(const std::byte* p, std::size_t n) const noexcept {
     if (mode_ != mode::mapped || !data_ || p < data_ || n > size_ || p - data_ > static_cast<std::ptrdiff_t>(size_ - n))
@@ -245,6 +247,88 @@ inline std::string read_text_file(const std::filesystem::path& path, std::size_t
   const mapped_file f = mapped_file::open(path, true, max_bytes);
   return std::string(reinterpret_cast<const char*>(f.data()), f.size());
 }
+
+/// Anonymous memory for data a decode step streams whole (weights rewritten at load:
+/// io::weight_map::interleaved), handed out in pieces from regions of at least 32 MiB mapped
+/// at a 2 MiB boundary and advised MADV_HUGEPAGE, so that the pieces sit on 2 MiB pages where the
+/// kernel allows it (transparent huge pages "always" or "madvise"). On 4 KiB pages a stream of
+/// weights waits on a page walk every 4 KiB (docs/gemm.md, "Huge pages"), and a piece allocated
+/// on its own (aligned_buffer) gets 4 KiB pages under "madvise". Pieces live until the arena
+/// does; allocate is thread-safe.
+class huge_page_arena {
+ public:
+  huge_page_arena() = default;
+  huge_page_arena(const huge_page_arena&) = delete;
+  huge_page_arena& operator=(const huge_page_arena&) = delete;
+  huge_page_arena(huge_page_arena&& o) noexcept : regions_(std::move(o.regions_)), used_(o.used_) { o.regions_.clear(); }
+  huge_page_arena& operator=(huge_page_arena&& o) noexcept {
+    if (this != &o) {
+      release();
+      regions_ = std::move(o.regions_);
+      used_ = o.used_;
+      o.regions_.clear();
+    }
+    return *this;
+  }
+  ~huge_page_arena() { release(); }
+
+  /// n bytes (at least 1), 64-byte aligned, uninitialized; std::bad_alloc when the system has no
+  /// memory to map.
+  std::byte* allocate(std::size_t n) {
+    const std::lock_guard<std::mutex> lock(*mutex_);
+    n = (std::max<std::size_t>(n, 1) + 63) / 64 * 64;
+    if (regions_.empty() || regions_.back().size - used_ < n) {
+      const std::size_t size = (std::max(n, region_bytes) + mapped_file::huge_page_bytes - 1) /
+                               mapped_file::huge_page_bytes * mapped_file::huge_page_bytes;
+      regions_.push_back({map_region(size), size});
+      used_ = 0;
+    }
+    std::byte* p = regions_.back().base + used_;
+    used_ += n;
+    return p;
+  }
+
+  /// Bytes mapped (the regions, used or not).
+  std::size_t mapped_bytes() const noexcept {
+    std::size_t b = 0;
+    for (const auto& r : regions_) b += r.size;
+    return b;
+  }
+
+  static constexpr std::size_t region_bytes = std::size_t{32} << 20;
+
+ private:
+  struct region {
+    std::byte* base;
+    std::size_t size;
+  };
+
+  /// size bytes (a multiple of 2 MiB) at a 2 MiB boundary: map size + 2 MiB, unmap the ends.
+  static std::byte* map_region(std::size_t size) {
+    const std::size_t span = size + mapped_file::huge_page_bytes;
+    void* r = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) throw std::bad_alloc();
+    auto* base = static_cast<std::byte*>(r);
+    const std::uintptr_t at = (reinterpret_cast<std::uintptr_t>(base) + mapped_file::huge_page_bytes - 1) &
+                              ~(mapped_file::huge_page_bytes - 1);
+    auto* aligned = reinterpret_cast<std::byte*>(at);
+    if (aligned > base) ::munmap(base, static_cast<std::size_t>(aligned - base));
+    if (aligned + size < base + span) ::munmap(aligned + size, static_cast<std::size_t>(base + span - (aligned + size)));
+#if defined(MADV_HUGEPAGE)
+    ::madvise(aligned, size, MADV_HUGEPAGE);
+#endif
+    return aligned;
+  }
+
+  void release() noexcept {
+    for (const auto& r : regions_) ::munmap(r.base, r.size);
+    regions_.clear();
+  }
+
+  std::vector<region> regions_;
+  std::size_t used_ = 0;  // bytes handed out from the last region
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();
+};
 
 namespace detail {
 

@@ -448,44 +448,48 @@ class weight_map {
     return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.quant.get()), {rows, blocks_per_row});
   }
 
-  /// Whether interleaved_q4_0(name) applies: `name` is stored as a matrix of q4_0 blocks (read in
-  /// place, or with its rows reordered) whose row count is a multiple of 8.
-  bool interleavable_q4_0(std::string_view name) const {
+  /// Whether interleaved<B>(name) applies: `name` is stored as a matrix of B::row_block (q4_0,
+  /// q4_K) read in place or with its rows reordered, with a multiple of B::rows rows.
+  template <interleaved_block B>
+  bool interleavable(std::string_view name) const {
+    using R = typename B::row_block;
     const entry& e = entry_of(name);
-    return stored_as<block_q4_0>(e) && e.info.extents[0] % block_q4_0x8::rows == 0 &&
-           reinterpret_cast<std::uintptr_t>(e.data) % alignof(block_q4_0) == 0;
+    return stored_as<R>(e) && e.info.extents[0] % B::rows == 0 && reinterpret_cast<std::uintptr_t>(e.data) % alignof(R) == 0;
   }
 
-  /// `name` (interleavable_q4_0) rewritten once into rows interleaved 8 at a time: a
-  /// (rows / 8, cols / 32) matrix of block_q4_0x8 (core/blocks.hpp), rows reordered first where
-  /// the map un-permutes them, kept. The stored bytes are not read again: their pages leave the
-  /// process's resident set (io::mapped_file::drop_resident), so memory stays about the file's
-  /// size. format_error naming the tensor unless interleavable_q4_0(name).
-  tensor_view<const block_q4_0x8, 2> interleaved_q4_0(std::string_view name) const {
+  /// `name` (interleavable<B>) rewritten once into rows interleaved B::rows at a time: a
+  /// (rows / 8, cols / block) matrix of B (core/blocks.hpp: block_q4_0x8, block_q4_Kx8), rows
+  /// reordered first where the map un-permutes them, kept on huge pages (io::huge_page_arena). The
+  /// stored bytes are not read again: their pages leave the process's resident set
+  /// (io::mapped_file::drop_resident), so memory stays about the file's size. format_error naming
+  /// the tensor unless interleavable<B>(name).
+  template <interleaved_block B>
+  tensor_view<const B, 2> interleaved(std::string_view name) const {
+    using R = typename B::row_block;
     const entry& e = entry_of(name);
-    if (!interleavable_q4_0(name))
-      throw format_error("weight_map::interleaved_q4_0: tensor '" + e.info.name + "' in " + e.info.file + " (" +
-                         e.info.type_name + ") is not a matrix of q4_0 blocks with a multiple of 8 rows");
-    const index_t groups = e.info.extents[0] / block_q4_0x8::rows, kb = e.info.extents[1] / block_q4_0::block_size;
+    if (!interleavable<B>(name))
+      throw format_error("weight_map::interleaved: tensor '" + e.info.name + "' in " + e.info.file + " (" +
+                         e.info.type_name + ") is not a matrix of " + std::string(R::name) + " blocks with a multiple of " +
+                         std::to_string(B::rows) + " rows");
+    const index_t groups = e.info.extents[0] / B::rows, kb = e.info.extents[1] / B::block_size;
     std::call_once(*e.quant_once, [&] {
-      e.quant = tessera::detail::aligned_buffer<std::byte>(
-          std::max<index_t>(1, groups * kb * static_cast<index_t>(sizeof(block_q4_0x8))));
-      auto* y = reinterpret_cast<block_q4_0x8*>(e.quant.get());
-      const auto* x = reinterpret_cast<const block_q4_0*>(e.data);
+      e.interleaved = arena_->allocate(static_cast<std::size_t>(groups * kb) * sizeof(B));
+      auto* y = reinterpret_cast<B*>(e.interleaved);
+      const auto* x = reinterpret_cast<const R*>(e.data);
       const index_t head_dim = e.transform == weight_transform::unpermute_rope ? e.info.extents[0] / e.rope_heads : 0;
       auto stored_row = [&](index_t r) { return head_dim ? static_cast<index_t>(rope_source_row(r, head_dim)) : r; };
       parallel_for(0, groups, 16, [&](index_t p0, index_t p1) {
         for (index_t p = p0; p < p1; ++p) {
-          const block_q4_0* rows[block_q4_0x8::rows];
+          const R* rows[B::rows];
           for (index_t b = 0; b < kb; ++b) {
-            for (index_t r = 0; r < block_q4_0x8::rows; ++r) rows[r] = x + stored_row(8 * p + r) * kb + b;
+            for (index_t r = 0; r < B::rows; ++r) rows[r] = x + stored_row(B::rows * p + r) * kb + b;
             y[p * kb + b] = interleave(rows);
           }
         }
       });
       if (gguf_) gguf_->mapping()->drop_resident(e.data, static_cast<std::size_t>(e.info.nbytes));
     });
-    return tensor_view<const block_q4_0x8, 2>(reinterpret_cast<const block_q4_0x8*>(e.quant.get()), {groups, kb});
+    return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.interleaved), {groups, kb});
   }
 
   /// `name` as f32: zero-copy for aligned f32 tensors, converted once (and cached) otherwise.
@@ -519,7 +523,8 @@ class weight_map {
     mutable std::unique_ptr<std::once_flag> quant_once = std::make_unique<std::once_flag>();
     mutable buffer native;
     mutable fbuffer f32;
-    mutable buffer quant;                       // quantized<B>() of a float matrix, interleaved_q4_0() of a q4_0 one
+    mutable buffer quant;                       // quantized<B>(): the matrix encoded on request
+    mutable std::byte* interleaved = nullptr;   // interleaved<B>(), in arena_
   };
 
   static bool quantizable_to(ggml_type t) {
@@ -811,6 +816,7 @@ class weight_map {
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<std::shared_ptr<safetensors_file>> st_files_;
   std::shared_ptr<gguf_file> gguf_;
+  std::unique_ptr<huge_page_arena> arena_ = std::make_unique<huge_page_arena>();  // interleaved<B>()
 };
 
 }  // namespace io

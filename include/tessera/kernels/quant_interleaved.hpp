@@ -58,6 +58,35 @@ namespace detail {
 
 #if defined(__AVX2__)
 
+/// The 8 vectors of one interleaved sub-block of 32 (128 bytes, block_q4_0x8's qs layout): q[g]
+/// holds quants 4g .. 4g + 3 of the 8 rows, a dword per row.
+TESSERA_ALWAYS_INLINE void unpack_interleaved(const std::uint8_t* qs, __m256i (&q)[8]) noexcept {
+  const __m256i low = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 4
+  for (int h = 0; h < 4; ++h) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
+    q[2 * h] = _mm256_and_si256(v, low);
+    q[2 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+  }
+}
+
+/// Per lane (row r) two 16-bit sums of row r's 32 products q · a with the activation quants a[0 .. 31]
+/// (each at most 8 · 2 · 15 · 127 = 30480): 8 vpmaddubsw against broadcast dwords, two chains.
+TESSERA_ALWAYS_INLINE __m256i interleaved_dot(const __m256i (&q)[8], const std::int8_t* a) noexcept {
+  auto dword = [&](int g) {
+    std::int32_t v;
+    std::memcpy(&v, a + 4 * g, 4);
+    return _mm256_set1_epi32(v);
+  };
+  __m256i s0 = _mm256_maddubs_epi16(q[0], dword(0)), s1 = _mm256_maddubs_epi16(q[1], dword(1));
+#pragma GCC unroll 3
+  for (int g = 2; g < 8; g += 2) {
+    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(q[g], dword(g)));
+    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(q[g + 1], dword(g + 1)));
+  }
+  return _mm256_add_epi16(s0, s1);
+}
+
 /// out[i · ldo + r] = Σ_b d_r · d_a · (Σ_j q_rj a_ij − 8 Σ_j a_ij) for the M (1 .. 4) activation
 /// rows a + i · lda and the 8 rows of one group (w: its kb block columns).
 template <int M>
@@ -65,35 +94,65 @@ void interleaved_rows_avx2(const block_q4_0x8* w, index_t kb, const block_q8_sum
                            index_t ldo, prefetch_stream pf) noexcept {
   __m256 acc[M];
   for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
-  const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i ones = _mm256_set1_epi16(1);
   for (index_t b = 0; b < kb; ++b) {
     const block_q4_0x8& wb = w[b];
     pf.step<sizeof(block_q4_0x8)>(b);
-    __m256i q[8];  // q[g]: quants 4g .. 4g + 3 of the 8 rows, a dword per row
-#pragma GCC unroll 4
-    for (int h = 0; h < 4; ++h) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs + 32 * h));
-      q[2 * h] = _mm256_and_si256(v, low);
-      q[2 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-    }
+    __m256i q[8];
+    unpack_interleaved(wb.qs, q);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
       const block_q8_sum& ab = a[i * lda + b];
-      auto dword = [&](int g) {
-        std::int32_t v;
-        std::memcpy(&v, ab.qs + 4 * g, 4);
-        return _mm256_set1_epi32(v);
-      };
-      // two chains of 16-bit sums, 4 groups each
-      __m256i s0 = _mm256_maddubs_epi16(q[0], dword(0)), s1 = _mm256_maddubs_epi16(q[1], dword(1));
-#pragma GCC unroll 3
-      for (int g = 2; g < 8; g += 2) {
-        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(q[g], dword(g)));
-        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(q[g + 1], dword(g + 1)));
-      }
-      const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones), _mm256_set1_epi32(8 * ab.sum));
+      const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(interleaved_dot(q, ab.qs), ones), _mm256_set1_epi32(8 * ab.sum));
       acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(s), acc[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
+}
+
+/// q4_K: out[i · ldo + r] = Σ_b d_a · (d_r Σ_s sc_rs dot_rs − dmin_r Σ_s m_rs (bsum_2s + bsum_2s+1)),
+/// exact in integers per super-block as k4_vec_dot: per sub-block the lanes' dots (vpmaddwd) times
+/// the 8 rows' scales (vpmulld, scales widened from bytes); the mins term by 4 vpmaddwd of the
+/// rows' min pairs with the activation's pair of sub-block sums.
+template <int M>
+void interleaved_rows_avx2(const block_q4_Kx8* w, index_t kb, const block_q8_K* a, index_t lda, float* out,
+                           index_t ldo, prefetch_stream pf) noexcept {
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (index_t b = 0; b < kb; ++b) {
+    const block_q4_Kx8& wb = w[b];
+    __m256i scaled[M];
+    for (int i = 0; i < M; ++i) scaled[i] = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      pf.range(b * static_cast<index_t>(sizeof(block_q4_Kx8)) + s * 148, 148);
+      __m256i q[8];
+      unpack_interleaved(wb.qs[s], q);
+      const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(wb.scales[s])));
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i)
+        scaled[i] = _mm256_add_epi32(
+            scaled[i], _mm256_mullo_epi32(_mm256_madd_epi16(interleaved_dot(q, a[i * lda + b].qs + 32 * s), ones), sc));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.dmin)));
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_K& ab = a[i * lda + b];
+      // pair sums of the 16 bsums: sub-blocks 0..3 in the low 128 bits' first 4 words, 4..7 in the high
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums));
+      const __m256i sums = _mm256_hadd_epi16(bs, bs);
+      __m256i mins = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) {
+        const __m256i pair = _mm256_permutevar8x32_epi32(sums, _mm256_set1_epi32(t < 2 ? t : t + 2));  // (sum 2t, sum 2t+1)
+        const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.mins[t])));
+        mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
+      }
+      const __m256 da = _mm256_set1_ps(ab.d);
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(scaled[i]), acc[i]);
+      acc[i] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(mins), acc[i]);
     }
   }
   for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
@@ -102,14 +161,14 @@ void interleaved_rows_avx2(const block_q4_0x8* w, index_t kb, const block_q8_sum
 #endif
 
 /// Groups [lo, hi) of w against all m activation rows, 4 at a time.
-template <class Arch>
-void interleaved_groups(const block_q4_0x8* w, index_t ldw, const block_q8_sum* act, index_t kb, index_t m, float* out,
-                        index_t ldo, index_t lo, index_t hi) noexcept {
+template <class Arch, interleaved_block B, class A>
+void interleaved_groups(const B* w, index_t ldw, const A* act, index_t kb, index_t m, float* out, index_t ldo, index_t lo,
+                        index_t hi) noexcept {
 #if defined(__AVX2__)
   if constexpr (quant_x86<Arch>()) {
     const char* limit = reinterpret_cast<const char*>(w + (hi - 1) * ldw + kb);
     for (index_t p = lo; p < hi; ++p) {
-      const block_q4_0x8* wp = w + p * ldw;
+      const B* wp = w + p * ldw;
       float* op = out + 8 * p;
       // the first pass over the group prefetches the lines quant_prefetch_distance ahead
       const prefetch_stream ahead{reinterpret_cast<const char*>(wp) + quant_prefetch_distance, limit};
@@ -132,7 +191,7 @@ void interleaved_groups(const block_q4_0x8* w, index_t ldw, const block_q8_sum* 
       for (index_t i = 0; i < m; ++i) {
         float sum = 0.f;  // vec_dot's float sums, one block at a time
         for (index_t b = 0; b < kb; ++b) {
-          const block_q4_0 rb = row_block(w[p * ldw + b], r);
+          const typename B::row_block rb = row_block(w[p * ldw + b], r);
           sum += vec_dot(&rb, act + i * kb + b, 1, simd::scalar{});
         }
         out[i * ldo + 8 * p + r] = sum;
@@ -145,7 +204,7 @@ void interleaved_groups(const block_q4_0x8* w, index_t ldw, const block_q8_sum* 
 /// quantized activations.
 template <interleaved_block B>
 std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int = num_threads()) noexcept {
-  return workspace::bytes_for<block_q8_sum>(m * (k / B::block_size));
+  return workspace::bytes_for<activation_block_t<typename B::row_block>>(m * (k / B::block_size));
 }
 
 /// out (m, n) = x (m, k) · dequantize(w)ᵀ, w: (n / 8, k / 32) block_q4_0x8. Takes scratch from ws,
@@ -153,11 +212,13 @@ std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int = num_threads
 template <interleaved_block B, simd::arch_tag Arch = simd::default_arch>
 void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tensor_view<float, 2> out, workspace& ws,
                   Arch = {}) {
-  static_assert(std::is_same_v<B, block_q4_0x8>, "quant_linear: the interleaved layout exists for q4_0");
+  using R = typename B::row_block;
+  using A = activation_block_t<R>;
   const index_t m = x.extent(0), groups = w.extent(0), kb = w.extent(1), n = groups * B::rows;
   if (x.extent(1) != kb * B::block_size)
     throw shape_error("quant_linear: x columns (k) " + std::to_string(x.extent(1)) + " != w's " + std::to_string(kb) +
-                      " interleaved q4_0 block columns × 32 = " + std::to_string(kb * B::block_size));
+                      " interleaved " + std::string(R::name) + " block columns × " + std::to_string(B::block_size) +
+                      " = " + std::to_string(kb * B::block_size));
   expect_equal(out.extent(0), m, "quant_linear: out rows vs x rows (m)");
   expect_equal(out.extent(1), n, "quant_linear: out columns vs w rows (n = 8 × groups)");
   expect_rows_contiguous(x, "quant_linear: x");
@@ -169,8 +230,8 @@ void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tens
     return;
   }
   workspace::frame frame(ws);
-  block_q8_sum* act = ws.alloc<block_q8_sum>(m * kb);
-  if (m > quant_rows_max_m<block_q4_0>)  // as quant_linear does for q4_0
+  A* act = ws.alloc<A>(m * kb);
+  if (m > quant_rows_max_m<R>)  // as quant_linear does for the stored rows
     parallel_for(0, m, 16, [&](index_t lo, index_t hi) {
       for (index_t i = lo; i < hi; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
     });
