@@ -427,7 +427,7 @@ void check_interleaved(const fs::path& file, const std::vector<std::string>& pre
       for (std::size_t t = 0; t < a.size(); ++t)
         worst = std::max(worst, double(std::abs(a[t] - b[t]))), scale = std::max(scale, double(std::abs(b[t])));
       INFO("m " << m << ": max |interleaved - stored| " << worst << " of max " << scale);
-      // same integers for m <= quant_rows_max_m; above it a q4_K stored matrix runs the f32 gemm
+      // same integers for m <= quant_rows_max_m; above it a K-quant stored matrix runs the f32 gemm
       // on dequantized panels, without the activations' 8-bit rounding
       CHECK(worst <= (m <= kernels::quant_rows_max_m<R> || kernels::quant_int8_prefill<R> ? 1e-5 : 2e-2) * scale);
     }
@@ -437,11 +437,13 @@ void check_interleaved(const fs::path& file, const std::vector<std::string>& pre
 
 }  // namespace
 
-TEST_CASE("Q4_0 / Q4_K matrices interleaved at load: the stored rows (q / k un-permuted), the same products",
+TEST_CASE("Q4_0 / Q4_K / Q6_K matrices interleaved at load: the stored rows (q / k un-permuted), the same products",
           "[models][quant][gguf]") {
   check_interleaved<block_q4_0x8>(gguf_dir / "stories260K-Q4_0.gguf",
                                   {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj",
                                    "model.layers.0.self_attn.v_proj", "model.layers.1.mlp.down_proj"});
   check_interleaved<block_q4_Kx8>(gguf_dir / "stories260K-Q4_K_M.gguf",
                                   {"model.layers.0.mlp.down_proj", "model.layers.3.mlp.down_proj"});
+  check_interleaved<block_q6_Kx8>(gguf_dir / "stories260K-Q4_K_M.gguf",
+                                  {"model.layers.2.mlp.down_proj", "model.layers.4.mlp.down_proj"});
 }

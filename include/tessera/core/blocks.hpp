@@ -215,6 +215,22 @@ struct block_q4_Kx8 {
 };
 static_assert(sizeof(block_q4_Kx8) == 1184, "block_q4_Kx8: no padding");
 
+/// Eight rows of q6_K interleaved (as block_q4_Kx8, a layout of layers::linear's). Per chunk c of
+/// 32 elements (sub-blocks 2c and 2c + 1 of 16): scales[c][r][u], row r's scale of sub-block
+/// 2c + u; ql[c], the low nibbles of the 8 rows in block_q4_0x8's qs layout; qh[c], their high two
+/// bits: bits 2j, 2j + 1 of byte 32u + 4r + i hold those of quant 4 (4u + j) + i of row r, so that
+/// one vector, shifted and masked, completes 4 of ql's unpacked vectors. 1680 bytes, 8 × 210.
+struct block_q6_Kx8 {
+  static constexpr index_t block_size = 256;
+  static constexpr index_t rows = 8;
+  using row_block = block_q6_K;
+  f16 d[8];
+  std::int8_t scales[8][8][2];
+  std::uint8_t ql[8][128];
+  std::uint8_t qh[8][64];
+};
+static_assert(sizeof(block_q6_Kx8) == 8 * sizeof(block_q6_K), "block_q6_Kx8: the bytes of 8 q6_K blocks");
+
 /// Row-interleaved blocks: block_size elements of each of `rows` rows of row_block.
 template <class T>
 concept interleaved_block = std::is_trivially_copyable_v<T> && requires {
@@ -880,6 +896,57 @@ inline block_q4_K row_block(const block_q4_Kx8& x, int r) noexcept {
     std::uint8_t q[32];
     detail::deinterleave_nibbles(x.qs[s], r, q);
     for (int l = 0; l < 32; ++l) y.qs[32 * (s / 2) + l] = static_cast<std::uint8_t>(y.qs[32 * (s / 2) + l] | q[l] << (4 * (s % 2)));
+  }
+  return y;
+}
+
+namespace detail {
+/// Where element e (0..255) of a q6_K block keeps its bits: the byte of ql and the shift of its
+/// low nibble, the byte of qh and the shift of its high two bits (ggml's dequantize_row_q6_K).
+struct q6_place {
+  int ql, ql_shift, qh, qh_shift;
+};
+inline q6_place q6_place_of(int e) noexcept {
+  const int half = e / 128, g = e % 128 / 32, l = e % 32;
+  return {64 * half + l + 32 * (g % 2), 4 * (g / 2), 32 * half + l, 2 * g};
+}
+}  // namespace detail
+
+/// Super-block column b of 8 q6_K rows (rows[r]: row r's block b), interleaved.
+inline block_q6_Kx8 interleave(const block_q6_K* const (&rows)[8]) noexcept {
+  block_q6_Kx8 y{};
+  for (int r = 0; r < 8; ++r) {
+    const block_q6_K& x = *rows[r];
+    y.d[r] = x.d;
+    for (int c = 0; c < 8; ++c) {
+      y.scales[c][r][0] = x.scales[2 * c], y.scales[c][r][1] = x.scales[2 * c + 1];
+      std::uint8_t low[32];
+      for (int l = 0; l < 32; ++l) {
+        const detail::q6_place p = detail::q6_place_of(32 * c + l);
+        low[l] = static_cast<std::uint8_t>((x.ql[p.ql] >> p.ql_shift) & 0xF);
+        const int high = (x.qh[p.qh] >> p.qh_shift) & 3, g = l / 4, i = l % 4;
+        y.qh[c][32 * (g / 4) + 4 * r + i] = static_cast<std::uint8_t>(y.qh[c][32 * (g / 4) + 4 * r + i] | high << (2 * (g % 4)));
+      }
+      detail::interleave_nibbles(low, r, y.ql[c]);
+    }
+  }
+  return y;
+}
+
+/// Row r's q6_K block of an interleaved super-block column, byte for byte.
+inline block_q6_K row_block(const block_q6_Kx8& x, int r) noexcept {
+  block_q6_K y{};
+  y.d = x.d[r];
+  for (int c = 0; c < 8; ++c) {
+    y.scales[2 * c] = x.scales[c][r][0], y.scales[2 * c + 1] = x.scales[c][r][1];
+    std::uint8_t low[32];
+    detail::deinterleave_nibbles(x.ql[c], r, low);
+    for (int l = 0; l < 32; ++l) {
+      const detail::q6_place p = detail::q6_place_of(32 * c + l);
+      const int g = l / 4, i = l % 4, high = (x.qh[c][32 * (g / 4) + 4 * r + i] >> (2 * (g % 4))) & 3;
+      y.ql[p.ql] = static_cast<std::uint8_t>(y.ql[p.ql] | low[l] << p.ql_shift);
+      y.qh[p.qh] = static_cast<std::uint8_t>(y.qh[p.qh] | high << p.qh_shift);
+    }
   }
   return y;
 }

@@ -158,6 +158,72 @@ void interleaved_rows_avx2(const block_q4_Kx8* w, index_t kb, const block_q8_K* 
   for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
 }
 
+/// q6_K: out[i · ldo + r] = Σ_b d_a · d_r · Σ_s sc_rs (Σ_l q a − 32 bsum_s), exact in integers per
+/// super-block as q6_K's vec_dot. Per chunk of 32: ql's nibbles unpacked as q4_0x8's, the high two
+/// bits shifted and masked in (q in 0 .. 63: two vpmaddubsw pair sums add up to at most 32004 in 16
+/// bits), each sub-block's 16 products widened and times the 8 rows' scales (vpmulld); the offset
+/// term by 8 vpmaddwd of the rows' scale pairs with the activation's pairs of sums of 16.
+template <int M>
+void interleaved_rows_avx2(const block_q6_Kx8* w, index_t kb, const block_q8_K* a, index_t lda, float* out,
+                           index_t ldo, prefetch_stream pf) noexcept {
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1), high_bits = _mm256_set1_epi8(0x30);
+  for (index_t b = 0; b < kb; ++b) {
+    const block_q6_Kx8& wb = w[b];
+    __m256i isum[M];
+    for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      pf.range(b * static_cast<index_t>(sizeof(block_q6_Kx8)) + c * 210, 210);
+      __m256i q[8];
+      unpack_interleaved(wb.ql[c], q);
+      const __m256i h0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh[c]));
+      const __m256i h1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh[c] + 32));
+      q[0] = _mm256_or_si256(q[0], _mm256_and_si256(_mm256_slli_epi16(h0, 4), high_bits));
+      q[1] = _mm256_or_si256(q[1], _mm256_and_si256(_mm256_slli_epi16(h0, 2), high_bits));
+      q[2] = _mm256_or_si256(q[2], _mm256_and_si256(h0, high_bits));
+      q[3] = _mm256_or_si256(q[3], _mm256_and_si256(_mm256_srli_epi16(h0, 2), high_bits));
+      q[4] = _mm256_or_si256(q[4], _mm256_and_si256(_mm256_slli_epi16(h1, 4), high_bits));
+      q[5] = _mm256_or_si256(q[5], _mm256_and_si256(_mm256_slli_epi16(h1, 2), high_bits));
+      q[6] = _mm256_or_si256(q[6], _mm256_and_si256(h1, high_bits));
+      q[7] = _mm256_or_si256(q[7], _mm256_and_si256(_mm256_srli_epi16(h1, 2), high_bits));
+      const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales[c])));
+      const __m256i sc0 = _mm256_srai_epi32(_mm256_slli_epi32(sc, 16), 16), sc1 = _mm256_srai_epi32(sc, 16);
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) {
+        const std::int8_t* av = a[i * lda + b].qs + 32 * c;
+        auto dword = [&](int g) {
+          std::int32_t v;
+          std::memcpy(&v, av + 4 * g, 4);
+          return _mm256_set1_epi32(v);
+        };
+        auto pair = [&](int g) {  // groups g, g + 1: at most 2 · 2 · 63 · 127 = 32004
+          return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(q[g], dword(g)), _mm256_maddubs_epi16(q[g + 1], dword(g + 1))),
+                                   ones);
+        };
+        const __m256i d0 = _mm256_add_epi32(pair(0), pair(2)), d1 = _mm256_add_epi32(pair(4), pair(6));
+        isum[i] = _mm256_add_epi32(isum[i], _mm256_add_epi32(_mm256_mullo_epi32(d0, sc0), _mm256_mullo_epi32(d1, sc1)));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_K& ab = a[i * lda + b];
+      __m256i off = _mm256_setzero_si256();
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) {
+        std::int32_t bs;
+        std::memcpy(&bs, ab.bsums + 2 * c, 4);
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales[c])));
+        off = _mm256_add_epi32(off, _mm256_madd_epi16(sc, _mm256_set1_epi32(bs)));
+      }
+      const __m256i s = _mm256_sub_epi32(isum[i], _mm256_slli_epi32(off, 5));
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(s), acc[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
+}
+
 #endif
 
 /// Groups [lo, hi) of w against all m activation rows, 4 at a time.

@@ -39,7 +39,8 @@ class weight_matrix {
                                 tensor_view<const block_q5_1, 2>, tensor_view<const block_q4_K, 2>,
                                 tensor_view<const block_q5_K, 2>, tensor_view<const block_q6_K, 2>,
                                 tensor_view<const block_iq4_nl, 2>, tensor_view<const block_iq4_xs, 2>,
-                                tensor_view<const block_q4_0x8, 2>, tensor_view<const block_q4_Kx8, 2>>;
+                                tensor_view<const block_q4_0x8, 2>, tensor_view<const block_q4_Kx8, 2>,
+                                tensor_view<const block_q6_Kx8, 2>>;
 
   weight_matrix() = default;
   explicit weight_matrix(any_view v) : view_(v) {}
@@ -78,6 +79,7 @@ class weight_matrix {
     if (kernels::interleaved_available() && !w.matrix_quantization()) {
       if (w.interleavable<block_q4_0x8>(name)) return weight_matrix(w.interleaved<block_q4_0x8>(name));
       if (w.interleavable<block_q4_Kx8>(name)) return weight_matrix(w.interleaved<block_q4_Kx8>(name));
+      if (w.interleavable<block_q6_Kx8>(name)) return weight_matrix(w.interleaved<block_q6_Kx8>(name));
     }
     return load(w, name);
   }
