@@ -182,22 +182,36 @@ concept quant_block = std::is_trivially_copyable_v<T> && requires {
   { T::name } -> std::convertible_to<std::string_view>;
 };
 
-/// Eight rows of q4_0 interleaved: block column b of rows 8p .. 8p + 7 of a q4_0 matrix. Never in
-/// a file: layers::linear rewrites a stored q4_0 matrix into it at load where the kernels for it
-/// exist (kernels/quant_interleaved.hpp, x86 with AVX2). d[r] is row r's scale; byte
-/// qs[32 h + 4 r + i] (h, i in 0..3) holds row r's quants 8h + i (low nibble) and 8h + 4 + i (high
-/// nibble), 0..15 as in q4_0 (x = (q - 8) d). One 32-byte vector h, masked, holds quants
-/// 8h .. 8h + 3 of the 8 rows (a dword each) and, shifted, quants 8h + 4 .. 8h + 7: against a
-/// broadcast dword of activations each lane sums one row, with no reduction across lanes. Same
-/// bytes as the 8 q4_0 blocks (144).
-struct block_q4_0x8 {
+/// Eight rows of a 4-bit 32-element format (q4_0, iq4_nl: a scale and 16 bytes of nibbles, low
+/// nibbles elements 0..15) interleaved: block column b of rows 8p .. 8p + 7 of the matrix. Never in
+/// a file: layers::linear rewrites a stored matrix into it at load where the kernels for it exist
+/// (kernels/quant_interleaved.hpp, x86 with AVX2). d[r] is row r's scale; byte qs[32 h + 4 r + i]
+/// (h, i in 0..3) holds row r's nibbles 8h + i (low) and 8h + 4 + i (high). One 32-byte vector h,
+/// masked, holds nibbles 8h .. 8h + 3 of the 8 rows (a dword each) and, shifted, 8h + 4 .. 8h + 7:
+/// against a broadcast dword of activations each lane sums one row, with no reduction across
+/// lanes. Same bytes as the 8 blocks (144).
+template <class R>
+struct block_nibbles_x8 {
   static constexpr index_t block_size = 32;  // elements of each row
   static constexpr index_t rows = 8;
-  using row_block = block_q4_0;
+  using row_block = R;
   f16 d[8];
   std::uint8_t qs[128];
 };
-static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0), "block_q4_0x8: the bytes of 8 q4_0 blocks");
+using block_q4_0x8 = block_nibbles_x8<block_q4_0>;      // nibble q: x = (q - 8) d
+using block_iq4_nlx8 = block_nibbles_x8<block_iq4_nl>;  // nibble q: x = kvalues_iq4nl[q] d
+
+/// Eight rows of q8_0 interleaved: qs[g][4 r + i] = row r's quant 4g + i, d[r] its scale.
+struct block_q8_0x8 {
+  static constexpr index_t block_size = 32;
+  static constexpr index_t rows = 8;
+  using row_block = block_q8_0;
+  f16 d[8];
+  std::int8_t qs[8][32];
+};
+static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "block_q8_0x8: the bytes of 8 q8_0 blocks");
+static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0) && sizeof(block_iq4_nlx8) == 8 * sizeof(block_iq4_nl),
+              "block_nibbles_x8: the bytes of 8 blocks");
 
 /// Eight rows of q4_K interleaved: super-block column b of rows 8p .. 8p + 7 (as block_q4_0x8, a
 /// layout of layers::linear's, never in a file). d, dmin: the rows' scales; scales[s][r], mins:
@@ -278,9 +292,11 @@ inline void deinterleave_nibbles(const std::uint8_t* qs, int r, std::uint8_t (&q
 }
 }  // namespace detail
 
-/// Block column b of 8 q4_0 rows (rows[r]: row r's block b), interleaved.
-inline block_q4_0x8 interleave(const block_q4_0* const (&rows)[8]) noexcept {
-  block_q4_0x8 y;
+/// Block column b of 8 rows of q4_0 / iq4_nl (rows[r]: row r's block b), interleaved.
+template <class R>
+  requires std::is_same_v<R, block_q4_0> || std::is_same_v<R, block_iq4_nl>
+block_nibbles_x8<R> interleave(const R* const (&rows)[8]) noexcept {
+  block_nibbles_x8<R> y;
   for (int r = 0; r < 8; ++r) {
     y.d[r] = rows[r]->d;
     std::uint8_t q[32];
@@ -290,9 +306,10 @@ inline block_q4_0x8 interleave(const block_q4_0* const (&rows)[8]) noexcept {
   return y;
 }
 
-/// Row r's q4_0 block of an interleaved block column (the block interleave took it from).
-inline block_q4_0 row_block(const block_q4_0x8& x, int r) noexcept {
-  block_q4_0 y;
+/// Row r's block of an interleaved block column (the block interleave took it from).
+template <class R>
+R row_block(const block_nibbles_x8<R>& x, int r) noexcept {
+  R y;
   y.d = x.d[r];
   std::uint8_t q[32];
   detail::deinterleave_nibbles(x.qs, r, q);
@@ -860,6 +877,24 @@ inline void quantize(const float* x, block_q6_K* y, index_t n_blocks) noexcept {
 
 /// A block type tessera can also write (core/blocks.hpp's quantize): every type but iq4_nl and
 /// iq4_xs, which are read and computed in place only (their encoders search a non-linear grid).
+/// Block column b of 8 q8_0 rows (rows[r]: row r's block b), interleaved.
+inline block_q8_0x8 interleave(const block_q8_0* const (&rows)[8]) noexcept {
+  block_q8_0x8 y;
+  for (int r = 0; r < 8; ++r) {
+    y.d[r] = rows[r]->d;
+    for (int j = 0; j < 32; ++j) y.qs[j / 4][4 * r + j % 4] = rows[r]->qs[j];
+  }
+  return y;
+}
+
+/// Row r's q8_0 block of an interleaved block column.
+inline block_q8_0 row_block(const block_q8_0x8& x, int r) noexcept {
+  block_q8_0 y;
+  y.d = x.d[r];
+  for (int j = 0; j < 32; ++j) y.qs[j] = x.qs[j / 4][4 * r + j % 4];
+  return y;
+}
+
 /// Super-block column b of 8 q4_K rows (rows[r]: row r's block b), interleaved.
 inline block_q4_Kx8 interleave(const block_q4_K* const (&rows)[8]) noexcept {
   block_q4_Kx8 y;

@@ -1,26 +1,31 @@
-// tessera/kernels/quant_interleaved.hpp: out = x · dequantize(w)ᵀ with w in row-interleaved
-// q4_0 blocks (block_q4_0x8, core/blocks.hpp), the layout layers::linear rewrites a stored q4_0
-// matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 at load.
+// tessera/kernels/quant_interleaved.hpp: out = x · dequantize(w)ᵀ with w's rows interleaved 8 at
+// a time (core/blocks.hpp: block_q4_0x8, block_iq4_nlx8, block_q8_0x8, block_q4_Kx8,
+// block_q6_Kx8), the layouts layers::linear rewrites a stored Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K
+// matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 / Q4_K / IQ4_NL at load.
 //
 //   x:   (m, k) f32 activations, rows contiguous
-//   w:   (n / 8, k / 32) block_q4_0x8: block column b of rows 8p .. 8p + 7 at w(p, b)
+//   w:   (n / 8, k / block) interleaved blocks: block column b of rows 8p .. 8p + 7 at w(p, b)
 //   out: (m, n) f32, rows contiguous; overwritten
 //
-// Why: decode streams every weight once per token, and with q4_0 stored row by row the AVX2 tile
-// (kernels/quant_rows.hpp, vec_dot_rows8) spends per block of 8 rows a vphaddw tree, eight f16
-// scale loads and the nibble unpacking of eight separate rows: ~75 vector instructions, 1.2 ns on
-// Zen 3, hot in L2, against 0.9 ns for the memory to deliver its 144 bytes at 85% of a plain read
-// (docs/quant.md). Interleaved, one 32-byte load gives, masked and shifted, four quants of each of
-// the 8 rows for two broadcast dwords of activations: 8 vpmaddubsw, 7 16-bit adds (8 · 2 · 15 · 127
-// = 30480 < 2^15), one vpmaddwd, one conversion of the 8 contiguous scales and one FMA per block
-// of 8 rows, ~36 instructions. And a thread's rows are one sequential stream, which the hardware
-// prefetcher follows (the row-by-row tiles need software prefetches for their 8 streams).
+// Why: decode streams every weight once per token, and with rows stored one after the other the
+// AVX2 tiles (kernels/quant_rows.hpp) spend per block of 8 rows a horizontal-add tree, eight
+// scale loads and the unpacking of eight separate rows: ~75 vector instructions for q4_0, 1.2 ns
+// on Zen 3 hot in L2, against 0.9 ns for the memory to deliver its 144 bytes at 85% of a plain
+// read (docs/quant.md). Interleaved, one 32-byte load gives (masked and shifted, for the 4-bit
+// formats) four quants of each of the 8 rows, dotted with one broadcast dword of activations by
+// one vpmaddubsw, so each 32-bit lane sums one row and nothing is reduced across lanes; the 8
+// rows' scales are contiguous (one conversion, one FMA per block). And a thread's rows are one
+// sequential stream, where the row tiles read 4 or 8 interleaved ones. Zen 3, 1 thread, 100-200 MB
+// of weights streamed (docs/quant.md, "Session 21"): q4_0 1.5-1.7x the row tile, q4_K 1.5-1.8x,
+// q6_K 1.1-1.3x, q8_0 0.9-1.05x (the row tile already streamed q8_0 at 85-95% of a read; hot in
+// L2 the interleaved one is 1.26x), and the int8 prefill 1.0-1.9x.
 //
-// The rows of x are quantized once into q8_sum blocks (kernels/quant_dot.hpp), as for the other
-// q4_0 paths; every m takes the same path (decode, batched decode and prefill: each group of 8
-// weight rows meets the activation rows 4 at a time while it sits in L1), threads take chunks of
-// ~256 KB of weights as they come free. The scalar arch computes row_block(w, r) with vec_dot:
-// the same integers and the same float sums as the stored q4_0 matrix's reference.
+// The rows of x are quantized once into the stored format's activation blocks (q8_sum, q8_K;
+// kernels/quant_dot.hpp); every m takes the same path (decode, batched decode and prefill: each
+// group of 8 weight rows meets the activation rows 4 at a time while it sits in L1); threads take
+// chunks of ~256 KB of weights as they come free. The integers per block are the stored format's
+// vec_dot's; the scalar arch computes row_block(w, r) with vec_dot, the same integers and float
+// sums as the stored matrix's reference.
 #pragma once
 
 #include <algorithm>
@@ -47,8 +52,8 @@ namespace tessera {
 inline namespace v0 {
 namespace kernels {
 
-/// Whether Arch has the interleaved kernels (layers::linear interleaves q4_0 at load only then:
-/// elsewhere the stored rows' own kernels are as fast).
+/// Whether Arch has the interleaved kernels (layers::linear interleaves matrices at load only
+/// then: elsewhere the stored rows' scalar kernels are as fast).
 template <class Arch = simd::default_arch>
 constexpr bool interleaved_available() noexcept {
   return detail::quant_x86<Arch>();
@@ -106,6 +111,54 @@ void interleaved_rows_avx2(const block_q4_0x8* w, index_t kb, const block_q8_sum
       const block_q8_sum& ab = a[i * lda + b];
       const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(interleaved_dot(q, ab.qs), ones), _mm256_set1_epi32(8 * ab.sum));
       acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(s), acc[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
+}
+
+/// The signed quants of an interleaved block column of q8_0 (stored) or iq4_nl (nibbles looked up
+/// in the grid, one vpshufb per vector), q[g] holding quants 4g .. 4g + 3 of the 8 rows.
+TESSERA_ALWAYS_INLINE void signed_interleaved(const block_q8_0x8& b, __m256i (&q)[8]) noexcept {
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) q[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs[g]));
+}
+TESSERA_ALWAYS_INLINE void signed_interleaved(const block_iq4_nlx8& b, __m256i (&q)[8]) noexcept {
+  unpack_interleaved(b.qs, q);
+  const __m256i grid = iq4_grid();
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) q[g] = _mm256_shuffle_epi8(grid, q[g]);
+}
+
+/// q8_0 / iq4_nl: out[i · ldo + r] = Σ_b d_r · d_a · Σ_j w_rj a_ij with signed w: |w| · sign(a, w) as
+/// the row tiles do (pair sums up to 2 · 127 · 127, widened per group).
+template <int M, class B>
+  requires std::is_same_v<B, block_q8_0x8> || std::is_same_v<B, block_iq4_nlx8>
+void interleaved_rows_avx2(const B* w, index_t kb, const block_q8_sum* a, index_t lda, float* out, index_t ldo,
+                           prefetch_stream pf) noexcept {
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (index_t b = 0; b < kb; ++b) {
+    const B& wb = w[b];
+    pf.step<sizeof(B)>(b);
+    __m256i q[8], u[8];
+    signed_interleaved(wb, q);
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) u[g] = _mm256_abs_epi8(q[g]);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const block_q8_sum& ab = a[i * lda + b];
+      __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int g = 0; g < 8; g += 2) {
+        std::int32_t v0, v1;
+        std::memcpy(&v0, ab.qs + 4 * g, 4);
+        std::memcpy(&v1, ab.qs + 4 * g + 4, 4);
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u[g], _mm256_sign_epi8(_mm256_set1_epi32(v0), q[g])), ones));
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u[g + 1], _mm256_sign_epi8(_mm256_set1_epi32(v1), q[g + 1])), ones));
+      }
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc[i]);
     }
   }
   for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
@@ -273,8 +326,8 @@ std::size_t quant_linear_workspace_bytes(index_t m, index_t k, int = num_threads
   return workspace::bytes_for<activation_block_t<typename B::row_block>>(m * (k / B::block_size));
 }
 
-/// out (m, n) = x (m, k) · dequantize(w)ᵀ, w: (n / 8, k / 32) block_q4_0x8. Takes scratch from ws,
-/// never allocates; threads over groups of 8 weight rows.
+/// out (m, n) = x (m, k) · dequantize(w)ᵀ, w: (n / 8, k / block) interleaved blocks. Takes scratch
+/// from ws, never allocates; threads over groups of 8 weight rows.
 template <interleaved_block B, simd::arch_tag Arch = simd::default_arch>
 void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tensor_view<float, 2> out, workspace& ws,
                   Arch = {}) {
