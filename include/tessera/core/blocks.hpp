@@ -229,6 +229,21 @@ struct block_q4_Kx8 {
 };
 static_assert(sizeof(block_q4_Kx8) == 1184, "block_q4_Kx8: no padding");
 
+/// Eight rows of q5_K interleaved: as block_q4_Kx8 for the low four bits, plus qh[s], the fifth
+/// bits of sub-block s: bit j of byte 4r + i is that of quant 4j + i of row r. 1440 bytes, 8 × 180
+/// (q5_K: 8 × 176).
+struct block_q5_Kx8 {
+  static constexpr index_t block_size = 256;
+  static constexpr index_t rows = 8;
+  using row_block = block_q5_K;
+  f16 d[8], dmin[8];
+  std::uint8_t scales[8][8];
+  std::uint8_t mins[4][8][2];
+  std::uint8_t qh[8][32];
+  std::uint8_t qs[8][128];
+};
+static_assert(sizeof(block_q5_Kx8) == 1440, "block_q5_Kx8: no padding");
+
 /// Eight rows of q6_K interleaved (as block_q4_Kx8, a layout of layers::linear's). Per chunk c of
 /// 32 elements (sub-blocks 2c and 2c + 1 of 16): scales[c][r][u], row r's scale of sub-block
 /// 2c + u; ql[c], the low nibbles of the 8 rows in block_q4_0x8's qs layout; qh[c], their high two
@@ -895,11 +910,13 @@ inline block_q8_0 row_block(const block_q8_0x8& x, int r) noexcept {
   return y;
 }
 
-/// Super-block column b of 8 q4_K rows (rows[r]: row r's block b), interleaved.
-inline block_q4_Kx8 interleave(const block_q4_K* const (&rows)[8]) noexcept {
-  block_q4_Kx8 y;
+/// Super-block column b of 8 q4_K / q5_K rows (rows[r]: row r's block b), interleaved.
+template <class R>
+  requires std::is_same_v<R, block_q4_K> || std::is_same_v<R, block_q5_K>
+auto interleave(const R* const (&rows)[8]) noexcept {
+  std::conditional_t<std::is_same_v<R, block_q4_K>, block_q4_Kx8, block_q5_Kx8> y{};
   for (int r = 0; r < 8; ++r) {
-    const block_q4_K& x = *rows[r];
+    const R& x = *rows[r];
     y.d[r] = x.d, y.dmin[r] = x.dmin;
     for (int s = 0; s < 8; ++s) {
       std::uint8_t sc, m;
@@ -908,15 +925,20 @@ inline block_q4_Kx8 interleave(const block_q4_K* const (&rows)[8]) noexcept {
       std::uint8_t q[32];  // sub-block s: low nibbles of qs[32 (s / 2) ..] for even s, high for odd
       for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>((x.qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF);
       detail::interleave_nibbles(q, r, y.qs[s]);
+      if constexpr (std::is_same_v<R, block_q5_K>)
+        for (int l = 0; l < 32; ++l)  // the fifth bit of element l: bit s of qh[l]
+          y.qh[s][4 * r + l % 4] = static_cast<std::uint8_t>(y.qh[s][4 * r + l % 4] | ((x.qh[l] >> s) & 1) << (l / 4));
     }
   }
   return y;
 }
 
-/// Row r's q4_K block of an interleaved super-block column, byte for byte (the 6-bit scales and
-/// mins packed back as scale_min_k4 reads them).
-inline block_q4_K row_block(const block_q4_Kx8& x, int r) noexcept {
-  block_q4_K y{};
+/// Row r's q4_K / q5_K block of an interleaved super-block column, byte for byte (the 6-bit scales
+/// and mins packed back as scale_min_k4 reads them).
+template <class X>
+  requires std::is_same_v<X, block_q4_Kx8> || std::is_same_v<X, block_q5_Kx8>
+typename X::row_block row_block(const X& x, int r) noexcept {
+  typename X::row_block y{};
   y.d = x.d[r], y.dmin = x.dmin[r];
   for (int s = 0; s < 8; ++s) {
     const std::uint8_t sc = x.scales[s][r], m = x.mins[s / 2][r][s % 2];
@@ -931,6 +953,9 @@ inline block_q4_K row_block(const block_q4_Kx8& x, int r) noexcept {
     std::uint8_t q[32];
     detail::deinterleave_nibbles(x.qs[s], r, q);
     for (int l = 0; l < 32; ++l) y.qs[32 * (s / 2) + l] = static_cast<std::uint8_t>(y.qs[32 * (s / 2) + l] | q[l] << (4 * (s % 2)));
+    if constexpr (std::is_same_v<X, block_q5_Kx8>)
+      for (int l = 0; l < 32; ++l)
+        y.qh[l] = static_cast<std::uint8_t>(y.qh[l] | ((x.qh[s][4 * r + l % 4] >> (l / 4)) & 1) << s);
   }
   return y;
 }

@@ -1,7 +1,7 @@
 // tessera/kernels/quant_interleaved.hpp: out = x · dequantize(w)ᵀ with w's rows interleaved 8 at
 // a time (core/blocks.hpp: block_q4_0x8, block_iq4_nlx8, block_q8_0x8, block_q4_Kx8,
-// block_q6_Kx8), the layouts layers::linear rewrites a stored Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K
-// matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 / Q4_K / IQ4_NL at load.
+// block_q5_Kx8, block_q6_Kx8), the layouts layers::linear rewrites a stored Q4_0 / IQ4_NL / Q8_0 /
+// Q4_K / Q5_K / Q6_K matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 / Q4_K / IQ4_NL at load.
 //
 //   x:   (m, k) f32 activations, rows contiguous
 //   w:   (n / 8, k / block) interleaved blocks: block column b of rows 8p .. 8p + 7 at w(p, b)
@@ -75,9 +75,12 @@ TESSERA_ALWAYS_INLINE void unpack_interleaved(const std::uint8_t* qs, __m256i (&
   }
 }
 
-/// Per lane (row r) two 16-bit sums of row r's 32 products q · a with the activation quants a[0 .. 31]
-/// (each at most 8 · 2 · 15 · 127 = 30480): 8 vpmaddubsw against broadcast dwords, two chains.
-TESSERA_ALWAYS_INLINE __m256i interleaved_dot(const __m256i (&q)[8], const std::int8_t* a) noexcept {
+/// Per lane (row r) 16-bit sums of row r's products q · a with the activation quants a[0 .. 31],
+/// in two chains: groups 0, 2, 4, 6 and 1, 3, 5, 7 (8 vpmaddubsw against broadcast dwords).
+struct dot_halves {
+  __m256i even, odd;
+};
+TESSERA_ALWAYS_INLINE dot_halves interleaved_dot_halves(const __m256i (&q)[8], const std::int8_t* a) noexcept {
   auto dword = [&](int g) {
     std::int32_t v;
     std::memcpy(&v, a + 4 * g, 4);
@@ -89,7 +92,14 @@ TESSERA_ALWAYS_INLINE __m256i interleaved_dot(const __m256i (&q)[8], const std::
     s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(q[g], dword(g)));
     s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(q[g + 1], dword(g + 1)));
   }
-  return _mm256_add_epi16(s0, s1);
+  return {s0, s1};
+}
+
+/// The two chains added: per lane two 16-bit sums of 4-bit quants' products (each at most
+/// 8 · 2 · 15 · 127 = 30480).
+TESSERA_ALWAYS_INLINE __m256i interleaved_dot(const __m256i (&q)[8], const std::int8_t* a) noexcept {
+  const dot_halves h = interleaved_dot_halves(q, a);
+  return _mm256_add_epi16(h.even, h.odd);
 }
 
 /// out[i · ldo + r] = Σ_b d_r · d_a · (Σ_j q_rj a_ij − 8 Σ_j a_ij) for the M (1 .. 4) activation
@@ -168,25 +178,46 @@ void interleaved_rows_avx2(const B* w, index_t kb, const block_q8_sum* a, index_
 /// exact in integers per super-block as k4_vec_dot: per sub-block the lanes' dots (vpmaddwd) times
 /// the 8 rows' scales (vpmulld, scales widened from bytes); the mins term by 4 vpmaddwd of the
 /// rows' min pairs with the activation's pair of sub-block sums.
-template <int M>
-void interleaved_rows_avx2(const block_q4_Kx8* w, index_t kb, const block_q8_K* a, index_t lda, float* out,
-                           index_t ldo, prefetch_stream pf) noexcept {
+template <int M, class B>
+  requires std::is_same_v<B, block_q4_Kx8> || std::is_same_v<B, block_q5_Kx8>
+void interleaved_rows_avx2(const B* w, index_t kb, const block_q8_K* a, index_t lda, float* out, index_t ldo,
+                           prefetch_stream pf) noexcept {
+  constexpr bool five = std::is_same_v<B, block_q5_Kx8>;
+  constexpr index_t sub_bytes = sizeof(B) / 8;
   __m256 acc[M];
   for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (index_t b = 0; b < kb; ++b) {
-    const block_q4_Kx8& wb = w[b];
+    const B& wb = w[b];
     __m256i scaled[M];
     for (int i = 0; i < M; ++i) scaled[i] = _mm256_setzero_si256();
     for (int s = 0; s < 8; ++s) {
-      pf.range(b * static_cast<index_t>(sizeof(block_q4_Kx8)) + s * 148, 148);
+      pf.range(b * static_cast<index_t>(sizeof(B)) + s * sub_bytes, sub_bytes);
       __m256i q[8];
       unpack_interleaved(wb.qs[s], q);
+      if constexpr (five) {  // bit g of each byte to bit 4 of q[g]
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh[s])), bit4 = _mm256_set1_epi8(0x10);
+        q[0] = _mm256_or_si256(q[0], _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
+        q[1] = _mm256_or_si256(q[1], _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
+        q[2] = _mm256_or_si256(q[2], _mm256_and_si256(_mm256_slli_epi16(h, 2), bit4));
+        q[3] = _mm256_or_si256(q[3], _mm256_and_si256(_mm256_slli_epi16(h, 1), bit4));
+        q[4] = _mm256_or_si256(q[4], _mm256_and_si256(h, bit4));
+        q[5] = _mm256_or_si256(q[5], _mm256_and_si256(_mm256_srli_epi16(h, 1), bit4));
+        q[6] = _mm256_or_si256(q[6], _mm256_and_si256(_mm256_srli_epi16(h, 2), bit4));
+        q[7] = _mm256_or_si256(q[7], _mm256_and_si256(_mm256_srli_epi16(h, 3), bit4));
+      }
       const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(wb.scales[s])));
 #pragma GCC unroll 4
-      for (int i = 0; i < M; ++i)
-        scaled[i] = _mm256_add_epi32(
-            scaled[i], _mm256_mullo_epi32(_mm256_madd_epi16(interleaved_dot(q, a[i * lda + b].qs + 32 * s), ones), sc));
+      for (int i = 0; i < M; ++i) {
+        __m256i dot;
+        if constexpr (five) {  // 5-bit quants: 4 groups of pair sums at most 4 · 2 · 31 · 127 = 31496 in 16 bits
+          const dot_halves h = interleaved_dot_halves(q, a[i * lda + b].qs + 32 * s);
+          dot = _mm256_add_epi32(_mm256_madd_epi16(h.even, ones), _mm256_madd_epi16(h.odd, ones));
+        } else {
+          dot = _mm256_madd_epi16(interleaved_dot(q, a[i * lda + b].qs + 32 * s), ones);
+        }
+        scaled[i] = _mm256_add_epi32(scaled[i], _mm256_mullo_epi32(dot, sc));
+      }
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
     const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.dmin)));
