@@ -437,7 +437,7 @@ void check_interleaved(const fs::path& file, const std::vector<std::string>& pre
 
 }  // namespace
 
-TEST_CASE("Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K matrices interleaved at load: the stored rows (q / k un-permuted), the same products",
+TEST_CASE("Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K / IQ4_XS matrices interleaved at load: the stored rows (q / k un-permuted), the same products",
           "[models][quant][gguf]") {
   check_interleaved<block_q4_0x8>(gguf_dir / "stories260K-Q4_0.gguf",
                                   {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj",
@@ -449,4 +449,5 @@ TEST_CASE("Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K matrices interleaved at load: the 
   check_interleaved<block_q8_0x8>(gguf_dir / "stories260K-Q8_0.gguf",
                                   {"model.layers.0.self_attn.q_proj", "model.layers.1.mlp.gate_proj"});
   check_interleaved<block_iq4_nlx8>(gguf_dir / "stories260K-IQ4_NL.gguf", {"model.layers.0.self_attn.k_proj"});
+  check_interleaved<block_iq4_xsx8>(gguf_dir / "stories260K-IQ4_XS.gguf", {"model.layers.0.mlp.down_proj"});
 }

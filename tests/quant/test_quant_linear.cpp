@@ -172,7 +172,7 @@ std::vector<B> interleave_rows(const std::vector<typename B::row_block>& w, inde
 }  // namespace
 
 TEMPLATE_TEST_CASE("interleave: each row's block comes back byte for byte", "[quant][linear][interleaved]", block_q4_0x8,
-                   block_iq4_nlx8, block_q8_0x8, block_q4_Kx8, block_q5_Kx8, block_q6_Kx8) {
+                   block_iq4_nlx8, block_q8_0x8, block_q4_Kx8, block_q5_Kx8, block_q6_Kx8, block_iq4_xsx8) {
   using B = TestType;
   using R = typename B::row_block;
   rng(54);
@@ -187,7 +187,7 @@ TEMPLATE_TEST_CASE("interleave: each row's block comes back byte for byte", "[qu
 
 TEMPLATE_TEST_CASE("quant_linear on interleaved rows: decode, batched decode and prefill within the bound, one and two threads",
                    "[quant][linear][interleaved]", block_q4_0x8, block_iq4_nlx8, block_q8_0x8,
-                   block_q4_Kx8, block_q5_Kx8, block_q6_Kx8) {
+                   block_q4_Kx8, block_q5_Kx8, block_q6_Kx8, block_iq4_xsx8) {
   using B = TestType;
   using R = typename B::row_block;
   rng(55);
@@ -219,7 +219,7 @@ TEMPLATE_TEST_CASE("quant_linear on interleaved rows: decode, batched decode and
 
 TEMPLATE_TEST_CASE("quant_linear on interleaved rows: shape errors name the layout, nothing allocated",
                    "[quant][linear][interleaved]", block_q4_0x8, block_iq4_nlx8, block_q8_0x8,
-                   block_q4_Kx8, block_q5_Kx8, block_q6_Kx8) {
+                   block_q4_Kx8, block_q5_Kx8, block_q6_Kx8, block_iq4_xsx8) {
   using B = TestType;
   using R = typename B::row_block;
   rng(56);

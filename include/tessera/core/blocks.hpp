@@ -244,6 +244,19 @@ struct block_q5_Kx8 {
 };
 static_assert(sizeof(block_q5_Kx8) == 1440, "block_q5_Kx8: no padding");
 
+/// Eight rows of iq4_xs interleaved: scales[s][r] = row r's scale of sub-block s minus 32 (-32 ..
+/// 31), qs[s] the nibbles of sub-block s of the 8 rows in block_q4_0x8's layout. 1104 bytes, 8 ×
+/// 138 (iq4_xs: 8 × 136).
+struct block_iq4_xsx8 {
+  static constexpr index_t block_size = 256;
+  static constexpr index_t rows = 8;
+  using row_block = block_iq4_xs;
+  f16 d[8];
+  std::int8_t scales[8][8];
+  std::uint8_t qs[8][128];
+};
+static_assert(sizeof(block_iq4_xsx8) == 1104, "block_iq4_xsx8: no padding");
+
 /// Eight rows of q6_K interleaved (as block_q4_Kx8, a layout of layers::linear's). Per chunk c of
 /// 32 elements (sub-blocks 2c and 2c + 1 of 16): scales[c][r][u], row r's scale of sub-block
 /// 2c + u; ql[c], the low nibbles of the 8 rows in block_q4_0x8's qs layout; qh[c], their high two
@@ -956,6 +969,37 @@ typename X::row_block row_block(const X& x, int r) noexcept {
     if constexpr (std::is_same_v<X, block_q5_Kx8>)
       for (int l = 0; l < 32; ++l)
         y.qh[l] = static_cast<std::uint8_t>(y.qh[l] | ((x.qh[s][4 * r + l % 4] >> (l / 4)) & 1) << s);
+  }
+  return y;
+}
+
+/// Super-block column b of 8 iq4_xs rows (rows[r]: row r's block b), interleaved.
+inline block_iq4_xsx8 interleave(const block_iq4_xs* const (&rows)[8]) noexcept {
+  block_iq4_xsx8 y;
+  for (int r = 0; r < 8; ++r) {
+    const block_iq4_xs& x = *rows[r];
+    y.d[r] = x.d;
+    for (int s = 0; s < 8; ++s) {
+      y.scales[s][r] = static_cast<std::int8_t>(detail::iq4_xs_scale(x, s) - 32);
+      std::uint8_t q[32];  // sub-block s: qs[16 s ..], low nibbles its elements 0..15
+      for (int j = 0; j < 16; ++j) q[j] = x.qs[16 * s + j] & 0xF, q[j + 16] = static_cast<std::uint8_t>(x.qs[16 * s + j] >> 4);
+      detail::interleave_nibbles(q, r, y.qs[s]);
+    }
+  }
+  return y;
+}
+
+/// Row r's iq4_xs block of an interleaved super-block column, byte for byte.
+inline block_iq4_xs row_block(const block_iq4_xsx8& x, int r) noexcept {
+  block_iq4_xs y{};
+  y.d = x.d[r];
+  for (int s = 0; s < 8; ++s) {
+    const int ls = x.scales[s][r] + 32;  // 6 bits: low 4 in scales_l, high 2 in scales_h
+    y.scales_l[s / 2] = static_cast<std::uint8_t>(y.scales_l[s / 2] | (ls & 0xF) << (4 * (s % 2)));
+    y.scales_h = static_cast<std::uint16_t>(y.scales_h | (ls >> 4) << (2 * s));
+    std::uint8_t q[32];
+    detail::deinterleave_nibbles(x.qs[s], r, q);
+    for (int j = 0; j < 16; ++j) y.qs[16 * s + j] = static_cast<std::uint8_t>(q[j] | q[j + 16] << 4);
   }
   return y;
 }

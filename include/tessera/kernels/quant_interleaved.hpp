@@ -1,7 +1,7 @@
 // tessera/kernels/quant_interleaved.hpp: out = x · dequantize(w)ᵀ with w's rows interleaved 8 at
 // a time (core/blocks.hpp: block_q4_0x8, block_iq4_nlx8, block_q8_0x8, block_q4_Kx8,
-// block_q5_Kx8, block_q6_Kx8), the layouts layers::linear rewrites a stored Q4_0 / IQ4_NL / Q8_0 /
-// Q4_K / Q5_K / Q6_K matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 / Q4_K / IQ4_NL at load.
+// block_q5_Kx8, block_q6_Kx8, block_iq4_xsx8), the layouts layers::linear rewrites a stored Q4_0 /
+// IQ4_NL / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_XS matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 / Q4_K / IQ4_NL at load.
 //
 //   x:   (m, k) f32 activations, rows contiguous
 //   w:   (n / 8, k / block) interleaved blocks: block column b of rows 8p .. 8p + 7 at w(p, b)
@@ -139,6 +139,22 @@ TESSERA_ALWAYS_INLINE void signed_interleaved(const block_iq4_nlx8& b, __m256i (
   for (int g = 0; g < 8; ++g) q[g] = _mm256_shuffle_epi8(grid, q[g]);
 }
 
+/// Per lane (row r) Σ_j w_rj a_j in 32 bits for signed quants q (u = |q|): |w| · sign(a, w) as the
+/// row tiles do (pair sums up to 2 · 127 · 127, widened per group), two chains.
+TESSERA_ALWAYS_INLINE __m256i signed_interleaved_dot(const __m256i (&u)[8], const __m256i (&q)[8], const std::int8_t* a) noexcept {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+  for (int g = 0; g < 8; g += 2) {
+    std::int32_t v0, v1;
+    std::memcpy(&v0, a + 4 * g, 4);
+    std::memcpy(&v1, a + 4 * g + 4, 4);
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u[g], _mm256_sign_epi8(_mm256_set1_epi32(v0), q[g])), ones));
+    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u[g + 1], _mm256_sign_epi8(_mm256_set1_epi32(v1), q[g + 1])), ones));
+  }
+  return _mm256_add_epi32(s0, s1);
+}
+
 /// q8_0 / iq4_nl: out[i · ldo + r] = Σ_b d_r · d_a · Σ_j w_rj a_ij with signed w: |w| · sign(a, w) as
 /// the row tiles do (pair sums up to 2 · 127 · 127, widened per group).
 template <int M, class B>
@@ -147,7 +163,6 @@ void interleaved_rows_avx2(const B* w, index_t kb, const block_q8_sum* a, index_
                            prefetch_stream pf) noexcept {
   __m256 acc[M];
   for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
   for (index_t b = 0; b < kb; ++b) {
     const B& wb = w[b];
     pf.step<sizeof(B)>(b);
@@ -159,17 +174,39 @@ void interleaved_rows_avx2(const B* w, index_t kb, const block_q8_sum* a, index_
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
       const block_q8_sum& ab = a[i * lda + b];
-      __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 4
-      for (int g = 0; g < 8; g += 2) {
-        std::int32_t v0, v1;
-        std::memcpy(&v0, ab.qs + 4 * g, 4);
-        std::memcpy(&v1, ab.qs + 4 * g + 4, 4);
-        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u[g], _mm256_sign_epi8(_mm256_set1_epi32(v0), q[g])), ones));
-        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u[g + 1], _mm256_sign_epi8(_mm256_set1_epi32(v1), q[g + 1])), ones));
-      }
-      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc[i]);
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(signed_interleaved_dot(u, q, ab.qs)), acc[i]);
     }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
+}
+
+/// iq4_xs: out[i · ldo + r] = Σ_b d_r · d_a · Σ_s (ls_rs − 32) Σ_l grid(q) a, exact in integers
+/// per super-block as iq4_xs's vec_dot: per sub-block iq4_nl's signed dot, times the 8 rows'
+/// scales (vpmulld).
+template <int M>
+void interleaved_rows_avx2(const block_iq4_xsx8* w, index_t kb, const block_q8_K* a, index_t lda, float* out,
+                           index_t ldo, prefetch_stream pf) noexcept {
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i grid = iq4_grid();
+  for (index_t b = 0; b < kb; ++b) {
+    const block_iq4_xsx8& wb = w[b];
+    __m256i isum[M];
+    for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      pf.range(b * static_cast<index_t>(sizeof(block_iq4_xsx8)) + s * 138, 138);
+      __m256i q[8], u[8];
+      unpack_interleaved(wb.qs[s], q);
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) q[g] = _mm256_shuffle_epi8(grid, q[g]), u[g] = _mm256_abs_epi8(q[g]);
+      const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(wb.scales[s])));
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i)
+        isum[i] = _mm256_add_epi32(isum[i], _mm256_mullo_epi32(signed_interleaved_dot(u, q, a[i * lda + b].qs + 32 * s), sc));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.d)));
+    for (int i = 0; i < M; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[i * lda + b].d)), _mm256_cvtepi32_ps(isum[i]), acc[i]);
   }
   for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
 }

@@ -3,7 +3,7 @@
 //   weight: (n, k) in the nn.Linear layout, stored as the checkpoint has it: f32, f16, bf16, or
 //           GGUF blocks (Q8_0, Q4_0, Q4_K, ...: a (n, k / block) matrix of core/blocks.hpp
 //           types, computed in their blocks by kernels/quant.hpp); other types widen to f32 once.
-//           A Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K or Q6_K matrix is rewritten at load into rows
+//           A Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS matrix is rewritten at load into rows
 //           interleaved 8 at a time (block_q4_0x8, ...; kernels/quant_interleaved.hpp) where the
 //           kernels for those layouts exist.
 //   bias:   (n), widened to f32 once at load
@@ -41,7 +41,7 @@ class weight_matrix {
                                 tensor_view<const block_iq4_nl, 2>, tensor_view<const block_iq4_xs, 2>,
                                 tensor_view<const block_q4_0x8, 2>, tensor_view<const block_iq4_nlx8, 2>,
                                 tensor_view<const block_q8_0x8, 2>, tensor_view<const block_q4_Kx8, 2>,
-                                tensor_view<const block_q5_Kx8, 2>,
+                                tensor_view<const block_q5_Kx8, 2>, tensor_view<const block_iq4_xsx8, 2>,
                                 tensor_view<const block_q6_Kx8, 2>>;
 
   weight_matrix() = default;
@@ -74,7 +74,7 @@ class weight_matrix {
   }
 
   /// As load, for a matrix that is only multiplied (a linear layer's weight, not an embedding
-  /// table): a Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K or Q6_K matrix stored in the file, rows a multiple of 8, is
+  /// table): a Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS matrix stored in the file, rows a multiple of 8, is
   /// rewritten once into rows interleaved 8 at a time (io::weight_map::interleaved) where
   /// kernels::interleaved_available: decode streams the 4- and 6-bit ones 1.1-1.8x faster on Zen 3
   /// (docs/quant.md, "Session 21").
@@ -85,6 +85,7 @@ class weight_matrix {
       if (w.interleavable<block_iq4_nlx8>(name)) return weight_matrix(w.interleaved<block_iq4_nlx8>(name));
       if (w.interleavable<block_q4_Kx8>(name)) return weight_matrix(w.interleaved<block_q4_Kx8>(name));
       if (w.interleavable<block_q5_Kx8>(name)) return weight_matrix(w.interleaved<block_q5_Kx8>(name));
+      if (w.interleavable<block_iq4_xsx8>(name)) return weight_matrix(w.interleaved<block_iq4_xsx8>(name));
       if (w.interleavable<block_q6_Kx8>(name)) return weight_matrix(w.interleaved<block_q6_Kx8>(name));
     }
     return load(w, name);
