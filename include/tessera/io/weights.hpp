@@ -478,15 +478,25 @@ class weight_map {
       const auto* x = reinterpret_cast<const R*>(e.data);
       const index_t head_dim = e.transform == weight_transform::unpermute_rope ? e.info.extents[0] / e.rope_heads : 0;
       auto stored_row = [&](index_t r) { return head_dim ? static_cast<index_t>(rope_source_row(r, head_dim)) : r; };
-      parallel_for(0, groups, 16, [&](index_t p0, index_t p1) {
-        for (index_t p = p0; p < p1; ++p) {
-          const R* rows[B::rows];
-          for (index_t b = 0; b < kb; ++b) {
-            for (index_t r = 0; r < B::rows; ++r) rows[r] = x + stored_row(B::rows * p + r) * kb + b;
-            y[p * kb + b] = interleave(rows);
+      // slabs of ~4 MB of the stored matrix, each dropped from the resident set once rewritten (the
+      // whole matrix at the end when rows are reordered), so that the peak holds one slab twice
+      const std::size_t row_bytes = static_cast<std::size_t>(kb) * sizeof(R);
+      const index_t slab = std::max<index_t>(1, static_cast<index_t>((std::size_t{4} << 20) / (B::rows * row_bytes)));
+      for (index_t s0 = 0; s0 < groups; s0 += slab) {
+        const index_t s1 = std::min(groups, s0 + slab);
+        parallel_for(s0, s1, 16, [&](index_t p0, index_t p1) {
+          for (index_t p = p0; p < p1; ++p) {
+            const R* rows[B::rows];
+            for (index_t b = 0; b < kb; ++b) {
+              for (index_t r = 0; r < B::rows; ++r) rows[r] = x + stored_row(B::rows * p + r) * kb + b;
+              y[p * kb + b] = interleave(rows);
+            }
           }
-        }
-      });
+        });
+        if (gguf_ && !head_dim)
+          gguf_->mapping()->drop_resident(e.data + static_cast<std::size_t>(s0 * B::rows) * row_bytes,
+                                          static_cast<std::size_t>((s1 - s0) * B::rows) * row_bytes);
+      }
       if (gguf_) gguf_->mapping()->drop_resident(e.data, static_cast<std::size_t>(e.info.nbytes));
     });
     return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.interleaved), {groups, kb});
