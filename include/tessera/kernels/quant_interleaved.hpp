@@ -418,12 +418,7 @@ void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tens
   }
   workspace::frame frame(ws);
   A* act = ws.alloc<A>(m * kb);
-  if (m > quant_rows_max_m<R>)  // as quant_linear does for the stored rows
-    parallel_for(0, m, 16, [&](index_t lo, index_t hi) {
-      for (index_t i = lo; i < hi; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
-    });
-  else
-    for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+  detail::quantize_rows<Arch>(x, act, kb, m > quant_rows_max_m<R>);  // as quant_linear does for the stored rows
   const B* wp = w.data();
   const index_t ldw = detail::row_stride(w), ldo = detail::row_stride(out);
   float* op = out.data();

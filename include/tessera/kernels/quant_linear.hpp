@@ -134,6 +134,19 @@ void quant_rows_range(const B* w, index_t ldw, const A* act, index_t kb, index_t
     for (index_t i = 0; i < m; ++i) out[i * ldo + j] = vec_dot(w + j * ldw, act + i * kb, kb, Arch{});
 }
 
+/// Quantizes the m rows of x into act (kb activation blocks each): in parallel for a prefill, on
+/// the calling thread for a few decode rows (a parallel region costs more than they do).
+template <class Arch, class A>
+void quantize_rows(const tensor_view<const float, 2>& x, A* act, index_t kb, bool prefill) {
+  const index_t m = x.extent(0);
+  if (prefill)
+    parallel_for(0, m, 16, [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+    });
+  else
+    for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+}
+
 /// The scalar prefill path: gemm_reference's plain loop on rows dequantized KC columns at a time,
 /// the running sum kept in out between steps (the same float sums as gemm on the dequantized
 /// matrix, so a scalar build's prefill equals its dequantized twin's bit for bit).
@@ -228,12 +241,7 @@ void quant_linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, tens
   if (prefill && !quant_int8_prefill<B>) return detail::quant_gemm<Arch>(x, w, out, ws);
   workspace::frame frame(ws);
   A* act = ws.alloc<A>(m * kb);
-  if (prefill)
-    parallel_for(0, m, 16, [&](index_t lo, index_t hi) {
-      for (index_t i = lo; i < hi; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
-    });
-  else
-    for (index_t i = 0; i < m; ++i) quantize_activation(x.row(i), act + i * kb, kb, Arch{});
+  detail::quantize_rows<Arch>(x, act, kb, prefill);
   const B* wp = w.data();
   const index_t ldw = detail::row_stride(w), ldo = detail::row_stride(out);
   float* op = out.data();
