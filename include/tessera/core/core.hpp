@@ -2,6 +2,7 @@
 #pragma once
 
 #include <tessera/core/blocks.hpp>
+#include <tessera/core/blocks_interleaved.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/extents.hpp>

@@ -37,6 +37,7 @@
 
 #include <tessera/config.hpp>
 #include <tessera/core/blocks.hpp>
+#include <tessera/core/blocks_interleaved.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/parallel.hpp>
@@ -458,7 +459,7 @@ class weight_map {
   }
 
   /// `name` (interleavable<B>) rewritten once into rows interleaved B::rows at a time: a
-  /// (rows / 8, cols / block) matrix of B (core/blocks.hpp: block_q4_0x8, block_q4_Kx8), rows
+  /// (rows / 8, cols / block) matrix of B (core/blocks_interleaved.hpp: block_q4_0x8, block_q4_Kx8, ...), rows
   /// reordered first where the map un-permutes them, kept on huge pages (io::huge_page_arena). The
   /// stored bytes are not read again: their pages leave the process's resident set
   /// (io::mapped_file::drop_resident), so memory stays about the file's size. format_error naming

@@ -1,5 +1,5 @@
 // tessera/kernels/quant_interleaved.hpp: out = x · dequantize(w)ᵀ with w's rows interleaved 8 at
-// a time (core/blocks.hpp: block_q4_0x8, block_iq4_nlx8, block_q8_0x8, block_q4_Kx8,
+// a time (core/blocks_interleaved.hpp: block_q4_0x8, block_iq4_nlx8, block_q8_0x8, block_q4_Kx8,
 // block_q5_Kx8, block_q6_Kx8, block_iq4_xsx8), the layouts layers::linear rewrites a stored Q4_0 /
 // IQ4_NL / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_XS matrix into at load on x86 with AVX2, as llama.cpp repacks Q4_0 / Q4_K / IQ4_NL at load.
 //
@@ -39,6 +39,7 @@
 
 #include <tessera/config.hpp>
 #include <tessera/core/blocks.hpp>
+#include <tessera/core/blocks_interleaved.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/parallel.hpp>
 #include <tessera/core/tensor_view.hpp>

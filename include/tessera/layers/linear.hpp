@@ -22,6 +22,7 @@
 #include <variant>
 
 #include <tessera/core/blocks.hpp>
+#include <tessera/core/blocks_interleaved.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/io/weights.hpp>
 #include <tessera/ops/linear.hpp>
