@@ -451,3 +451,45 @@ TEST_CASE("Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K / IQ4_XS matrices interleaved at l
   check_interleaved<block_iq4_nlx8>(gguf_dir / "stories260K-IQ4_NL.gguf", {"model.layers.0.self_attn.k_proj"});
   check_interleaved<block_iq4_xsx8>(gguf_dir / "stories260K-IQ4_XS.gguf", {"model.layers.0.mlp.down_proj"});
 }
+
+TEST_CASE("f32 matrices made into GEMM panels at load: the stored rows (q / k un-permuted), the same products",
+          "[models][gguf][panel]") {
+  auto w = open_weights(fs::path(TESSERA_SOURCE_DIR) / "examples/models/stories260K.gguf");
+  std::mt19937 gen(59);
+  std::normal_distribution<float> nd;
+  for (const std::string prefix : {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj",
+                                   "model.layers.2.mlp.down_proj", "lm_head"}) {
+    const std::string name = prefix + ".weight";
+    INFO(name);
+    REQUIRE(w.interleavable<block_f32x16>(name));
+    const auto stored = w.f32<2>(name);  // un-permuted rows
+    const auto y = w.interleaved<block_f32x16>(name);
+    REQUIRE(y.extent(0) * 16 == stored.extent(0));
+    REQUIRE(y.extent(1) == stored.extent(1));
+    for (index_t p = 0; p < y.extent(0); ++p)
+      for (index_t c = 0; c < y.extent(1); ++c)
+        for (int r = 0; r < 16; ++r) REQUIRE(row_block(y(p, c), r) == stored(16 * p + r, c));
+    const auto layer = layers::linear::load(w, prefix);
+    CHECK(std::holds_alternative<tensor_view<const block_f32x16, 2>>(layer.weight().view()) == kernels::panels_available());
+    const auto plain = layers::linear::from(layers::weight_matrix(stored));
+    for (index_t m : {1, 2, 3, 5, 30}) {
+      const index_t k = layer.in_features(), n = layer.out_features();
+      std::vector<float> x(static_cast<std::size_t>(m * k)), a(static_cast<std::size_t>(m * n)), b(a.size());
+      for (auto& v : x) v = nd(gen);
+      workspace ws(std::max(layer.workspace_bytes(m), plain.workspace_bytes(m)));
+      layer.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(a.data(), {m, n}), ws);
+      plain.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(b.data(), {m, n}), ws);
+      double worst = 0, scale = 0;
+      for (std::size_t t = 0; t < a.size(); ++t)
+        worst = std::max(worst, double(std::abs(a[t] - b[t]))), scale = std::max(scale, double(std::abs(b[t])));
+      INFO("m " << m << ": max |panels - stored rows| " << worst << " of max " << scale);
+      CHECK(worst <= 1e-5 * scale);
+    }
+  }
+  // d_ff 172 is not a multiple of 16: gate_proj stays in its rows
+  CHECK_FALSE(w.interleavable<block_f32x16>("model.layers.0.mlp.gate_proj.weight"));
+  CHECK(std::holds_alternative<tensor_view<const float, 2>>(
+      layers::linear::load(w, "model.layers.0.mlp.gate_proj").weight().view()));
+  CHECK_THROWS_WITH(w.interleaved<block_f32x16>("model.layers.0.mlp.gate_proj.weight"),
+                    Catch::Contains("gate_proj") && Catch::Contains("16"));
+}

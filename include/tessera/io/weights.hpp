@@ -450,12 +450,14 @@ class weight_map {
   }
 
   /// Whether interleaved<B>(name) applies: `name` is stored as a matrix of B::row_block (q4_0,
-  /// q4_K) read in place or with its rows reordered, with a multiple of B::rows rows.
+  /// q4_K, ..., or f32 for block_f32x16) read in place or with its rows reordered, with a multiple
+  /// of B::rows rows.
   template <interleaved_block B>
   bool interleavable(std::string_view name) const {
     using R = typename B::row_block;
     const entry& e = entry_of(name);
-    return stored_as<R>(e) && e.info.extents[0] % B::rows == 0 && reinterpret_cast<std::uintptr_t>(e.data) % alignof(R) == 0;
+    return stored_rows_as<R>(e) && e.info.extents[0] % B::rows == 0 &&
+           reinterpret_cast<std::uintptr_t>(e.data) % alignof(R) == 0;
   }
 
   /// `name` (interleavable<B>) rewritten once into rows interleaved B::rows at a time: a
@@ -470,7 +472,7 @@ class weight_map {
     const entry& e = entry_of(name);
     if (!interleavable<B>(name))
       throw format_error("weight_map::interleaved: tensor '" + e.info.name + "' in " + e.info.file + " (" +
-                         e.info.type_name + ") is not a matrix of " + std::string(R::name) + " blocks with a multiple of " +
+                         e.info.type_name + ") is not a matrix of " + element_name<R>() + " with a multiple of " +
                          std::to_string(B::rows) + " rows");
     const index_t groups = e.info.extents[0] / B::rows, kb = e.info.extents[1] / B::block_size;
     std::call_once(*e.quant_once, [&] {
@@ -488,17 +490,15 @@ class weight_map {
         parallel_for(s0, s1, 16, [&](index_t p0, index_t p1) {
           for (index_t p = p0; p < p1; ++p) {
             const R* rows[B::rows];
-            for (index_t b = 0; b < kb; ++b) {
-              for (index_t r = 0; r < B::rows; ++r) rows[r] = x + stored_row(B::rows * p + r) * kb + b;
-              y[p * kb + b] = interleave(rows);
-            }
+            for (index_t r = 0; r < B::rows; ++r) rows[r] = x + stored_row(B::rows * p + r) * kb;
+            interleave_rows(rows, kb, y + p * kb);
           }
         });
-        if (gguf_ && !head_dim)
-          gguf_->mapping()->drop_resident(e.data + static_cast<std::size_t>(s0 * B::rows) * row_bytes,
-                                          static_cast<std::size_t>((s1 - s0) * B::rows) * row_bytes);
+        if (e.mapping && !head_dim)
+          e.mapping->drop_resident(e.data + static_cast<std::size_t>(s0 * B::rows) * row_bytes,
+                                   static_cast<std::size_t>((s1 - s0) * B::rows) * row_bytes);
       }
-      if (gguf_) gguf_->mapping()->drop_resident(e.data, static_cast<std::size_t>(e.info.nbytes));
+      if (e.mapping) e.mapping->drop_resident(e.data, static_cast<std::size_t>(e.info.nbytes));
     });
     return tensor_view<const B, 2>(reinterpret_cast<const B*>(e.interleaved), {groups, kb});
   }
@@ -525,6 +525,7 @@ class weight_map {
   struct entry {
     weight_info info;
     const std::byte* data = nullptr;           // the stored bytes in the mapping
+    const mapped_file* mapping = nullptr;      // the file's mapping (owned by st_files_ / gguf_)
     std::optional<ggml_type> ggml;             // GGUF storage type
     std::vector<index_t> stored_extents;       // extents in the file (before transforms)
     weight_transform transform = weight_transform::none;
@@ -570,6 +571,17 @@ class weight_map {
            (e.transform == weight_transform::none || e.transform == weight_transform::unpermute_rope) &&
            e.info.nbytes == static_cast<std::uint64_t>(e.info.extents[0]) *
                                 static_cast<std::uint64_t>(e.info.extents[1] / B::block_size) * sizeof(B);
+  }
+
+  /// Whether e is a matrix of R (a ggml block, or float) read in place or with its rows reordered.
+  template <class R>
+  static bool stored_rows_as(const entry& e) noexcept {
+    if constexpr (std::is_same_v<R, float>)
+      return e.info.type == dtype::f32 && e.info.extents.size() == 2 && e.info.extents == e.stored_extents &&
+             (e.transform == weight_transform::none || e.transform == weight_transform::unpermute_rope) &&
+             e.info.nbytes == static_cast<std::uint64_t>(e.info.extents[0]) *
+                                  static_cast<std::uint64_t>(e.info.extents[1]) * sizeof(float);
+    else return stored_as<R>(e);
   }
 
   static bool is_floating(dtype t) noexcept {
@@ -728,6 +740,7 @@ class weight_map {
       e->info.numel = t.numel;
       e->info.nbytes = t.nbytes();
       e->data = f->tensor_data(t);
+      e->mapping = f->mapping().get();
       add(std::move(e));
     }
     st_files_.push_back(std::move(f));
@@ -792,6 +805,7 @@ class weight_map {
       e->info.numel = t.numel;
       e->info.nbytes = t.nbytes;
       e->data = g->tensor_data(t);
+      e->mapping = g->mapping().get();
       e->transform = fix.transform;
       e->rope_heads = fix.rope_heads;
       check_fix(*e, g->path());

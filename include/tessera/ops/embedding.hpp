@@ -51,7 +51,8 @@ void get_rows_interleaved(const tensor_view<const B, 2>& table, std::span<const 
     const int r = static_cast<int>(ids[t] % B::rows);
     for (index_t b = 0; b < table.extent(1); ++b) {
       const typename B::row_block rb = row_block(table(p, b), r);
-      dequantize(&rb, out.row(static_cast<index_t>(t)) + b * B::block_size, 1);
+      if constexpr (std::is_same_v<typename B::row_block, float>) out(static_cast<index_t>(t), b) = rb;
+      else dequantize(&rb, out.row(static_cast<index_t>(t)) + b * B::block_size, 1);
     }
   }
 }
