@@ -71,6 +71,31 @@ float read_sum(const float* p, index_t n) {
   }
 }
 
+/// read_sum over `streams` equal parts of p read side by side, a vector of each per step (as
+/// gemm_panel reads 4 panels and the interleaved quant kernels 2 groups at once): more lines in
+/// flight than one stream's prefetcher keeps. n a multiple of streams * lanes.
+template <class A, int streams>
+float read_sum_streams(const float* p, index_t n) {
+  if constexpr (simd::is_scalar_v<A>) {
+    return read_sum<A>(p, n);
+  } else {
+    using batch = xsimd::batch<float, A>;
+    constexpr index_t L = batch::size;
+    const index_t part = n / streams;
+    batch s[streams][2];
+    for (auto& a : s) a[0] = a[1] = batch(0.f);
+    for (index_t i = 0; i + 2 * L <= part; i += 2 * L)
+#pragma GCC unroll 8
+      for (int j = 0; j < streams; ++j) {
+        s[j][0] += batch::load_aligned(p + j * part + i);
+        s[j][1] += batch::load_aligned(p + j * part + i + L);
+      }
+    batch t(0.f);
+    for (auto& a : s) t += a[0] + a[1];
+    return xsimd::hadd(t);
+  }
+}
+
 inline void add_context() {
   benchmark::AddCustomContext("tessera_arch", simd::arch_name<simd::default_arch>());
 #if defined(TESSERA_BENCH_OPENBLAS)
