@@ -452,25 +452,28 @@ TEST_CASE("Q4_0 / IQ4_NL / Q8_0 / Q4_K / Q6_K / IQ4_XS matrices interleaved at l
   check_interleaved<block_iq4_xsx8>(gguf_dir / "stories260K-IQ4_XS.gguf", {"model.layers.0.mlp.down_proj"});
 }
 
-TEST_CASE("f32 matrices made into GEMM panels at load: the stored rows (q / k un-permuted), the same products",
-          "[models][gguf][panel]") {
-  auto w = open_weights(fs::path(TESSERA_SOURCE_DIR) / "examples/models/stories260K.gguf");
+namespace {
+
+/// Each prefix's weight as panels of its stored type E: the stored rows back (q / k un-permuted in
+/// a GGUF), and the layer's products equal to those of the stored rows.
+template <class E>
+void check_panels(const io::weight_map& w, const std::vector<std::string>& prefixes) {
+  using P = block_x16<E>;
   std::mt19937 gen(59);
   std::normal_distribution<float> nd;
-  for (const std::string prefix : {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj",
-                                   "model.layers.2.mlp.down_proj", "lm_head"}) {
+  for (const std::string& prefix : prefixes) {
     const std::string name = prefix + ".weight";
     INFO(name);
-    REQUIRE(w.interleavable<block_f32x16>(name));
-    const auto stored = w.f32<2>(name);  // un-permuted rows
-    const auto y = w.interleaved<block_f32x16>(name);
+    REQUIRE(w.interleavable<P>(name));
+    const auto stored = w.view<E, 2>(name);  // un-permuted rows
+    const auto y = w.interleaved<P>(name);
     REQUIRE(y.extent(0) * 16 == stored.extent(0));
     REQUIRE(y.extent(1) == stored.extent(1));
     for (index_t p = 0; p < y.extent(0); ++p)
       for (index_t c = 0; c < y.extent(1); ++c)
-        for (int r = 0; r < 16; ++r) REQUIRE(row_block(y(p, c), r) == stored(16 * p + r, c));
+        for (int r = 0; r < 16; ++r) REQUIRE(to_float(row_block(y(p, c), r)) == to_float(stored(16 * p + r, c)));
     const auto layer = layers::linear::load(w, prefix);
-    CHECK(std::holds_alternative<tensor_view<const block_f32x16, 2>>(layer.weight().view()) == kernels::panels_available());
+    CHECK(std::holds_alternative<tensor_view<const P, 2>>(layer.weight().view()) == kernels::panels_available());
     const auto plain = layers::linear::from(layers::weight_matrix(stored));
     for (index_t m : {1, 2, 3, 5, 30}) {
       const index_t k = layer.in_features(), n = layer.out_features();
@@ -486,10 +489,48 @@ TEST_CASE("f32 matrices made into GEMM panels at load: the stored rows (q / k un
       CHECK(worst <= 1e-5 * scale);
     }
   }
-  // d_ff 172 is not a multiple of 16: gate_proj stays in its rows
-  CHECK_FALSE(w.interleavable<block_f32x16>("model.layers.0.mlp.gate_proj.weight"));
-  CHECK(std::holds_alternative<tensor_view<const float, 2>>(
-      layers::linear::load(w, "model.layers.0.mlp.gate_proj").weight().view()));
-  CHECK_THROWS_WITH(w.interleaved<block_f32x16>("model.layers.0.mlp.gate_proj.weight"),
-                    Catch::Contains("gate_proj") && Catch::Contains("16"));
+}
+
+}  // namespace
+
+TEST_CASE("f32 / f16 / bf16 matrices made into GEMM panels at load: the stored rows (q / k un-permuted), the same products",
+          "[models][gguf][panel]") {
+  SECTION("f32 GGUF (the bundled model)") {
+    const auto w = open_weights(fs::path(TESSERA_SOURCE_DIR) / "examples/models/stories260K.gguf");
+    check_panels<float>(w, {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj",
+                            "model.layers.2.mlp.down_proj", "lm_head"});
+    // d_ff 172 is not a multiple of 16: gate_proj stays in its rows
+    CHECK_FALSE(w.interleavable<block_f32x16>("model.layers.0.mlp.gate_proj.weight"));
+    CHECK(std::holds_alternative<tensor_view<const float, 2>>(
+        layers::linear::load(w, "model.layers.0.mlp.gate_proj").weight().view()));
+    CHECK_THROWS_WITH(w.interleaved<block_f32x16>("model.layers.0.mlp.gate_proj.weight"),
+                      Catch::Contains("gate_proj") && Catch::Contains("16"));
+    CHECK_FALSE(w.interleavable<block_f16x16>("lm_head.weight"));  // panels keep the stored type
+  }
+  SECTION("bf16 safetensors (Hugging Face folder)") {
+    const auto w = io::weight_map::open(models_dir / "llama_bf16");
+    std::vector<std::string> prefixes;
+    for (const auto& name : w.names())
+      if (w.info(name).extents.size() == 2 && w.info(name).extents[0] % 16 == 0 && name.find("embed") == std::string::npos &&
+          name.size() > 7 && name.substr(name.size() - 7) == ".weight")
+        prefixes.push_back(name.substr(0, name.size() - 7));
+    REQUIRE(!prefixes.empty());
+    check_panels<bf16>(w, prefixes);
+  }
+  SECTION("f16 GGUF, 48 x 40") {
+    const test::temp_dir dir("panels_f16");
+    test::gguf_builder g;
+    g.kv_str("general.architecture", "llama");
+    std::vector<std::byte> bytes(48 * 40 * sizeof(f16));
+    std::mt19937 gen(61);
+    std::normal_distribution<float> nd;
+    for (std::size_t i = 0; i < 48 * 40; ++i) {
+      const f16 h = from_float<f16>(nd(gen));
+      std::memcpy(bytes.data() + i * sizeof(f16), &h, sizeof(f16));
+    }
+    g.tensor("proj.weight", io::ggml_type::f16, {40, 48}, bytes);
+    const fs::path path = dir / "f16.gguf";
+    test::write_file(path, g.bytes());
+    check_panels<f16>(open_weights(path), {"proj"});
+  }
 }

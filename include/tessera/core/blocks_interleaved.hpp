@@ -1,7 +1,7 @@
 // tessera/core/blocks_interleaved.hpp: quantized rows interleaved 8 at a time, tessera's own
 // layouts (never in a file) for the kernels of kernels/quant_interleaved.hpp, and the conversions
-// between them and ggml's blocks (core/blocks.hpp); f32 rows interleaved 16 at a time
-// (block_f32x16) for kernels/gemm_panel.hpp.
+// between them and ggml's blocks (core/blocks.hpp); f32 / f16 / bf16 rows interleaved 16 at a
+// time (block_x16: GEMM panels) for kernels/gemm_panel.hpp.
 //
 // layers::linear rewrites a stored Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS matrix into
 // these at load on x86 with AVX2 (io::weight_map::interleaved). A (n, k) matrix becomes a
@@ -304,44 +304,60 @@ inline block_q6_K row_block(const block_q6_Kx8& x, int r) noexcept {
   return y;
 }
 
-/// Sixteen f32 rows interleaved one column at a time: element p of rows 16q .. 16q + 15 at (q, p)
-/// of a (n / 16, k) matrix, so that a (n, k) matrix is n / 16 panels of k x 16 floats, each one
-/// sequential stream: the packed-panel layout of a GEMM (kernels/gemm.hpp packs w into it per
-/// call), made once at load instead (layers::linear, io::weight_map::interleaved;
-/// kernels/gemm_panel.hpp computes in it for every m). 64 bytes, one cache line.
-struct alignas(64) block_f32x16 {
+/// Sixteen rows of float, f16 or bf16 interleaved one column at a time: element p of rows
+/// 16q .. 16q + 15 at (q, p) of a (n / 16, k) matrix, so that a (n, k) matrix is n / 16 panels of
+/// k x 16 elements, each one sequential stream: the packed-panel layout of a GEMM
+/// (kernels/gemm.hpp packs w into it, widened, per call), made once at load in the stored type
+/// instead (layers::linear, io::weight_map::interleaved; kernels/gemm_panel.hpp computes in it
+/// for every m, widening in registers). 64 bytes (f32) or 32 (f16, bf16).
+template <class E>
+struct alignas(16 * sizeof(E)) block_x16 {
   static constexpr index_t block_size = 1;
   static constexpr index_t rows = 16;
-  using row_block = float;
-  float v[16];
+  using row_block = E;
+  E v[16];
 };
-static_assert(sizeof(block_f32x16) == 64, "block_f32x16: one cache line");
+using block_f32x16 = block_x16<float>;
+using block_f16x16 = block_x16<f16>;
+using block_bf16x16 = block_x16<bf16>;
+static_assert(sizeof(block_f32x16) == 64 && sizeof(block_f16x16) == 32 && sizeof(block_bf16x16) == 32,
+              "block_x16: one row of 16 elements, no padding");
 
-inline block_f32x16 interleave(const float* const (&rows)[16]) noexcept {
-  block_f32x16 y;
+/// Whether B is one of the panel layouts (block_x16 of float, f16 or bf16).
+template <class B>
+inline constexpr bool is_panel_v = false;
+template <class E>
+inline constexpr bool is_panel_v<block_x16<E>> = true;
+
+template <class E>
+block_x16<E> interleave(const E* const (&rows)[16]) noexcept {
+  block_x16<E> y;
   for (int r = 0; r < 16; ++r) y.v[r] = *rows[r];
   return y;
 }
 
-inline float row_block(const block_f32x16& x, int r) noexcept { return x.v[r]; }
-
-/// Blocks 0 .. kb - 1 of B::rows rows (rows[r]: row r's first block) into kb interleaved blocks.
-template <interleaved_block B>
-void interleave_rows(const typename B::row_block* const (&rows)[B::rows], index_t kb, B* y) noexcept {
-  const typename B::row_block* at[B::rows];
-  for (index_t b = 0; b < kb; ++b) {
-    for (index_t r = 0; r < B::rows; ++r) at[r] = rows[r] + b;
-    y[b] = interleave(at);
-  }
+template <class E>
+E row_block(const block_x16<E>& x, int r) noexcept {
+  return x.v[r];
 }
 
-/// f32 rows 16 columns at a time: each row's 64-byte line is read once and the 16 blocks written
-/// stay in L1 (a column at a time the load ran at ~1.7 GB/s on Zen 3).
-inline void interleave_rows(const float* const (&rows)[16], index_t k, block_f32x16* y) noexcept {
-  for (index_t p0 = 0; p0 < k; p0 += 16) {
-    const index_t p1 = p0 + 16 <= k ? p0 + 16 : k;
-    for (int r = 0; r < 16; ++r)
-      for (index_t p = p0; p < p1; ++p) y[p].v[r] = rows[r][p];
+/// Blocks 0 .. kb - 1 of B::rows rows (rows[r]: row r's first block) into kb interleaved blocks.
+/// Panels 16 columns at a time: each row's line is read once and the 16 blocks written stay in L1
+/// (a column at a time the f32 load ran at ~1.7 GB/s on Zen 3).
+template <interleaved_block B>
+void interleave_rows(const typename B::row_block* const (&rows)[B::rows], index_t kb, B* y) noexcept {
+  if constexpr (is_panel_v<B>) {
+    for (index_t p0 = 0; p0 < kb; p0 += 16) {
+      const index_t p1 = p0 + 16 <= kb ? p0 + 16 : kb;
+      for (int r = 0; r < 16; ++r)
+        for (index_t p = p0; p < p1; ++p) y[p].v[r] = rows[r][p];
+    }
+  } else {
+    const typename B::row_block* at[B::rows];
+    for (index_t b = 0; b < kb; ++b) {
+      for (index_t r = 0; r < B::rows; ++r) at[r] = rows[r] + b;
+      y[b] = interleave(at);
+    }
   }
 }
 

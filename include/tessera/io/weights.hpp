@@ -450,7 +450,7 @@ class weight_map {
   }
 
   /// Whether interleaved<B>(name) applies: `name` is stored as a matrix of B::row_block (q4_0,
-  /// q4_K, ..., or f32 for block_f32x16) read in place or with its rows reordered, with a multiple
+  /// q4_K, ..., or f32 / f16 / bf16 for the panels block_x16) read in place or with its rows reordered, with a multiple
   /// of B::rows rows.
   template <interleaved_block B>
   bool interleavable(std::string_view name) const {
@@ -576,11 +576,11 @@ class weight_map {
   /// Whether e is a matrix of R (a ggml block, or float) read in place or with its rows reordered.
   template <class R>
   static bool stored_rows_as(const entry& e) noexcept {
-    if constexpr (std::is_same_v<R, float>)
-      return e.info.type == dtype::f32 && e.info.extents.size() == 2 && e.info.extents == e.stored_extents &&
+    if constexpr (std::is_same_v<R, float> || std::is_same_v<R, f16> || std::is_same_v<R, bf16>)
+      return e.info.type == dtype_of<R>() && e.info.extents.size() == 2 && e.info.extents == e.stored_extents &&
              (e.transform == weight_transform::none || e.transform == weight_transform::unpermute_rope) &&
              e.info.nbytes == static_cast<std::uint64_t>(e.info.extents[0]) *
-                                  static_cast<std::uint64_t>(e.info.extents[1]) * sizeof(float);
+                                  static_cast<std::uint64_t>(e.info.extents[1]) * sizeof(R);
     else return stored_as<R>(e);
   }
 

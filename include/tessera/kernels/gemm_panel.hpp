@@ -1,8 +1,9 @@
-// tessera/kernels/gemm_panel.hpp: c = a · wᵀ with w already in GEMM panels (block_f32x16), every m.
+// tessera/kernels/gemm_panel.hpp: c = a · wᵀ with w already in GEMM panels (block_x16), every m.
 //
 //   a: (m, k) f32 activations, rows contiguous (row stride >= k)
-//   w: (n / 16, k) block_f32x16 (core/blocks_interleaved.hpp): panel q holds element p of rows
-//      16q .. 16q + 15 at (q, p), so each panel is one sequential stream of k x 16 floats
+//   w: (n / 16, k) block_x16<E> (core/blocks_interleaved.hpp), E = float, f16 or bf16: panel q
+//      holds element p of rows 16q .. 16q + 15 at (q, p), so each panel is one sequential stream of
+//      k x 16 elements, widened to f32 in registers (vcvtph2ps, or a shift for bf16)
 //   c: (m, n) f32 output, rows contiguous; overwritten
 //
 // kernels/gemm.hpp packs every KC x NC block of w into this layout on each call: at prefill
@@ -30,6 +31,7 @@
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/simd/arch.hpp>
+#include <tessera/simd/vec.hpp>
 
 namespace tessera {
 inline namespace v0 {
@@ -54,10 +56,10 @@ namespace detail {
 inline constexpr index_t panel_kc = 256;
 
 /// c[0:R, 0:16 P] (+)= a (R rows, stride lda) · panels w, w + ldw, ..., w + (P - 1) ldw (kc
-/// consecutive block_f32x16 each).
-template <class Arch, int R, int P>
+/// consecutive block_x16<E> each, widened in registers).
+template <class Arch, class E, int R, int P>
 TESSERA_ALWAYS_INLINE void panel_micro(index_t kc, const float* TESSERA_RESTRICT a, index_t lda,
-                                       const block_f32x16* TESSERA_RESTRICT w, index_t ldw, float* c, index_t ldc,
+                                       const block_x16<E>* TESSERA_RESTRICT w, index_t ldw, float* c, index_t ldc,
                                        bool accumulate) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t L = batch::size;
@@ -74,7 +76,7 @@ TESSERA_ALWAYS_INLINE void panel_micro(index_t kc, const float* TESSERA_RESTRICT
 #pragma GCC unroll 4
     for (int q = 0; q < P; ++q)
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) b[q][v] = batch::load_aligned(w[q * ldw + p].v + v * L);
+      for (int v = 0; v < V; ++v) b[q][v] = simd::load_widened<Arch>(w[q * ldw + p].v + v * L);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const batch x(a[r * lda + p]);
@@ -104,38 +106,38 @@ constexpr int panels_at_once(index_t rows) noexcept {
 }
 
 /// Dispatches the row count of a tile (1..MR) to its compile-time micro-kernel over P panels.
-template <class Arch, int P, int R = static_cast<int>(gemm_tile<Arch>::mr)>
-void panel_micro_rows(index_t rows, index_t kc, const float* a, index_t lda, const block_f32x16* w, index_t ldw,
+template <class Arch, class E, int P, int R = static_cast<int>(gemm_tile<Arch>::mr)>
+void panel_micro_rows(index_t rows, index_t kc, const float* a, index_t lda, const block_x16<E>* w, index_t ldw,
                       float* c, index_t ldc, bool accumulate) noexcept {
   if constexpr (R >= 1) {
     if constexpr (P == 1 || P <= panels_at_once(R))
-      if (rows == R) return panel_micro<Arch, R, P>(kc, a, lda, w, ldw, c, ldc, accumulate);
-    panel_micro_rows<Arch, P, R - 1>(rows, kc, a, lda, w, ldw, c, ldc, accumulate);
+      if (rows == R) return panel_micro<Arch, E, R, P>(kc, a, lda, w, ldw, c, ldc, accumulate);
+    panel_micro_rows<Arch, E, P, R - 1>(rows, kc, a, lda, w, ldw, c, ldc, accumulate);
   }
 }
 
 /// Panels [q, q + P) against all m rows of a.
-template <class Arch, int P>
-void panel_group(const float* a, index_t lda, const block_f32x16* w, index_t ldw, index_t k, float* c, index_t ldc,
+template <class Arch, int P, class E>
+void panel_group(const float* a, index_t lda, const block_x16<E>* w, index_t ldw, index_t k, float* c, index_t ldc,
                  index_t m, index_t q) noexcept {
   constexpr index_t MR = gemm_tile<Arch>::mr;
   for (index_t pc = 0; pc < k; pc += panel_kc) {
     const index_t kc = std::min(panel_kc, k - pc);
     for (index_t ir = 0; ir < m; ir += MR)
-      panel_micro_rows<Arch, P>(std::min(MR, m - ir), kc, a + ir * lda + pc, lda, w + q * ldw + pc, ldw,
+      panel_micro_rows<Arch, E, P>(std::min(MR, m - ir), kc, a + ir * lda + pc, lda, w + q * ldw + pc, ldw,
                                 c + ir * ldc + 16 * q, ldc, pc > 0);
   }
 }
 
 /// Panels [q0, q1) of w against all m rows of a.
-template <class Arch>
-void panel_range(const float* a, index_t lda, const block_f32x16* w, index_t ldw, index_t k, float* c, index_t ldc,
+template <class Arch, class E>
+void panel_range(const float* a, index_t lda, const block_x16<E>* w, index_t ldw, index_t k, float* c, index_t ldc,
                  index_t m, index_t q0, index_t q1) noexcept {
   if constexpr (simd::is_scalar_v<Arch>) {
     for (index_t i = 0; i < m; ++i)
       for (index_t j = 16 * q0; j < 16 * q1; ++j) {
         float acc = 0.f;
-        for (index_t p = 0; p < k; ++p) acc += a[i * lda + p] * w[(j / 16) * ldw + p].v[j % 16];
+        for (index_t p = 0; p < k; ++p) acc += a[i * lda + p] * to_float(w[(j / 16) * ldw + p].v[j % 16]);
         c[i * ldc + j] = acc;
       }
   } else {
@@ -152,8 +154,8 @@ void panel_range(const float* a, index_t lda, const block_f32x16* w, index_t ldw
 }  // namespace detail
 
 /// c (m, n) = a (m, k) · wᵀ, w: (n / 16, k) panels. Never allocates; threads over panels.
-template <simd::arch_tag Arch = simd::default_arch>
-void gemm_panel(tensor_view<const float, 2> a, tensor_view<const block_f32x16, 2> w, tensor_view<float, 2> c,
+template <class E, simd::arch_tag Arch = simd::default_arch>
+void gemm_panel(tensor_view<const float, 2> a, tensor_view<const block_x16<E>, 2> w, tensor_view<float, 2> c,
                 Arch = {}) {
   const index_t m = a.extent(0), k = a.extent(1), panels = w.extent(0), n = 16 * panels;
   expect_equal(w.extent(1), k, "gemm_panel: w columns (k) vs a columns (k)");
@@ -168,14 +170,14 @@ void gemm_panel(tensor_view<const float, 2> a, tensor_view<const block_f32x16, 2
     return;
   }
   const float* ap = a.data();
-  const block_f32x16* wp = w.data();
+  const block_x16<E>* wp = w.data();
   float* cp = c.data();
   const index_t lda = detail::row_stride(a), ldw = detail::row_stride(w), ldc = detail::row_stride(c);
   if constexpr (simd::is_scalar_v<Arch>) {
     detail::panel_range<Arch>(ap, lda, wp, ldw, k, cp, ldc, m, 0, panels);
   } else {
     // ~256 KB of panels per chunk, at least 4 chunks per thread
-    const index_t by_bytes = std::max<index_t>(1, index_t{262144} / (k * static_cast<index_t>(sizeof(block_f32x16))));
+    const index_t by_bytes = std::max<index_t>(1, index_t{262144} / (k * static_cast<index_t>(sizeof(block_x16<E>))));
     const index_t chunk = std::max<index_t>(1, std::min(by_bytes, panels / (4 * static_cast<index_t>(num_threads()))));
     parallel_for_dynamic(0, panels, chunk, [&](index_t q0, index_t q1) {
       detail::panel_range<Arch>(ap, lda, wp, ldw, k, cp, ldc, m, q0, q1);

@@ -5,8 +5,8 @@
 //           types, computed in their blocks by kernels/quant.hpp); other types widen to f32 once.
 //           A Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS matrix is rewritten at load into rows
 //           interleaved 8 at a time (block_q4_0x8, ...; kernels/quant_interleaved.hpp) where the
-//           kernels for those layouts exist; an f32 matrix (rows a multiple of 16) into GEMM
-//           panels of 16 rows (block_f32x16; kernels/gemm_panel.hpp) on x86 with AVX2.
+//           kernels for those layouts exist; an f32 / f16 / bf16 matrix (rows a multiple of 16)
+//           into GEMM panels of 16 rows (block_x16; kernels/gemm_panel.hpp) on x86 with AVX2.
 //   bias:   (n), widened to f32 once at load
 //
 // The weight's type is a run-time property of the checkpoint, so the layer keeps a view of each
@@ -44,7 +44,8 @@ class weight_matrix {
                                 tensor_view<const block_q4_0x8, 2>, tensor_view<const block_iq4_nlx8, 2>,
                                 tensor_view<const block_q8_0x8, 2>, tensor_view<const block_q4_Kx8, 2>,
                                 tensor_view<const block_q5_Kx8, 2>, tensor_view<const block_iq4_xsx8, 2>,
-                                tensor_view<const block_q6_Kx8, 2>, tensor_view<const block_f32x16, 2>>;
+                                tensor_view<const block_q6_Kx8, 2>, tensor_view<const block_f32x16, 2>,
+                                tensor_view<const block_f16x16, 2>, tensor_view<const block_bf16x16, 2>>;
 
   weight_matrix() = default;
   explicit weight_matrix(any_view v) : view_(v) {}
@@ -79,9 +80,9 @@ class weight_matrix {
   /// table): a Q4_0, IQ4_NL, Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS matrix stored in the file, rows a multiple of 8, is
   /// rewritten once into rows interleaved 8 at a time (io::weight_map::interleaved) where
   /// kernels::interleaved_available: decode streams the 4- and 6-bit ones 1.1-1.8x faster on Zen 3
-  /// (docs/quant.md, "Session 21"). An f32 matrix, rows a multiple of 16, becomes GEMM panels
-  /// (block_f32x16) where kernels::panels_available: prefill no longer packs it on every call
-  /// (docs/gemm.md, "Panels at load").
+  /// (docs/quant.md, "Session 21"). An f32, f16 or bf16 matrix, rows a multiple of 16, becomes
+  /// GEMM panels in its own type (block_x16) where kernels::panels_available: prefill no longer
+  /// packs it on every call, decode reads 4 panels as 4 streams (docs/gemm.md, "Panels at load").
   static weight_matrix load_product(const io::weight_map& w, const std::string& name) {
     if (kernels::interleaved_available() && !w.matrix_quantization()) {
       if (w.interleavable<block_q4_0x8>(name)) return weight_matrix(w.interleaved<block_q4_0x8>(name));
@@ -92,8 +93,11 @@ class weight_matrix {
       if (w.interleavable<block_iq4_xsx8>(name)) return weight_matrix(w.interleaved<block_iq4_xsx8>(name));
       if (w.interleavable<block_q6_Kx8>(name)) return weight_matrix(w.interleaved<block_q6_Kx8>(name));
     }
-    if (kernels::panels_available() && !w.matrix_quantization() && w.interleavable<block_f32x16>(name))
-      return weight_matrix(w.interleaved<block_f32x16>(name));
+    if (kernels::panels_available() && !w.matrix_quantization()) {
+      if (w.interleavable<block_f32x16>(name)) return weight_matrix(w.interleaved<block_f32x16>(name));
+      if (w.interleavable<block_f16x16>(name)) return weight_matrix(w.interleaved<block_f16x16>(name));
+      if (w.interleavable<block_bf16x16>(name)) return weight_matrix(w.interleaved<block_bf16x16>(name));
+    }
     return load(w, name);
   }
 

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include <tessera/core/blocks.hpp>
+#include <tessera/core/blocks_interleaved.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -51,7 +52,7 @@ void get_rows_interleaved(const tensor_view<const B, 2>& table, std::span<const 
     const int r = static_cast<int>(ids[t] % B::rows);
     for (index_t b = 0; b < table.extent(1); ++b) {
       const typename B::row_block rb = row_block(table(p, b), r);
-      if constexpr (std::is_same_v<typename B::row_block, float>) out(static_cast<index_t>(t), b) = rb;
+      if constexpr (is_panel_v<B>) out(static_cast<index_t>(t), b) = to_float(rb);
       else dequantize(&rb, out.row(static_cast<index_t>(t)) + b * B::block_size, 1);
     }
   }

@@ -10,8 +10,8 @@
 // reads each weight row once for all m rows and needs no scratch; larger m (prefill) runs the
 // packed kernels::gemm with scratch from ws (reserve linear_workspace_bytes<W>(k) there beforehand).
 // Weights in ggml blocks (w: (n, k / block) of core/blocks.hpp types) run kernels::quant_linear,
-// which quantizes x's rows once into its scratch (linear_workspace_bytes<B>(m, k)); f32 weights
-// made into panels at load (block_f32x16) run kernels::gemm_panel for every m.
+// which quantizes x's rows once into its scratch (linear_workspace_bytes<B>(m, k)); f32 / f16 /
+// bf16 weights made into panels at load (block_x16) run kernels::gemm_panel for every m.
 #pragma once
 
 #include <optional>
@@ -45,7 +45,7 @@ std::size_t linear_workspace_bytes(index_t k, int threads = num_threads()) noexc
 template <class B>
   requires quant_block<B> || interleaved_block<B>
 std::size_t linear_workspace_bytes(index_t m, index_t k, int threads = num_threads()) noexcept {
-  if constexpr (std::is_same_v<B, block_f32x16>) return 0;  // gemm_panel needs no scratch
+  if constexpr (is_panel_v<B>) return 0;  // gemm_panel needs no scratch
   else return kernels::quant_linear_workspace_bytes<B>(m, k, threads);
 }
 
@@ -107,12 +107,12 @@ void linear(tensor_view<const float, 2> x, tensor_view<W, 2> w, std::optional<te
 }
 
 /// out = x · wᵀ + bias with w in ggml blocks (Q8_0, Q4_K, ...) or interleaved ones (block_q4_0x8),
-/// computed in its blocks; f32 panels (block_f32x16) through kernels::gemm_panel.
+/// computed in its blocks; f32 / f16 / bf16 panels (block_x16) through kernels::gemm_panel.
 template <class B, simd::arch_tag Arch = simd::default_arch>
   requires quant_block<B> || interleaved_block<B>
 void linear(tensor_view<const float, 2> x, tensor_view<const B, 2> w, std::optional<tensor_view<const float, 1>> bias,
             tensor_view<float, 2> out, workspace& ws, Arch = {}) {
-  if constexpr (std::is_same_v<B, block_f32x16>) kernels::gemm_panel(x, w, out, Arch{});
+  if constexpr (is_panel_v<B>) kernels::gemm_panel(x, w, out, Arch{});
   else kernels::quant_linear(x, w, out, ws, Arch{});
   detail::add_bias(bias, out, Arch{});
 }
