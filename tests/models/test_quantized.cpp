@@ -391,6 +391,22 @@ TEST_CASE("GPT-2 GGUFs (Conv1D weights stored (out, in)): read in place as f32 o
 
 namespace {
 
+/// max |layer(x) - plain(x)| and max |plain(x)| for m random normal rows x.
+std::pair<double, double> product_gap(const layers::linear& layer, const layers::linear& plain, index_t m,
+                                      std::mt19937& gen) {
+  std::normal_distribution<float> nd;
+  const index_t k = layer.in_features(), n = layer.out_features();
+  std::vector<float> x(static_cast<std::size_t>(m * k)), a(static_cast<std::size_t>(m * n)), b(a.size());
+  for (auto& v : x) v = nd(gen);
+  workspace ws(std::max(layer.workspace_bytes(m), plain.workspace_bytes(m)));
+  layer.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(a.data(), {m, n}), ws);
+  plain.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(b.data(), {m, n}), ws);
+  double worst = 0, scale = 0;
+  for (std::size_t t = 0; t < a.size(); ++t)
+    worst = std::max(worst, double(std::abs(a[t] - b[t]))), scale = std::max(scale, double(std::abs(b[t])));
+  return {worst, scale};
+}
+
 /// The matrices `prefixes` of `file`, interleaved (B) and stored: the same blocks row for row, the
 /// layer holding B where the kernels exist, and its products equal to the stored rows'.
 template <class B>
@@ -398,7 +414,6 @@ void check_interleaved(const fs::path& file, const std::vector<std::string>& pre
   using R = typename B::row_block;
   auto w = open_weights(file);
   std::mt19937 gen(57);
-  std::normal_distribution<float> nd;
   for (const std::string& prefix : prefixes) {
     const std::string name = prefix + ".weight";
     INFO(file.filename() << ": " << name);
@@ -417,15 +432,7 @@ void check_interleaved(const fs::path& file, const std::vector<std::string>& pre
     CHECK(std::holds_alternative<tensor_view<const B, 2>>(layer.weight().view()) == kernels::interleaved_available());
     const auto plain = layers::linear::from(layers::weight_matrix(stored));
     for (index_t m : {1, 3, 30}) {
-      const index_t k = layer.in_features(), n = layer.out_features();
-      std::vector<float> x(static_cast<std::size_t>(m * k)), a(static_cast<std::size_t>(m * n)), b(a.size());
-      for (auto& v : x) v = nd(gen);
-      workspace ws(std::max(layer.workspace_bytes(m), plain.workspace_bytes(m)));
-      layer.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(a.data(), {m, n}), ws);
-      plain.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(b.data(), {m, n}), ws);
-      double worst = 0, scale = 0;
-      for (std::size_t t = 0; t < a.size(); ++t)
-        worst = std::max(worst, double(std::abs(a[t] - b[t]))), scale = std::max(scale, double(std::abs(b[t])));
+      const auto [worst, scale] = product_gap(layer, plain, m, gen);
       INFO("m " << m << ": max |interleaved - stored| " << worst << " of max " << scale);
       // same integers for m <= quant_rows_max_m; above it a K-quant stored matrix runs the f32 gemm
       // on dequantized panels, without the activations' 8-bit rounding
@@ -460,7 +467,6 @@ template <class E>
 void check_panels(const io::weight_map& w, const std::vector<std::string>& prefixes) {
   using P = block_x16<E>;
   std::mt19937 gen(59);
-  std::normal_distribution<float> nd;
   for (const std::string& prefix : prefixes) {
     const std::string name = prefix + ".weight";
     INFO(name);
@@ -476,15 +482,7 @@ void check_panels(const io::weight_map& w, const std::vector<std::string>& prefi
     CHECK(std::holds_alternative<tensor_view<const P, 2>>(layer.weight().view()) == kernels::panels_available());
     const auto plain = layers::linear::from(layers::weight_matrix(stored));
     for (index_t m : {1, 2, 3, 5, 30}) {
-      const index_t k = layer.in_features(), n = layer.out_features();
-      std::vector<float> x(static_cast<std::size_t>(m * k)), a(static_cast<std::size_t>(m * n)), b(a.size());
-      for (auto& v : x) v = nd(gen);
-      workspace ws(std::max(layer.workspace_bytes(m), plain.workspace_bytes(m)));
-      layer.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(a.data(), {m, n}), ws);
-      plain.forward(tensor_view<const float, 2>(x.data(), {m, k}), tensor_view<float, 2>(b.data(), {m, n}), ws);
-      double worst = 0, scale = 0;
-      for (std::size_t t = 0; t < a.size(); ++t)
-        worst = std::max(worst, double(std::abs(a[t] - b[t]))), scale = std::max(scale, double(std::abs(b[t])));
+      const auto [worst, scale] = product_gap(layer, plain, m, gen);
       INFO("m " << m << ": max |panels - stored rows| " << worst << " of max " << scale);
       CHECK(worst <= 1e-5 * scale);
     }
