@@ -1,6 +1,6 @@
 // BM_gemm/<arch>/<m>x<n>x<k>/t<threads>: tessera's gemm (f32 weights), and on the same shapes
-// BM_gemm_panel (f32 weights in panels made beforehand, kernels/gemm_panel.hpp, where
-// kernels::panels_available), BM_gemm_bf16 and BM_gemm_f16 (narrow weights), BM_gemm_eigen (Eigen 3.4 through Eigen::Map)
+// BM_gemm_panel and BM_gemm_panel_f16 (f32 / f16 weights in panels made beforehand,
+// kernels/gemm_panel.hpp, where kernels::panels_available), BM_gemm_bf16 and BM_gemm_f16 (narrow weights), BM_gemm_eigen (Eigen 3.4 through Eigen::Map)
 // and BM_sgemm_openblas (cblas_sgemm, row-major a · wᵀ), all in one process so ratios are
 // measured side by side. c = a · wᵀ with a: (m, k), w: (n, k), c: (m, n).
 #include "bench_common.hpp"
@@ -28,17 +28,17 @@ void run(benchmark::State& state, shape s, int threads, impl which) {
   tensor_view<const W, 2> wv(w.data(), {s.n, s.k});
   tensor_view<float, 2> cv(c.data(), {s.m, s.n});
   workspace ws(kernels::gemm_workspace_bytes<W>(s.k, threads));
-  std::vector<block_f32x16> panels;
-  if constexpr (std::is_same_v<W, float>)
-    if (which == impl::panel) {
-      panels.resize(std::size_t(s.n / 16 * s.k));
-      for (index_t q = 0; q < s.n / 16; ++q) {
-        const float* rows[16];
-        for (int r = 0; r < 16; ++r) rows[r] = w.data() + (16 * q + r) * s.k;
-        interleave_rows(rows, s.k, panels.data() + q * s.k);
-      }
+  std::vector<block_x16<W>> panels;
+  if (which == impl::panel) {
+    panels.resize(std::size_t(s.n / 16 * s.k));
+    for (index_t q = 0; q < s.n / 16; ++q) {
+      const W* rows[16];
+      for (int r = 0; r < 16; ++r) rows[r] = w.data() + (16 * q + r) * s.k;
+      interleave_rows(rows, s.k, panels.data() + q * s.k);
     }
-  const tensor_view<const block_f32x16, 2> pv(panels.data(), {s.n / 16, s.k});
+  }
+  const index_t panel_rows = panels.empty() ? 0 : s.n / 16;
+  const tensor_view<const block_x16<W>, 2> pv(panels.empty() ? nullptr : panels.data(), {panel_rows, s.k});
   for (auto _ : state) {
     switch (which) {
       case impl::ours: kernels::gemm(av, wv, cv, ws); break;
@@ -85,6 +85,8 @@ void register_all() {
         reg("BM_gemm_eigen/" + tail, [=](benchmark::State& st) { run<float>(st, s, threads, impl::eigen); });
         reg("BM_gemm_bf16/" + tail, [=](benchmark::State& st) { run<bf16>(st, s, threads, impl::ours); });
         reg("BM_gemm_f16/" + tail, [=](benchmark::State& st) { run<f16>(st, s, threads, impl::ours); });
+        if (kernels::panels_available())
+          reg("BM_gemm_panel_f16/" + tail, [=](benchmark::State& st) { run<f16>(st, s, threads, impl::panel); });
       }
 }
 
