@@ -98,9 +98,10 @@ TESSERA_ALWAYS_INLINE void panel_micro(index_t kc, const float* TESSERA_RESTRICT
       }
 }
 
-/// Panels side by side for a tile of `rows` rows: up to 16 accumulators (8 on AVX2: 2 per panel
-/// and row), at most 4 panels. Decode (one row) reads 4 panels at once: 4 streams of memory
-/// instead of 1, 21 -> 29 GB/s on Zen 3, one thread (docs/gemm.md, "Panels at load").
+/// Panels side by side for a tile of `rows` rows: 4 for 1-2 rows, 2 for 3-4, 1 from 5 (rows x
+/// panels x 2 accumulators on AVX2, at most 16). Decode (one row) reads 4 panels at once: 4
+/// streams of memory instead of 1, 21 -> 29 GB/s on Zen 3, one thread (docs/gemm.md, "Panels at
+/// load").
 constexpr int panels_at_once(index_t rows) noexcept {
   return rows >= 5 ? 1 : rows >= 3 ? 2 : 4;
 }
