@@ -573,7 +573,8 @@ class weight_map {
                                 static_cast<std::uint64_t>(e.info.extents[1] / B::block_size) * sizeof(B);
   }
 
-  /// Whether e is a matrix of R (a ggml block, or float) read in place or with its rows reordered.
+  /// Whether e is a matrix of R (a ggml block, or float / f16 / bf16) read in place or with its rows
+  /// reordered.
   template <class R>
   static bool stored_rows_as(const entry& e) noexcept {
     if constexpr (std::is_same_v<R, float> || std::is_same_v<R, f16> || std::is_same_v<R, bf16>)
